@@ -1,0 +1,248 @@
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+
+use super::Prefetch;
+use crate::{Error, Subscriber, Subscription};
+
+/// Creates an inbox: a subscriber that stores what it receives, and the stream that takes it out
+/// and replenishes demand as it goes.
+///
+/// The subscriber requests `prefetch.window()` items in `on_subscribe`; the stream requests
+/// `prefetch.batch()` more each time it has yielded that many. So the buffer never holds more
+/// than the window, however fast the publisher is. The two halves may live in different tasks or
+/// threads; the producing half hands over items under a short lock and the consuming half takes
+/// the whole buffer at once, so one wake-up carries many items.
+///
+/// Dropping the stream cancels the subscription.
+pub fn inbox<T>(prefetch: Prefetch) -> (InboxSubscriber<T>, Inbox<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            subscription: None,
+            end: None,
+            waker: None,
+            consumer_gone: false,
+        }),
+    });
+    let subscriber = InboxSubscriber {
+        shared: shared.clone(),
+        window: prefetch.window(),
+        subscribed: false,
+    };
+    let consumer = Inbox {
+        shared,
+        local: VecDeque::new(),
+        subscription: None,
+        consumed: 0,
+        batch: if prefetch.is_unbounded() {
+            u64::MAX
+        } else {
+            prefetch.batch()
+        },
+        done: false,
+    };
+    (subscriber, consumer)
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    state: Mutex<State<T>>,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    queue: VecDeque<T>,
+    subscription: Option<Subscription>,
+    /// `Some(None)`: completed; `Some(Some(e))`: failed.
+    end: Option<Option<Error>>,
+    waker: Option<Waker>,
+    consumer_gone: bool,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding this lock cannot leave the queue half-updated.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The producing half of an [`inbox`].
+#[derive(Debug)]
+pub struct InboxSubscriber<T> {
+    shared: Arc<Shared<T>>,
+    window: u64,
+    subscribed: bool,
+}
+
+impl<T> InboxSubscriber<T> {
+    fn finish(&mut self, end: Option<Error>) {
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.end.is_none() {
+                state.end = Some(end);
+            }
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl<T> Subscriber<T> for InboxSubscriber<T> {
+    fn on_subscribe(&mut self, subscription: Subscription) {
+        if self.subscribed {
+            subscription.cancel();
+            return;
+        }
+        self.subscribed = true;
+        {
+            let mut state = self.shared.lock();
+            if state.consumer_gone {
+                drop(state);
+                subscription.cancel();
+                return;
+            }
+            state.subscription = Some(subscription.clone());
+        }
+        subscription.request(self.window);
+    }
+
+    #[inline]
+    fn on_next(&mut self, item: T) {
+        let waker = {
+            let mut state = self.shared.lock();
+            state.queue.push_back(item);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn on_error(&mut self, error: Error) {
+        self.finish(Some(error));
+    }
+
+    fn on_complete(&mut self) {
+        self.finish(None);
+    }
+}
+
+impl<T> Drop for InboxSubscriber<T> {
+    fn drop(&mut self) {
+        // A publisher that releases us without a terminal signal (it was cancelled, or its task
+        // was aborted) still ends the consumer's stream instead of leaving it waiting forever.
+        self.finish(None);
+    }
+}
+
+/// The consuming half of an [`inbox`]: a stream of `Result<T, Error>`.
+#[derive(Debug)]
+pub struct Inbox<T> {
+    shared: Arc<Shared<T>>,
+    local: VecDeque<T>,
+    subscription: Option<Subscription>,
+    consumed: u64,
+    batch: u64,
+    done: bool,
+}
+
+impl<T> Inbox<T> {
+    /// Takes an item already moved to this side, without locking.
+    #[inline]
+    pub(crate) fn pop_local(&mut self) -> Option<T> {
+        let item = self.local.pop_front()?;
+        self.note_consumed();
+        Some(item)
+    }
+
+    #[inline]
+    fn note_consumed(&mut self) {
+        self.consumed += 1;
+        if self.consumed >= self.batch {
+            if let Some(subscription) = &self.subscription {
+                subscription.request(self.consumed);
+            }
+            self.consumed = 0;
+        }
+    }
+
+    /// Items received and not yet taken.
+    pub fn len(&self) -> usize {
+        self.local.len() + self.shared.lock().queue.len()
+    }
+
+    /// Whether no item is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Cancels the subscription. Items already received can still be taken.
+    pub fn cancel(&mut self) {
+        let subscription = {
+            let mut state = self.shared.lock();
+            state.consumer_gone = true;
+            state.subscription.clone()
+        };
+        if let Some(subscription) = subscription {
+            subscription.cancel();
+        }
+    }
+}
+
+// Nothing in an inbox is ever pinned: items are moved in and out by value.
+impl<T> Unpin for Inbox<T> {}
+
+impl<T> Stream for Inbox<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<T> Inbox<T> {
+    /// Takes the next item, `None` at the end, or an error the publisher signalled. Like
+    /// `poll_next`, without the `Pin`.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Error>>> {
+        let this = self;
+        if let Some(item) = this.pop_local() {
+            return Poll::Ready(Some(Ok(item)));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut state = this.shared.lock();
+        if this.subscription.is_none() {
+            this.subscription = state.subscription.clone();
+        }
+        if !state.queue.is_empty() {
+            std::mem::swap(&mut this.local, &mut state.queue);
+            drop(state);
+            let item = this.pop_local();
+            return Poll::Ready(item.map(Ok));
+        }
+        if let Some(end) = state.end.take() {
+            this.done = true;
+            return Poll::Ready(end.map(Err));
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Inbox<T> {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}

@@ -1,0 +1,85 @@
+//! Reactive Streams `request(n)` demand for async Rust, and the flow-control pieces built on it.
+//!
+//! A [`Publisher`] emits only what its [`Subscriber`] has asked for through its
+//! [`Subscription`]. That one rule is what turns "the source is faster than the sink" from a
+//! growing heap into a slower source: the sink asks for what it can take, and nothing more is
+//! produced.
+//!
+//! ```
+//! use reactive::{Prefetch, PublisherExt};
+//! use futures::TryStreamExt;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // A window of 16: the publisher never has more than 16 items outstanding, however fast it is.
+//! let total: u64 = reactive::iter(0..10_000u64)
+//!     .map(|x| x * 2)
+//!     .into_stream_with(Prefetch::new(16))
+//!     .try_fold(0, |acc, x| async move { Ok(acc + x) })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(total, 99_990_000);
+//! # }
+//! ```
+//!
+//! # The model
+//! - **Callbacks for signals, a future for the flow.** [`Subscriber`] has the four Reactive
+//!   Streams callbacks (`on_subscribe`, `on_next`, `on_error`, `on_complete`), called
+//!   synchronously. [`Publisher::connect`] calls `on_subscribe` and returns the *connection*, a
+//!   future that emits as it is polled and owns the subscriber. We chose this shape for speed and
+//!   for ownership: a chain of operators compiles into one loop with no allocation, lock or
+//!   virtual call per item; signals are serial because one future owns the subscriber; and
+//!   "release the subscriber" (rule 3.13) is simply the connection ending. Async work in a
+//!   subscriber is done by keeping items and requesting more later ([`inbox`], [`from_sink`]).
+//! - **Demand is a permit count** ([`subscription`], [`demand`]). `request(n)` adds permits
+//!   atomically, saturating at 2^63 − 1, which means unbounded (rule 3.17). The publisher
+//!   takes permits in bulk, so one atomic operation pays for a whole batch of items, and one
+//!   wake-up carries many items across tasks.
+//! - **Requests never recurse.** `request` and `cancel` touch atomics and wake a task; they
+//!   never call back into the subscriber. Calling `request` from inside `on_next` is allowed
+//!   (rule 3.2) and the stack depth stays constant (rule 3.3).
+//!
+//! # Demand
+//! Each `on_next` uses one permit. A subscriber that requested `n` receives at most `n` items
+//! (rule 1.1); it may receive fewer and then a terminal signal (rule 1.2). `request(0)` is an
+//! error: the publisher signals [`Error::BadRequest`] and stops (rule 3.9). Nothing panics.
+//!
+//! # Cancellation
+//! [`Subscription::cancel`] is idempotent and callable from any thread. The publisher checks for
+//! it before every emission, then drops the subscriber (rules 3.5–3.7, 3.12, 3.13). A
+//! subscriber must tolerate the one item that may be in flight when it cancels (rule 2.8).
+//! Dropping a connection, or a stream made by [`PublisherExt::into_stream`], also cancels.
+//!
+//! # Terminal signals
+//! At most one of `on_error` / `on_complete`, after which the connection ends, the subscription
+//! counts as cancelled and no signal follows (rules 1.6, 1.7). A publisher may complete
+//! without demand once it knows it is empty.
+//!
+//! # Across threads
+//! [`Subscription`] is `Send + Sync + Clone`. A connection is `Send` when its source and
+//! subscriber are, so it can be spawned on any runtime thread while its subscriber requests from
+//! another ([`PublisherExt::spawn_stream`]). The demand counter is checked by a stress test on
+//! many threads (`tests/demand_stress.rs`) rather than loom: it is one atomic counter updated by
+//! compare-and-swap, and the stress test also exercises the real wake-ups.
+//!
+//! # Conformance
+//! [`tck`] (feature `tck`, on by default) is the counterpart of the Reactive Streams TCK: it
+//! verifies any publisher or subscriber, including yours, rule by rule.
+
+#![warn(missing_docs)]
+
+pub mod bridge;
+pub mod demand;
+mod error;
+pub mod ops;
+mod publisher;
+pub mod source;
+pub mod subscriber;
+pub mod subscription;
+#[cfg(feature = "tck")]
+pub mod tck;
+
+pub use bridge::{Inbox, Prefetch, from_sink, inbox};
+pub use error::Error;
+pub use publisher::{Publisher, PublisherExt};
+pub use source::{from_stream, from_try_stream, iter};
+pub use subscriber::Subscriber;
+pub use subscription::Subscription;

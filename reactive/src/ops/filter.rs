@@ -1,0 +1,70 @@
+use crate::{Error, Publisher, Subscriber, Subscription};
+
+/// Keeps the items a predicate accepts. See [`PublisherExt::filter`](crate::PublisherExt::filter).
+#[derive(Debug, Clone)]
+#[must_use = "publishers do nothing unless connected"]
+pub struct Filter<P, F> {
+    upstream: P,
+    f: F,
+}
+
+impl<P, F> Filter<P, F> {
+    pub(crate) fn new(upstream: P, f: F) -> Self {
+        Filter { upstream, f }
+    }
+}
+
+impl<P, F> Publisher for Filter<P, F>
+where
+    P: Publisher,
+    F: FnMut(&P::Item) -> bool,
+{
+    type Item = P::Item;
+    type Connection<S: Subscriber<P::Item>> = P::Connection<FilterSubscriber<S, F>>;
+
+    fn connect<S: Subscriber<P::Item>>(self, subscriber: S) -> Self::Connection<S> {
+        self.upstream.connect(FilterSubscriber {
+            downstream: subscriber,
+            f: self.f,
+            upstream: None,
+        })
+    }
+}
+
+/// The subscriber a [`Filter`] connects upstream. A rejected item used up one unit of the
+/// downstream's demand upstream, so it is replaced with `request(1)`.
+#[derive(Debug)]
+pub struct FilterSubscriber<S, F> {
+    downstream: S,
+    f: F,
+    upstream: Option<Subscription>,
+}
+
+impl<T, S, F> Subscriber<T> for FilterSubscriber<S, F>
+where
+    S: Subscriber<T>,
+    F: FnMut(&T) -> bool,
+{
+    fn on_subscribe(&mut self, subscription: Subscription) {
+        if self.upstream.is_some() {
+            subscription.cancel();
+            return;
+        }
+        self.upstream = Some(subscription.clone());
+        self.downstream.on_subscribe(subscription)
+    }
+    #[inline]
+    fn on_next(&mut self, item: T) {
+        if (self.f)(&item) {
+            self.downstream.on_next(item)
+        } else if let Some(upstream) = &self.upstream {
+            upstream.request(1);
+        }
+    }
+    fn on_error(&mut self, error: Error) {
+        self.downstream.on_error(error)
+    }
+    fn on_complete(&mut self) {
+        self.downstream.on_complete()
+    }
+}

@@ -1,0 +1,301 @@
+//! The subscription: the subscriber's handle for `request(n)` and `cancel`, and the
+//! publisher's view of it, [`Demand`].
+//!
+//! # Demand
+//! `request(n)` adds `n` permits to a shared atomic counter (saturating at
+//! [`UNBOUNDED`](crate::demand::UNBOUNDED)). The publisher moves permits from the shared counter
+//! into a local one in bulk, so emitting an item costs no atomic read-modify-write: one atomic
+//! swap moves a whole request batch. A request that finds the counter empty wakes the
+//! publisher's task.
+//!
+//! # Cancellation
+//! `cancel` sets a flag and wakes the publisher. The publisher checks the flag before every
+//! emission, so at most the item being emitted when `cancel` was called still arrives
+//! (rule 2.8); then it drops the subscriber (rule 3.13). `cancel` is idempotent and
+//! `request` after `cancel` does nothing (rules 3.5–3.7).
+//!
+//! # Requests never recurse
+//! Neither `request` nor `cancel` calls the subscriber: they only touch atomics and wake a task.
+//! A subscriber may therefore call them from inside `on_next` (rule 3.2) and the stack never
+//! grows (rule 3.3).
+//!
+//! # Threads
+//! [`Subscription`] is `Send + Sync + Clone`: it may be used from any task or thread. Calls
+//! made concurrently are safe, and no request is lost (checked by `tests/demand_stress.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+use crate::Error;
+use crate::demand;
+
+const CANCELLED: u8 = 1;
+const BAD_REQUEST: u8 = 2;
+
+#[derive(Debug)]
+struct Cell {
+    demand: AtomicU64,
+    flags: AtomicU8,
+    waker: AtomicWaker,
+}
+
+/// Creates a connected pair: the [`Subscription`] to hand to a subscriber's `on_subscribe`, and
+/// the [`Demand`] the publisher reads it through.
+///
+/// ```
+/// use reactive::subscription;
+/// let (subscription, mut demand) = subscription::pair();
+/// subscription.request(2);
+/// assert_eq!(demand.try_ready(), Ok(2));
+/// demand.consume();
+/// assert_eq!(demand.try_ready(), Ok(1));
+/// ```
+pub fn pair() -> (Subscription, Demand) {
+    let cell = Arc::new(Cell {
+        demand: AtomicU64::new(0),
+        flags: AtomicU8::new(0),
+        waker: AtomicWaker::new(),
+    });
+    (
+        Subscription { cell: cell.clone() },
+        Demand { cell, local: 0 },
+    )
+}
+
+/// The subscriber's handle: signals demand with [`request`](Self::request) and stops the flow
+/// with [`cancel`](Self::cancel).
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    cell: Arc<Cell>,
+}
+
+impl Subscription {
+    /// Asks for `n` more items. Demand adds up and saturates at 2^63 − 1, which means
+    /// "unbounded" (rule 3.17).
+    ///
+    /// `request(0)` is a contract violation: the publisher answers with
+    /// [`Error::BadRequest`] through `on_error` and the subscription is cancelled (rule 3.9).
+    /// After `cancel`, `request` does nothing (rule 3.6). Never panics.
+    pub fn request(&self, n: u64) {
+        #[cfg(feature = "tck")]
+        crate::tck::note_subscription_call();
+        let cell = &*self.cell;
+        if cell.flags.load(Ordering::Relaxed) & CANCELLED != 0 {
+            return;
+        }
+        if n == 0 {
+            cell.flags.fetch_or(BAD_REQUEST, Ordering::AcqRel);
+            cell.waker.wake();
+            return;
+        }
+        let mut current = cell.demand.load(Ordering::Relaxed);
+        loop {
+            if demand::is_unbounded(current) {
+                return;
+            }
+            let next = demand::add(current, n);
+            match cell.demand.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        // The publisher only sleeps on an empty counter, so only the request that fills an
+        // empty counter needs to wake it.
+        if current == 0 {
+            cell.waker.wake();
+        }
+    }
+
+    /// Asks the publisher to stop and to release the subscriber. Idempotent; never panics
+    /// (rules 3.5, 3.7, 3.15).
+    pub fn cancel(&self) {
+        #[cfg(feature = "tck")]
+        crate::tck::note_subscription_call();
+        if self.cell.flags.fetch_or(CANCELLED, Ordering::AcqRel) & CANCELLED == 0 {
+            self.cell.waker.wake();
+        }
+    }
+
+    /// Whether `cancel` was called, or the subscription ended through `request(0)`.
+    pub fn is_cancelled(&self) -> bool {
+        self.cell.flags.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether `self` and `other` are handles of the same subscription.
+    pub fn same_as(&self, other: &Subscription) -> bool {
+        Arc::ptr_eq(&self.cell, &other.cell)
+    }
+}
+
+/// Why a publisher must stop emitting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stop {
+    /// The subscriber cancelled: end without a signal.
+    Cancelled,
+    /// The subscriber called `request(0)`: signal [`Error::BadRequest`] and end.
+    BadRequest,
+}
+
+impl Stop {
+    /// The terminal signal the subscriber is owed, if any.
+    pub fn into_error(self) -> Option<Error> {
+        match self {
+            Stop::Cancelled => None,
+            Stop::BadRequest => Some(Error::BadRequest),
+        }
+    }
+}
+
+/// The publisher's side of a subscription: permits to emit.
+///
+/// Call [`poll_ready`](Self::poll_ready) before each emission and [`consume`](Self::consume)
+/// after it. Both are cheap on the hot path: a relaxed load of the flags and a local decrement.
+#[derive(Debug)]
+pub struct Demand {
+    cell: Arc<Cell>,
+    local: u64,
+}
+
+impl Demand {
+    /// Ready with the number of permits available now (at least one; `UNBOUNDED` if unbounded),
+    /// or with the reason to stop. Pending, with the task's waker registered, when there is no
+    /// demand.
+    #[inline]
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<u64, Stop>> {
+        if let Err(stop) = self.check() {
+            return Poll::Ready(Err(stop));
+        }
+        if self.local > 0 {
+            return Poll::Ready(Ok(self.local));
+        }
+        self.poll_refill(cx)
+    }
+
+    #[cold]
+    fn poll_refill(&mut self, cx: &mut Context<'_>) -> Poll<Result<u64, Stop>> {
+        match self.try_ready() {
+            Ok(0) => {}
+            other => return Poll::Ready(other),
+        }
+        self.cell.waker.register(cx.waker());
+        match self.try_ready() {
+            Ok(0) => Poll::Pending,
+            other => Poll::Ready(other),
+        }
+    }
+
+    /// Like [`poll_ready`](Self::poll_ready) without waiting: `Ok(0)` when there is no demand.
+    pub fn try_ready(&mut self) -> Result<u64, Stop> {
+        self.check()?;
+        if self.local == 0 {
+            self.local = self.cell.demand.swap(0, Ordering::AcqRel);
+        }
+        Ok(self.local)
+    }
+
+    /// Uses one permit. Call once per `on_next`.
+    #[inline]
+    pub fn consume(&mut self) {
+        debug_assert!(self.local > 0, "rule 1.1 broken: emitted without demand");
+        self.local = demand::sub(self.local, 1);
+    }
+
+    /// Registers the task to be woken by `request`, `cancel` or `request(0)`. A publisher that
+    /// waits on something else (a stream, a timer) calls this before returning `Pending`, so a
+    /// `cancel` still reaches it.
+    pub fn register(&self, cx: &mut Context<'_>) {
+        self.cell.waker.register(cx.waker());
+    }
+
+    /// Whether the subscriber asked to stop.
+    #[inline]
+    pub fn check(&self) -> Result<(), Stop> {
+        match self.cell.flags.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            flags if flags & CANCELLED != 0 => Err(Stop::Cancelled),
+            _ => Err(Stop::BadRequest),
+        }
+    }
+
+    /// Marks the subscription as ended by the publisher (after `on_complete` or `on_error`),
+    /// so that later `request` and `cancel` calls are no-ops (rule 1.6).
+    pub fn terminate(&self) {
+        self.cell.flags.fetch_or(CANCELLED, Ordering::AcqRel);
+    }
+
+    /// Permits granted but not yet used: local plus shared. For metrics and tests.
+    pub fn outstanding(&self) -> u64 {
+        demand::add(self.local, self.cell.demand.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demand::UNBOUNDED;
+    use futures_util::task::noop_waker_ref;
+
+    #[test]
+    fn requests_add_up_and_saturate() {
+        let (s, mut d) = pair();
+        s.request(3);
+        s.request(4);
+        assert_eq!(d.try_ready(), Ok(7));
+        s.request(u64::MAX);
+        d.consume();
+        // local still holds 6; shared holds UNBOUNDED
+        assert_eq!(d.outstanding(), UNBOUNDED);
+    }
+
+    #[test]
+    fn unbounded_is_never_decremented() {
+        let (s, mut d) = pair();
+        s.request(UNBOUNDED);
+        assert_eq!(d.try_ready(), Ok(UNBOUNDED));
+        for _ in 0..1000 {
+            d.consume();
+        }
+        assert_eq!(d.try_ready(), Ok(UNBOUNDED));
+    }
+
+    #[test]
+    fn request_zero_stops_with_bad_request() {
+        let (s, mut d) = pair();
+        s.request(5);
+        s.request(0);
+        assert_eq!(d.try_ready(), Err(Stop::BadRequest));
+        assert!(matches!(
+            Stop::BadRequest.into_error(),
+            Some(Error::BadRequest)
+        ));
+    }
+
+    #[test]
+    fn request_after_cancel_is_ignored() {
+        let (s, mut d) = pair();
+        s.cancel();
+        s.cancel();
+        s.request(5);
+        s.request(0);
+        assert_eq!(d.try_ready(), Err(Stop::Cancelled));
+        assert_eq!(d.outstanding(), 0);
+    }
+
+    #[test]
+    fn empty_counter_registers_and_request_wakes() {
+        let (s, mut d) = pair();
+        let mut cx = Context::from_waker(noop_waker_ref());
+        assert!(d.poll_ready(&mut cx).is_pending());
+        s.request(1);
+        assert_eq!(d.poll_ready(&mut cx), Poll::Ready(Ok(1)));
+    }
+}

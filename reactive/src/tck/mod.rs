@@ -1,0 +1,168 @@
+//! The conformance suite: the Rust counterpart of the Reactive Streams TCK.
+//!
+//! [`PublisherVerification`] and [`SubscriberVerification`] check any publisher or subscriber,
+//! in this crate or in yours, against the rules of Reactive Streams 1.0.4 that can be checked
+//! mechanically. Each rule is an async method named `rule_<section>_<two-digit number>_<what>`;
+//! it panics with a message naming the rule when the rule is broken, and returns
+//! [`Outcome::Skipped`] when the rule does not apply (a finite check on an infinite publisher,
+//! say).
+//!
+//! The macros [`publisher_tck!`](crate::publisher_tck) and
+//! [`subscriber_tck!`](crate::subscriber_tck) expand into one `#[test]` per rule:
+//!
+//! ```
+//! reactive::publisher_tck!(
+//!     my_range,
+//!     reactive::tck::PublisherVerification::new(|n| reactive::iter(0..n))
+//! );
+//! ```
+//!
+//! # How rules map to Rust
+//! - "Returns normally" means "does not panic". "Throws NullPointerException" rules do not
+//!   apply: Rust has no null.
+//! - Rules about the `Subscription` object itself (3.5–3.9, 3.15–3.17) are checked through the
+//!   publisher under test, because what matters is how the publisher reacts to the calls.
+//! - Concurrency (1.3, 3.5) is checked with stress tests on several OS threads; see also
+//!   `tests/demand_stress.rs` for the demand counter itself.
+//! - Timing: a check waits for an expected signal up to a timeout (2 s by default) and waits a
+//!   short settle time (20 ms by default) before concluding that an unexpected signal did not
+//!   come. Both can be changed on each verification.
+
+mod probe;
+mod publisher;
+mod subscriber;
+
+use std::cell::Cell;
+use std::future::Future;
+
+pub use probe::{Probe, ProbeHandle, Signal};
+pub use publisher::PublisherVerification;
+pub use subscriber::SubscriberVerification;
+
+/// What a rule check concluded, when it did not panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The rule was checked and holds.
+    Passed,
+    /// The rule does not apply to this publisher or subscriber; the reason says why.
+    Skipped(&'static str),
+}
+
+/// Runs a verification future on a fresh two-thread tokio runtime, as the generated tests do.
+///
+/// # Panics
+/// When the future panics (a broken rule), or when called inside a tokio runtime.
+pub fn run<F: Future<Output = Outcome>>(check: F) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("the tck needs a tokio runtime");
+    let outcome = runtime.block_on(check);
+    if let Outcome::Skipped(why) = outcome {
+        eprintln!("skipped: {why}");
+    }
+    outcome
+}
+
+thread_local! {
+    /// Counts subscription calls made on this thread while a terminal signal is delivered.
+    static TERMINAL_CALLS: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Called by `Subscription::request` and `cancel` (feature `tck` only): one thread-local read.
+#[inline]
+pub(crate) fn note_subscription_call() {
+    TERMINAL_CALLS.with(|calls| {
+        if let Some(n) = calls.get() {
+            calls.set(Some(n + 1));
+        }
+    });
+}
+
+/// Runs `f` and returns how many subscription calls it made on this thread.
+pub(crate) fn count_subscription_calls(f: impl FnOnce()) -> u32 {
+    TERMINAL_CALLS.with(|calls| calls.set(Some(0)));
+    f();
+    TERMINAL_CALLS
+        .with(|calls| calls.replace(None))
+        .unwrap_or(0)
+}
+
+/// Expands into a module of `#[test]` functions, one per publisher rule, for the
+/// [`PublisherVerification`] that `$make` builds.
+#[macro_export]
+macro_rules! publisher_tck {
+    ($name:ident, $make:expr) => {
+        #[allow(non_snake_case)]
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn verification() -> $crate::tck::PublisherVerification {
+                $make
+            }
+            $crate::__tck_tests!(verification;
+                rule_1_01_on_next_never_exceeds_requested,
+                rule_1_02_may_complete_with_fewer_items_than_requested,
+                rule_1_03_signals_are_serial,
+                rule_1_04_failure_is_signalled_with_on_error,
+                rule_1_05_completes_after_the_last_item,
+                rule_1_06_terminal_signal_cancels_the_subscription,
+                rule_1_07_no_signal_follows_a_terminal_signal,
+                rule_1_08_cancel_eventually_stops_signals,
+                rule_1_09_on_subscribe_comes_first_and_once,
+                rule_2_12_on_subscribe_is_called_once_per_subscriber,
+                rule_3_02_request_from_on_next_is_allowed,
+                rule_3_03_request_recursion_is_bounded,
+                rule_3_05_cancel_is_thread_safe,
+                rule_3_06_request_after_cancel_is_a_no_op,
+                rule_3_07_cancel_after_cancel_is_a_no_op,
+                rule_3_08_request_registers_demand,
+                rule_3_09_request_zero_signals_error,
+                rule_3_12_cancel_stops_signals,
+                rule_3_13_cancel_releases_the_subscriber,
+                rule_3_15_cancel_returns_normally,
+                rule_3_16_request_returns_normally,
+                rule_3_17_demand_saturates_at_unbounded
+            );
+        }
+    };
+}
+
+/// Expands into a module of `#[test]` functions, one per subscriber rule, for the
+/// [`SubscriberVerification`] of items of type `$item` that `$make` builds.
+#[macro_export]
+macro_rules! subscriber_tck {
+    ($name:ident, $item:ty, $make:expr) => {
+        #[allow(non_snake_case)]
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn verification() -> $crate::tck::SubscriberVerification<$item> {
+                $make
+            }
+            $crate::__tck_tests!(verification;
+                rule_2_01_signals_demand,
+                rule_2_03_terminal_signals_do_not_call_the_subscription,
+                rule_2_05_cancels_a_second_subscription,
+                rule_2_08_tolerates_on_next_after_cancel,
+                rule_2_09_accepts_on_complete_without_request,
+                rule_2_10_accepts_on_error_without_request,
+                rule_2_13_signals_return_normally
+            );
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tck_tests {
+    ($verification:ident; $($rule:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $rule() {
+                $crate::tck::run(async { $verification().$rule().await });
+            }
+        )*
+    };
+}

@@ -1,0 +1,67 @@
+//! The conformance suite against every subscriber the crate ships.
+
+use futures::StreamExt;
+use reactive::Prefetch;
+use reactive::ops::MapSubscriber;
+use reactive::tck::SubscriberVerification;
+
+fn draining_inbox(window: u64) -> reactive::bridge::InboxSubscriber<u64> {
+    let (subscriber, mut inbox) = reactive::inbox(Prefetch::new(window));
+    tokio::spawn(async move { while inbox.next().await.is_some() {} });
+    subscriber
+}
+
+reactive::subscriber_tck!(
+    inbox_subscriber,
+    u64,
+    SubscriberVerification::new(|| draining_inbox(4), |i| i)
+);
+
+reactive::subscriber_tck!(
+    inbox_subscriber_window_1,
+    u64,
+    SubscriberVerification::new(|| draining_inbox(1), |i| i)
+);
+
+reactive::subscriber_tck!(
+    sink_subscriber,
+    String,
+    SubscriberVerification::new(
+        || {
+            let (subscriber, driver) =
+                reactive::from_sink(futures::sink::drain(), Prefetch::new(3));
+            tokio::spawn(driver);
+            subscriber
+        },
+        |i| i.to_string()
+    )
+);
+
+reactive::subscriber_tck!(
+    map_subscriber,
+    u64,
+    SubscriberVerification::new(
+        || MapSubscriber::new(draining_inbox(8), |x: u64| x + 1),
+        |i| i
+    )
+);
+
+#[test]
+fn a_subscriber_that_never_requests_breaks_rule_2_01() {
+    struct Lazy;
+    impl reactive::Subscriber<u64> for Lazy {
+        fn on_subscribe(&mut self, _: reactive::Subscription) {}
+        fn on_next(&mut self, _: u64) {}
+        fn on_error(&mut self, _: reactive::Error) {}
+        fn on_complete(&mut self) {}
+    }
+    let verification =
+        SubscriberVerification::new(|| Lazy, |i| i).timeout(std::time::Duration::from_millis(50));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        reactive::tck::run(verification.rule_2_01_signals_demand())
+    }));
+    assert!(
+        result.is_err(),
+        "the tck must reject a subscriber that never requests"
+    );
+}
