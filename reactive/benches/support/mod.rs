@@ -1,0 +1,37 @@
+//! Shared by the bench binaries: repeat a measurement and keep the median.
+
+use std::time::{Duration, Instant};
+
+/// Runs `f` (which processes `items` items) `reps` times after one warm-up and returns the
+/// median throughput in items per second.
+pub fn items_per_sec(items: u64, reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<Duration> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    items as f64 / times[reps / 2].as_secs_f64()
+}
+
+/// Prints one result line: the figure, and its ratio to the baseline.
+pub fn report(name: &str, value: f64, baseline_name: &str, baseline: f64, target: Option<f64>) {
+    let ratio = value / baseline;
+    let verdict = match target {
+        Some(t) if ratio >= t => format!("  target >= {t:.2}x: met"),
+        Some(t) => format!("  target >= {t:.2}x: NOT met"),
+        None => String::new(),
+    };
+    println!(
+        "{name:<44} {:>8.1} M items/s   {ratio:>5.2}x {baseline_name}{verdict}",
+        value / 1e6
+    );
+}
+
+/// Reads the repetition count from `BENCH_REPS` (default `default`).
+pub fn reps(default: usize) -> usize {
+    std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
