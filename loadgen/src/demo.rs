@@ -28,7 +28,12 @@ pub struct DemoArgs {
 
 impl Default for DemoArgs {
     fn default() -> Self {
-        DemoArgs { items: 2_000_000, sink_rate: 2_000, window: 64, seconds: 3.0 }
+        DemoArgs {
+            items: 2_000_000,
+            sink_rate: 2_000,
+            window: 64,
+            seconds: 3.0,
+        }
     }
 }
 
@@ -49,11 +54,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "A source that can emit {} items as fast as the CPU allows, a sink that takes {}/s, {:.1} s each.\n",
         args.items, args.sink_rate, args.seconds
     );
-    let bounded = one_run(&args, Prefetch::new(args.window)).await.context("bounded run")?;
-    let unbounded = one_run(&args, Prefetch::unbounded()).await.context("unbounded run")?;
-    println!("{:<26} {:>12} {:>12} {:>16}", "demand", "produced", "delivered", "max in flight");
-    for (name, o) in [(format!("request({}) window", args.window), &bounded), ("unbounded".to_string(), &unbounded)] {
-        println!("{name:<26} {:>12} {:>12} {:>16}", o.produced, o.delivered, o.max_in_flight);
+    let bounded = one_run(&args, Prefetch::new(args.window))
+        .await
+        .context("bounded run")?;
+    let unbounded = one_run(&args, Prefetch::unbounded())
+        .await
+        .context("unbounded run")?;
+    println!(
+        "{:<26} {:>12} {:>12} {:>16}",
+        "demand", "produced", "delivered", "max in flight"
+    );
+    for (name, o) in [
+        (format!("request({}) window", args.window), &bounded),
+        ("unbounded".to_string(), &unbounded),
+    ] {
+        println!(
+            "{name:<26} {:>12} {:>12} {:>16}",
+            o.produced, o.delivered, o.max_in_flight
+        );
     }
     println!(
         "\nWith a window the source produced only what the sink asked for: at most {} items were ever in flight.\n\

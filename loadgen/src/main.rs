@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => args,
         None => demo::DemoArgs::default(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadgen: cannot start the runtime: {e}");

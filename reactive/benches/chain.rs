@@ -44,7 +44,9 @@ impl Subscriber<u64> for Counting {
 
 fn main() {
     let reps = support::reps(7);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     println!("a) range -> map -> count, one task, {ITEMS} items, median of {reps}");
 
     let baseline = support::items_per_sec(ITEMS, reps, || {
@@ -55,14 +57,33 @@ fn main() {
         );
         black_box(sum);
     });
-    println!("{:<44} {:>8.1} M items/s", "baseline: futures iter().map().fold()", baseline / 1e6);
+    println!(
+        "{:<44} {:>8.1} M items/s",
+        "baseline: futures iter().map().fold()",
+        baseline / 1e6
+    );
 
     for batch in [1u64, 32, 1024] {
         let rate = support::items_per_sec(ITEMS, reps, || {
-            let subscriber = Counting { batch, left: 0, sum: 0, subscription: None };
-            runtime.block_on(reactive::iter(0..ITEMS).map(|x| x.wrapping_mul(3)).connect(subscriber));
+            let subscriber = Counting {
+                batch,
+                left: 0,
+                sum: 0,
+                subscription: None,
+            };
+            runtime.block_on(
+                reactive::iter(0..ITEMS)
+                    .map(|x| x.wrapping_mul(3))
+                    .connect(subscriber),
+            );
         });
         let target = (batch == 1024).then_some(0.8);
-        support::report(&format!("reactive request({batch})"), rate, "futures", baseline, target);
+        support::report(
+            &format!("reactive request({batch})"),
+            rate,
+            "futures",
+            baseline,
+            target,
+        );
     }
 }

@@ -12,7 +12,10 @@ const ITEMS: u64 = 5_000_000;
 
 fn main() {
     let reps = support::reps(7);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     println!("b) hop across two tokio tasks (2 worker threads), {ITEMS} items, median of {reps}");
 
     let bounded = support::items_per_sec(ITEMS, reps, || {
@@ -57,8 +60,16 @@ fn main() {
             black_box(consumer.await.unwrap());
         })
     });
-    println!("{:<44} {:>8.1} M items/s", "baseline: tokio mpsc bounded(1024)", bounded / 1e6);
-    println!("{:<44} {:>8.1} M items/s", "baseline: tokio mpsc unbounded", unbounded / 1e6);
+    println!(
+        "{:<44} {:>8.1} M items/s",
+        "baseline: tokio mpsc bounded(1024)",
+        bounded / 1e6
+    );
+    println!(
+        "{:<44} {:>8.1} M items/s",
+        "baseline: tokio mpsc unbounded",
+        unbounded / 1e6
+    );
 
     for window in [1024u64, 8192] {
         let rate = support::items_per_sec(ITEMS, reps, || {
@@ -66,7 +77,12 @@ fn main() {
                 let consumer = tokio::spawn(async move {
                     // The connection runs in a task of its own; this task consumes.
                     let stream = reactive::iter(0..ITEMS).spawn_stream(Prefetch::new(window));
-                    stream.try_fold(0u64, |acc, x| async move { Ok(acc.wrapping_add(black_box(x))) }).await
+                    stream
+                        .try_fold(
+                            0u64,
+                            |acc, x| async move { Ok(acc.wrapping_add(black_box(x))) },
+                        )
+                        .await
                 });
                 black_box(consumer.await.unwrap().unwrap());
             })

@@ -33,5 +33,8 @@ pub fn report(name: &str, value: f64, baseline_name: &str, baseline: f64, target
 
 /// Reads the repetition count from `BENCH_REPS` (default `default`).
 pub fn reps(default: usize) -> usize {
-    std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

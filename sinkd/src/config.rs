@@ -1,0 +1,333 @@
+//! Flags as typed ([`Args`]) and the validated configuration ([`Config`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// What a batch costs against the token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Cost {
+    /// One token per request, whatever its size: batching pays.
+    PerRequest,
+    /// One token per event: a batch of n costs n. A batch larger than the burst is admitted
+    /// from a full bucket and paid back by later writes.
+    PerEvent,
+}
+
+/// What happens to a write that finds no tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnLimit {
+    /// Hold the request until its tokens are there (at most `--max-held` at once; past that,
+    /// 503).
+    Delay,
+    /// Answer 429 with `Retry-After` and `RateLimit` headers.
+    Reject,
+}
+
+/// sinkd: an HTTP sink that enforces its write rate on the server side and audits what it got.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sinkd", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on. Binds loopback only unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Writes per second the sink accepts, or `off` for no limit.
+    #[arg(long, default_value = "2000", value_parser = parse_rate)]
+    pub rate_limit: Rate,
+    /// Bucket capacity in writes [default: a tenth of a second of rate, at least 1].
+    #[arg(long)]
+    pub burst: Option<f64>,
+    /// What one write costs.
+    #[arg(long, value_enum, default_value_t = Cost::PerRequest)]
+    pub cost: Cost,
+    /// What happens to a write over the limit.
+    #[arg(long, value_enum, default_value_t = OnLimit::Delay)]
+    pub on_limit: OnLimit,
+    /// With `--on-limit delay`: requests held at once before sinkd answers 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_held: usize,
+    /// Rate during the scheduled stall, writes/s.
+    #[arg(long, requires = "stall_at")]
+    pub stall_rate: Option<f64>,
+    /// When the scheduled stall starts, after start-up (e.g. 600s, 10m).
+    #[arg(long, value_parser = parse_duration, requires = "stall_rate")]
+    pub stall_at: Option<Duration>,
+    /// How long the scheduled stall lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    pub stall_for: Duration,
+    /// Fraction of writes answered with an injected 500, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Seed for the injected failures.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fixed delay added to each accepted write (e.g. 2ms), modelling a database round trip.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// Largest request body accepted; larger bodies get 413 (e.g. 16MiB).
+    #[arg(long, value_parser = parse_bytes, default_value = "16MiB")]
+    pub max_body: u64,
+    /// How long a client may take to send its request headers.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_timeout: Duration,
+    /// Enables /admin/* and requires `Authorization: Bearer TOKEN` on them.
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    /// Appends every accepted event to this file as JSON lines.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+}
+
+/// A write rate, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// No limit.
+    Off,
+    /// Writes per second.
+    PerSecond(f64),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The base rate; `None` for no limit.
+    pub rate: Option<f64>,
+    /// Bucket capacity.
+    pub burst: f64,
+    /// Cost of one write.
+    pub cost: Cost,
+    /// Over-limit behaviour.
+    pub on_limit: OnLimit,
+    /// Held-request bound.
+    pub max_held: usize,
+    /// A stall scheduled at start-up: (start after, duration, rate).
+    pub stall: Option<(Duration, Duration, f64)>,
+    /// Injected failure fraction.
+    pub fail_rate: f64,
+    /// Seed of the injected failures.
+    pub seed: u64,
+    /// Added write latency.
+    pub latency: Duration,
+    /// Largest body.
+    pub max_body: u64,
+    /// Header read timeout.
+    pub header_timeout: Duration,
+    /// Admin token; admin endpoints are off without it.
+    pub admin_token: Option<String>,
+    /// Event log file.
+    pub log: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_args(Args::parse_from(["sinkd"])).expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Checks the flags together. The error names the flag.
+    pub fn from_args(a: Args) -> Result<Config, String> {
+        let rate = match a.rate_limit {
+            Rate::Off => None,
+            Rate::PerSecond(r) => Some(r),
+        };
+        let burst = match a.burst {
+            Some(b) if !(b.is_finite() && b >= 1.0) => {
+                return Err(format!("--burst must be at least 1, got {b}"));
+            }
+            Some(b) => b,
+            None => rate.map_or(1.0, |r| (r / 10.0).max(1.0)),
+        };
+        if !(0.0..=1.0).contains(&a.fail_rate) {
+            return Err(format!(
+                "--fail-rate must be between 0 and 1, got {}",
+                a.fail_rate
+            ));
+        }
+        if a.max_held == 0 {
+            return Err("--max-held must be at least 1".into());
+        }
+        if a.max_body == 0 {
+            return Err("--max-body must be at least 1 byte".into());
+        }
+        let stall = match (a.stall_rate, a.stall_at) {
+            (Some(r), Some(at)) => {
+                check_rate("--stall-rate", r)?;
+                Some((at, a.stall_for, r))
+            }
+            _ => None,
+        };
+        if a.admin_token.as_deref() == Some("") {
+            return Err("--admin-token must not be empty".into());
+        }
+        Ok(Config {
+            listen: a.listen,
+            rate,
+            burst,
+            cost: a.cost,
+            on_limit: a.on_limit,
+            max_held: a.max_held,
+            stall,
+            fail_rate: a.fail_rate,
+            seed: a.seed,
+            latency: a.latency,
+            max_body: a.max_body,
+            header_timeout: a.header_timeout,
+            admin_token: a.admin_token,
+            log: a.log,
+        })
+    }
+}
+
+fn check_rate(flag: &str, r: f64) -> Result<f64, String> {
+    if r.is_finite() && r > 0.0 && r <= 1e9 {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{flag} must be a number of writes/s above 0, got {r}"
+        ))
+    }
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Rate::Off);
+    }
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("expected writes/s (e.g. 2000) or `off`, got `{s}`"))?;
+    check_rate("the rate", r).map(Rate::PerSecond)
+}
+
+/// Parses `90s`, `2ms`, `1.5s`, `10m`, `1h`, `250us`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 90s or 2ms, got `{s}`"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown duration unit `{unit}` in `{s}` (use ns, us, ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("duration out of range: `{s}`"))
+}
+
+/// Parses `1024`, `64KiB`, `16MiB`, `1GiB`, `10KB`, `5MB`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a size like 16MiB, got `{s}`"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size out of range: `{s}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let args = Args::try_parse_from(std::iter::once("sinkd").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn defaults_follow_the_lab() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.rate, Some(2000.0));
+        assert_eq!(c.burst, 200.0);
+        assert_eq!(c.cost, Cost::PerRequest);
+        assert_eq!(c.on_limit, OnLimit::Delay);
+        assert!(c.listen.ip().is_loopback());
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn the_lab_stall_parses() {
+        let c = config(&[
+            "--stall-rate",
+            "200",
+            "--stall-at",
+            "600s",
+            "--stall-for",
+            "90s",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.stall,
+            Some((Duration::from_secs(600), Duration::from_secs(90), 200.0))
+        );
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag_and_the_allowed_values() {
+        let e = config(&["--on-limit", "drop"]).unwrap_err();
+        assert!(
+            e.contains("--on-limit") && e.contains("delay") && e.contains("reject"),
+            "{e}"
+        );
+        let e = config(&["--cost", "free"]).unwrap_err();
+        assert!(e.contains("per-request") && e.contains("per-event"), "{e}");
+        assert!(
+            config(&["--fail-rate", "2"])
+                .unwrap_err()
+                .contains("--fail-rate")
+        );
+        assert!(
+            config(&["--rate-limit=-5"])
+                .unwrap_err()
+                .contains("--rate-limit")
+        );
+        assert!(config(&["--burst", "0"]).unwrap_err().contains("--burst"));
+        assert!(
+            config(&["--latency", "3 parsecs"])
+                .unwrap_err()
+                .contains("--latency")
+        );
+    }
+
+    #[test]
+    fn units_parse() {
+        assert_eq!(parse_duration("2ms").unwrap(), Duration::from_millis(2));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_bytes("16MiB").unwrap(), 16 << 20);
+        assert!(parse_bytes("99999999999999GiB").is_err());
+        assert_eq!(config(&["--rate-limit", "off"]).unwrap().rate, None);
+    }
+}
