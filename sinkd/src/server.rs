@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -143,6 +143,8 @@ struct State {
     limiter: Mutex<Limiter>,
     paused: watch::Sender<bool>,
     held: AtomicUsize,
+    /// No rate limit right now: admission needs neither the lock nor the clock.
+    unlimited: AtomicBool,
     audit: Mutex<Audit>,
     metrics: Metrics,
     rng: Mutex<u64>,
@@ -179,6 +181,7 @@ impl State {
             }),
             paused: watch::Sender::new(false),
             held: AtomicUsize::new(0),
+            unlimited: AtomicBool::new(config.rate.is_none()),
             audit: Mutex::new(Audit::default()),
             metrics,
             rng: Mutex::new(config.seed),
@@ -220,6 +223,7 @@ impl State {
             Some(base) => (self.config.burst * r / base).max(1.0),
             None => (r / 10.0).max(1.0),
         };
+        self.unlimited.store(rate.is_none(), Ordering::Release);
         match (rate, &mut l.bucket) {
             (None, bucket) => *bucket = None,
             (Some(r), Some(b)) => b.set_limits(now, r, burst(r)),
@@ -310,12 +314,24 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(response)
 }
 
+#[derive(Clone, Copy)]
+enum Route {
+    Write,
+    WriteBatch,
+    Metrics,
+    Stats,
+    Health,
+    Admin,
+}
+
 async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    let allowed = match path.as_str() {
-        "/write" | "/write/batch" => Method::POST,
-        "/metrics" | "/stats" | "/healthz" => Method::GET,
+    let path = req.uri().path();
+    let (route, allowed) = match path {
+        "/write" => (Route::Write, Method::POST),
+        "/write/batch" => (Route::WriteBatch, Method::POST),
+        "/metrics" => (Route::Metrics, Method::GET),
+        "/stats" => (Route::Stats, Method::GET),
+        "/healthz" => (Route::Health, Method::GET),
         p if p.starts_with("/admin/") => {
             if state.config.admin_token.is_none() {
                 state.metrics.reject("not_found");
@@ -324,14 +340,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
                     "admin endpoints are off (start sinkd with --admin-token)",
                 );
             }
-            Method::POST
+            (Route::Admin, Method::POST)
         }
         _ => {
             state.metrics.reject("not_found");
             return error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}"));
         }
     };
-    if method != allowed {
+    if req.method() != allowed {
         state.metrics.reject("method_not_allowed");
         let mut r = error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -346,13 +362,16 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .insert(ALLOW, HeaderValue::from_static(allow));
         return r;
     }
-    match path.as_str() {
-        "/write" => write(state, req, false).await,
-        "/write/batch" => write(state, req, true).await,
-        "/metrics" => metrics(state),
-        "/stats" => stats(state, req.uri().query()),
-        "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
-        _ => admin(state, req, &path).await,
+    match route {
+        Route::Write => write(state, req, false).await,
+        Route::WriteBatch => write(state, req, true).await,
+        Route::Metrics => metrics(state),
+        Route::Stats => stats(state, req.uri().query()),
+        Route::Health => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        Route::Admin => {
+            let path = path.to_owned();
+            admin(state, req, &path).await
+        }
     }
 }
 
@@ -474,6 +493,9 @@ async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Respo
 
 /// Waits for or refuses the tokens a write costs.
 async fn admit(state: &Arc<State>, cost: f64) -> Result<(), Response<Body>> {
+    if state.unlimited.load(Ordering::Acquire) && !*state.paused.borrow() {
+        return Ok(());
+    }
     match state.config.on_limit {
         OnLimit::Reject => {
             if *state.paused.borrow() {
