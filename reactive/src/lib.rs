@@ -42,21 +42,87 @@
 //! (rule 1.1); it may receive fewer and then a terminal signal (rule 1.2). `request(0)` is an
 //! error: the publisher signals [`Error::BadRequest`] and stops (rule 3.9). Nothing panics.
 //!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use reactive::{Error, Publisher, Subscriber, Subscription};
+//!
+//! #[derive(Default)]
+//! struct Log(Arc<Mutex<Vec<String>>>);
+//! impl Subscriber<u32> for Log {
+//!     fn on_subscribe(&mut self, s: Subscription) { s.request(2); }
+//!     fn on_next(&mut self, x: u32) { self.0.lock().unwrap().push(x.to_string()); }
+//!     fn on_error(&mut self, e: Error) { self.0.lock().unwrap().push(e.to_string()); }
+//!     fn on_complete(&mut self) { self.0.lock().unwrap().push("done".into()); }
+//! }
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! let connection = reactive::iter(1..=10).connect(Log(log.clone()));
+//! // Two requested, two emitted: the connection now waits for more demand.
+//! let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), connection).await;
+//! assert!(waiting.is_err());
+//! assert_eq!(*log.lock().unwrap(), ["1", "2"]);
+//! # }
+//! ```
+//!
 //! # Cancellation
 //! [`Subscription::cancel`] is idempotent and callable from any thread. The publisher checks for
 //! it before every emission, then drops the subscriber (rules 3.5–3.7, 3.12, 3.13). A
 //! subscriber must tolerate the one item that may be in flight when it cancels (rule 2.8).
 //! Dropping a connection, or a stream made by [`PublisherExt::into_stream`], also cancels.
 //!
+//! ```
+//! use futures::StreamExt;
+//! use reactive::{Prefetch, PublisherExt};
+//! use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+//! # #[tokio::main] async fn main() {
+//! let produced = Arc::new(AtomicU64::new(0));
+//! let counter = produced.clone();
+//! let mut stream = reactive::iter(0u64..) // endless
+//!     .map(move |x| { counter.fetch_add(1, Ordering::SeqCst); x })
+//!     .spawn_stream(Prefetch::new(8));
+//! assert_eq!(stream.next().await.unwrap().unwrap(), 0);
+//! drop(stream); // cancels: the publisher's task stops and releases its subscriber
+//! tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+//! let stopped_at = produced.load(Ordering::SeqCst);
+//! tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+//! assert_eq!(produced.load(Ordering::SeqCst), stopped_at);
+//! assert!(stopped_at <= 16, "never more than the window ahead");
+//! # }
+//! ```
+//!
 //! # Terminal signals
 //! At most one of `on_error` / `on_complete`, after which the connection ends, the subscription
 //! counts as cancelled and no signal follows (rules 1.6, 1.7). A publisher may complete
 //! without demand once it knows it is empty.
 //!
+//! ```
+//! use futures::StreamExt;
+//! use reactive::{Error, PublisherExt};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let source = futures::stream::iter([Ok(1), Err(std::io::Error::other("disk full")), Ok(3)]);
+//! let signals: Vec<_> = reactive::from_try_stream(source).into_stream().collect().await;
+//! // The item before the failure, the failure, and nothing after it: `Ok(3)` is never emitted.
+//! assert_eq!(signals.len(), 2);
+//! assert!(matches!(&signals[1], Err(Error::Upstream(e)) if e.to_string() == "disk full"));
+//! # }
+//! ```
+//!
 //! # Across threads
 //! [`Subscription`] is `Send + Sync + Clone`. A connection is `Send` when its source and
 //! subscriber are, so it can be spawned on any runtime thread while its subscriber requests from
-//! another ([`PublisherExt::spawn_stream`]). The demand counter is checked by a stress test on
+//! another ([`PublisherExt::spawn_stream`]).
+//!
+//! ```
+//! use futures::TryStreamExt;
+//! use reactive::{Prefetch, PublisherExt};
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)] async fn main() {
+//! // The publisher runs in a task of its own; requests cross back from this one.
+//! let items: Vec<u64> = reactive::iter(0..10_000).spawn_stream(Prefetch::new(64)).try_collect().await.unwrap();
+//! assert!(items.into_iter().eq(0..10_000));
+//! # }
+//! ```
+//!
+//! The demand counter is checked by a stress test on
 //! many threads (`tests/demand_stress.rs`) rather than loom: it is one atomic counter updated by
 //! compare-and-swap, and the stress test also exercises the real wake-ups.
 //!

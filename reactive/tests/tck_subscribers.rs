@@ -2,7 +2,7 @@
 
 use futures::StreamExt;
 use reactive::Prefetch;
-use reactive::ops::MapSubscriber;
+use reactive::ops::{FilterSubscriber, MapSubscriber};
 use reactive::tck::SubscriberVerification;
 
 fn draining_inbox(window: u64) -> reactive::bridge::InboxSubscriber<u64> {
@@ -42,6 +42,15 @@ reactive::subscriber_tck!(
     u64,
     SubscriberVerification::new(
         || MapSubscriber::new(draining_inbox(8), |x: u64| x + 1),
+        |i| i
+    )
+);
+
+reactive::subscriber_tck!(
+    filter_subscriber,
+    u64,
+    SubscriberVerification::new(
+        || FilterSubscriber::new(draining_inbox(8), |x: &u64| x % 3 != 0),
         |i| i
     )
 );

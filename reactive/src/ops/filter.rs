@@ -40,6 +40,17 @@ pub struct FilterSubscriber<S, F> {
     upstream: Option<Subscription>,
 }
 
+impl<S, F> FilterSubscriber<S, F> {
+    /// Wraps `downstream` so that it receives only the items `f` accepts.
+    pub fn new(downstream: S, f: F) -> Self {
+        FilterSubscriber {
+            downstream,
+            f,
+            upstream: None,
+        }
+    }
+}
+
 impl<T, S, F> Subscriber<T> for FilterSubscriber<S, F>
 where
     S: Subscriber<T>,
