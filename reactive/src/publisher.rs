@@ -12,6 +12,7 @@ use std::future::Future;
 use crate::Subscriber;
 use crate::bridge::{Inbox, InboxSubscriber, IntoStream, Prefetch};
 use crate::ops::{Filter, Map};
+use crate::queue::{Queue, QueueConfig};
 
 /// A source of items that emits only what its subscriber requested.
 ///
@@ -47,6 +48,12 @@ pub trait PublisherExt: Publisher + Sized {
     /// more upstream, so the subscriber's demand is still met.
     fn filter<F: FnMut(&Self::Item) -> bool>(self, f: F) -> Filter<Self, F> {
         Filter::new(self, f)
+    }
+
+    /// Puts a [`Queue`] after this publisher: bounded, unbounded or pull, with an overflow
+    /// policy. See [`crate::queue`].
+    fn queue(self, config: QueueConfig<Self::Item>) -> Queue<Self> {
+        Queue::new(self, config)
     }
 
     /// A [`Stream`](futures_core::Stream) of `Result<Item, Error>` that polls the connection in the

@@ -129,6 +129,12 @@ impl Subscription {
         self.cell.flags.load(Ordering::Acquire) != 0
     }
 
+    /// Marks the subscription ended by its publisher (rule 1.6), for operators that hand the
+    /// subscriber a subscription of their own but let another connection emit.
+    pub(crate) fn terminate(&self) {
+        self.cell.flags.fetch_or(CANCELLED, Ordering::AcqRel);
+    }
+
     /// Whether `self` and `other` are handles of the same subscription.
     pub fn same_as(&self, other: &Subscription) -> bool {
         Arc::ptr_eq(&self.cell, &other.cell)
@@ -200,6 +206,14 @@ impl Demand {
             self.local = self.cell.demand.swap(0, Ordering::AcqRel);
         }
         Ok(self.local)
+    }
+
+    /// For operators that forward demand upstream instead of emitting: the requests made since
+    /// the last call (saturating; `UNBOUNDED` once unbounded), or the reason to stop. Local
+    /// permits are left alone.
+    pub fn take_requests(&mut self) -> Result<u64, Stop> {
+        self.check()?;
+        Ok(self.cell.demand.swap(0, Ordering::AcqRel))
     }
 
     /// Uses one permit. Call once per `on_next`.

@@ -1,0 +1,194 @@
+//! What a queue reports while it runs: depth, high-water marks, time blocked, drops.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::DropReason;
+
+/// Live counters of one queue, shared between the queue and whoever watches it (a progress
+/// bar, a metrics exporter, a slow-source controller). Cheap to read at any time.
+#[derive(Debug)]
+pub struct QueueStats {
+    capacity: u64,
+    depth: AtomicU64,
+    depth_bytes: AtomicU64,
+    high_water: AtomicU64,
+    high_water_bytes: AtomicU64,
+    pushed: AtomicU64,
+    popped: AtomicU64,
+    dropped_newest: AtomicU64,
+    dropped_oldest: AtomicU64,
+    dropped_priority: [AtomicU64; 16],
+    overflowed: AtomicBool,
+    blocked: Mutex<Blocked>,
+}
+
+#[derive(Debug, Default)]
+struct Blocked {
+    total: Duration,
+    since: Option<Instant>,
+}
+
+/// A copy of a queue's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueSnapshot {
+    /// The capacity (`u64::MAX` when unbounded; 0 in pull mode).
+    pub capacity: u64,
+    /// Items queued now.
+    pub depth: u64,
+    /// Bytes queued now, as the queue's weigher counts them.
+    pub depth_bytes: u64,
+    /// The most items ever queued at once.
+    pub high_water: u64,
+    /// The most bytes ever queued at once.
+    pub high_water_bytes: u64,
+    /// Items that entered.
+    pub pushed: u64,
+    /// Items that left downstream.
+    pub popped: u64,
+    /// Items dropped on arrival because the queue was full.
+    pub dropped_newest: u64,
+    /// Items evicted from the head to make room.
+    pub dropped_oldest: u64,
+    /// Items shed per priority class (index = class).
+    pub dropped_priority: Vec<u64>,
+    /// Time the upstream spent blocked by a full queue (in pull mode: with no downstream demand).
+    pub blocked: Duration,
+    /// Whether an unbounded queue hit its safety cap.
+    pub overflowed: bool,
+}
+
+impl QueueSnapshot {
+    /// All items dropped, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_newest + self.dropped_oldest + self.dropped_priority.iter().sum::<u64>()
+    }
+
+    /// Depth as a fraction of capacity (0 when unbounded or pull).
+    pub fn fill(&self) -> f64 {
+        if self.capacity == 0 || self.capacity == u64::MAX {
+            0.0
+        } else {
+            self.depth as f64 / self.capacity as f64
+        }
+    }
+}
+
+impl QueueStats {
+    pub(crate) fn new(capacity: u64) -> Self {
+        QueueStats {
+            capacity,
+            depth: AtomicU64::new(0),
+            depth_bytes: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
+            high_water_bytes: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
+            popped: AtomicU64::new(0),
+            dropped_newest: AtomicU64::new(0),
+            dropped_oldest: AtomicU64::new(0),
+            dropped_priority: Default::default(),
+            overflowed: AtomicBool::new(false),
+            blocked: Mutex::new(Blocked::default()),
+        }
+    }
+
+    pub(crate) fn pushed(&self, bytes: u64) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        let depth_bytes = self.depth_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.high_water.fetch_max(depth, Ordering::Relaxed);
+        self.high_water_bytes
+            .fetch_max(depth_bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn popped(&self, bytes: u64) {
+        self.popped.fetch_add(1, Ordering::Relaxed);
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        self.depth_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// An item that passed straight through (pull mode).
+    pub(crate) fn passed(&self) {
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        self.popped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An item left the queue without going downstream.
+    pub(crate) fn dropped(&self, reason: DropReason, bytes_left: Option<u64>) {
+        if let Some(bytes) = bytes_left {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.depth_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+        match reason {
+            DropReason::Newest => &self.dropped_newest,
+            DropReason::Oldest => &self.dropped_oldest,
+            DropReason::Priority(c) => &self.dropped_priority[usize::from(c).min(15)],
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn overflow(&self) {
+        self.overflowed.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the start or the end of a blocked spell.
+    pub(crate) fn set_blocked(&self, blocked: bool) {
+        let mut b = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        match (blocked, b.since) {
+            (true, None) => b.since = Some(Instant::now()),
+            (false, Some(since)) => {
+                b.total += since.elapsed();
+                b.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Items queued now.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Depth as a fraction of capacity: the pressure signal a slow-source controller reads
+    /// (0 when unbounded or pull).
+    pub fn fill(&self) -> f64 {
+        if self.capacity == 0 || self.capacity == u64::MAX {
+            0.0
+        } else {
+            self.depth() as f64 / self.capacity as f64
+        }
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let blocked = {
+            let b = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            b.total + b.since.map_or(Duration::ZERO, |s| s.elapsed())
+        };
+        let mut dropped_priority: Vec<u64> = self
+            .dropped_priority
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        while dropped_priority.last() == Some(&0) {
+            dropped_priority.pop();
+        }
+        QueueSnapshot {
+            capacity: self.capacity,
+            depth: self.depth(),
+            depth_bytes: self.depth_bytes.load(Ordering::Relaxed),
+            high_water: self.high_water.load(Ordering::Relaxed),
+            high_water_bytes: self.high_water_bytes.load(Ordering::Relaxed),
+            pushed: self.pushed.load(Ordering::Relaxed),
+            popped: self.popped.load(Ordering::Relaxed),
+            dropped_newest: self.dropped_newest.load(Ordering::Relaxed),
+            dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
+            dropped_priority,
+            blocked,
+            overflowed: self.overflowed.load(Ordering::Relaxed),
+        }
+    }
+}
