@@ -11,7 +11,7 @@ use std::future::Future;
 
 use crate::Subscriber;
 use crate::bridge::{Inbox, InboxSubscriber, IntoStream, Prefetch};
-use crate::ops::{Filter, Map};
+use crate::ops::{Batch, Filter, Map};
 use crate::queue::{Queue, QueueConfig};
 
 /// A source of items that emits only what its subscriber requested.
@@ -48,6 +48,12 @@ pub trait PublisherExt: Publisher + Sized {
     /// more upstream, so the subscriber's demand is still met.
     fn filter<F: FnMut(&Self::Item) -> bool>(self, f: F) -> Filter<Self, F> {
         Filter::new(self, f)
+    }
+
+    /// Groups items into batches of `size`, emitting a partial batch once its oldest item has
+    /// waited `linger`, whichever comes first. Demand-correct: see [`Batch`].
+    fn batch(self, size: usize, linger: std::time::Duration) -> Batch<Self> {
+        Batch::new(self, size, linger)
     }
 
     /// Puts a [`Queue`] after this publisher: bounded, unbounded or pull, with an overflow

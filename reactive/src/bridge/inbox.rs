@@ -38,12 +38,13 @@ pub fn inbox<T>(prefetch: Prefetch) -> (InboxSubscriber<T>, Inbox<T>) {
         local: VecDeque::new(),
         subscription: None,
         consumed: 0,
-        batch: if prefetch.is_unbounded() {
+        batch: if prefetch.is_unbounded() || prefetch.is_manual() {
             u64::MAX
         } else {
             prefetch.batch()
         },
         done: false,
+        pending: 0,
     };
     (subscriber, consumer)
 }
@@ -111,7 +112,9 @@ impl<T> Subscriber<T> for InboxSubscriber<T> {
             }
             state.subscription = Some(subscription.clone());
         }
-        subscription.request(self.window);
+        if self.window > 0 {
+            subscription.request(self.window);
+        }
     }
 
     #[inline]
@@ -152,6 +155,8 @@ pub struct Inbox<T> {
     consumed: u64,
     batch: u64,
     done: bool,
+    /// Manual requests made before the subscription arrived.
+    pending: u64,
 }
 
 impl<T> Inbox<T> {
@@ -171,6 +176,18 @@ impl<T> Inbox<T> {
                 subscription.request(self.consumed);
             }
             self.consumed = 0;
+        }
+    }
+
+    /// Requests `n` more items upstream (for a [`Prefetch::manual`] inbox). Requests made before
+    /// the publisher subscribed are sent when it does.
+    pub fn request(&mut self, n: u64) {
+        if self.subscription.is_none() {
+            self.subscription = self.shared.lock().subscription.clone();
+        }
+        match &self.subscription {
+            Some(s) => s.request(n),
+            None => self.pending = crate::demand::add(self.pending, n),
         }
     }
 
@@ -222,6 +239,9 @@ impl<T> Inbox<T> {
         let mut state = this.shared.lock();
         if this.subscription.is_none() {
             this.subscription = state.subscription.clone();
+            if let (Some(s), true) = (&this.subscription, this.pending > 0) {
+                s.request(std::mem::take(&mut this.pending));
+            }
         }
         if !state.queue.is_empty() {
             std::mem::swap(&mut this.local, &mut state.queue);

@@ -46,6 +46,20 @@ impl Prefetch {
         }
     }
 
+    /// Requests nothing by itself: the consumer calls [`Inbox::request`](crate::Inbox::request).
+    /// For operators that compute their own demand.
+    pub fn manual() -> Self {
+        Prefetch {
+            window: 0,
+            replenish: 1.0,
+        }
+    }
+
+    /// Whether requests are left to the consumer.
+    pub fn is_manual(&self) -> bool {
+        self.window == 0
+    }
+
     /// Replenishes after this fraction of the window is consumed, clamped to `(0, 1]`.
     /// Smaller fractions mean more, smaller requests; `1.0` waits until the window is empty.
     pub fn replenish_at(self, fraction: f64) -> Self {
@@ -64,6 +78,9 @@ impl Prefetch {
 
     /// The size of each replenishing request.
     pub fn batch(&self) -> u64 {
+        if self.window == 0 {
+            return 0;
+        }
         ((self.window as f64 * self.replenish).ceil() as u64).clamp(1, self.window)
     }
 

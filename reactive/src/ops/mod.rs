@@ -5,8 +5,10 @@
 //! downstream subscriber inside the upstream one, so a chain compiles to one loop with no
 //! allocation or synchronisation per item.
 
+mod batch;
 mod filter;
 mod map;
 
+pub use batch::{Batch, BatchConnection};
 pub use filter::{Filter, FilterSubscriber};
 pub use map::{Map, MapSubscriber};

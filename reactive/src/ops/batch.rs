@@ -1,0 +1,238 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
+use crate::demand::{self, UNBOUNDED};
+use crate::subscription::{self, Demand};
+use crate::{Error, Publisher, Subscriber};
+
+/// Groups items into batches of `size`, or fewer once the oldest item has waited `linger`.
+/// See [`PublisherExt::batch`](crate::PublisherExt::batch).
+///
+/// # Demand
+/// A batch is only ever emitted against downstream demand, never pushed. Downstream
+/// `request(k)` becomes an upstream request for up to `k × size` items, minus what is already
+/// buffered or on its way; so at most one batch is held without demand. When the linger timer
+/// fires without demand, the partial batch waits for the next request.
+///
+/// # Guarantees
+/// No empty batch is ever emitted. The last partial batch is emitted before `on_complete` (and
+/// before `on_error`, when there is demand for it). Arithmetic saturates: `request(u64::MAX)`
+/// is unbounded.
+///
+/// ```
+/// use reactive::PublisherExt;
+/// use futures::TryStreamExt;
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let batches: Vec<Vec<u32>> = reactive::iter(0..7).batch(3, Duration::from_millis(5))
+///     .into_stream().try_collect().await.unwrap();
+/// assert_eq!(batches, [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "publishers do nothing unless connected"]
+pub struct Batch<P> {
+    upstream: P,
+    size: usize,
+    linger: Duration,
+}
+
+impl<P> Batch<P> {
+    pub(crate) fn new(upstream: P, size: usize, linger: Duration) -> Self {
+        Batch {
+            upstream,
+            size: size.max(1),
+            linger,
+        }
+    }
+}
+
+impl<P: Publisher> Publisher for Batch<P> {
+    type Item = Vec<P::Item>;
+    type Connection<S: Subscriber<Vec<P::Item>>> = BatchConnection<P, S>;
+
+    fn connect<S: Subscriber<Vec<P::Item>>>(self, mut subscriber: S) -> Self::Connection<S> {
+        let (subscription, demand) = subscription::pair();
+        subscriber.on_subscribe(subscription);
+        let (input, inbox) = inbox(Prefetch::manual());
+        BatchConnection {
+            upstream: Some(self.upstream.connect(input)),
+            timer: tokio::time::sleep(Duration::ZERO),
+            state: BatchState {
+                inbox,
+                downstream: Some(subscriber),
+                demand,
+                size: self.size,
+                linger: self.linger,
+                buffer: Vec::new(),
+                outstanding: 0,
+                timing: false,
+                due: false,
+                end: None,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The connection of a [`Batch`].
+    #[must_use = "a connection emits nothing unless polled"]
+    pub struct BatchConnection<P: Publisher, S> {
+        #[pin]
+        upstream: Option<P::Connection<InboxSubscriber<P::Item>>>,
+        #[pin]
+        timer: Sleep,
+        state: BatchState<P::Item, S>,
+    }
+}
+
+impl<P: Publisher, S> std::fmt::Debug for BatchConnection<P, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchConnection")
+            .field("buffered", &self.state.buffer.len())
+            .finish()
+    }
+}
+
+struct BatchState<T, S> {
+    inbox: Inbox<T>,
+    downstream: Option<S>,
+    demand: Demand,
+    size: usize,
+    linger: Duration,
+    buffer: Vec<T>,
+    /// Items requested upstream and not yet received.
+    outstanding: u64,
+    /// Whether the linger timer runs for the current batch.
+    timing: bool,
+    /// The linger expired while there was no demand.
+    due: bool,
+    end: Option<Option<Error>>,
+}
+
+impl<T, S: Subscriber<Vec<T>>> BatchState<T, S> {
+    fn emit(&mut self) {
+        // Preallocate modestly: a huge `size` must not become a huge allocation.
+        let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.size.min(1024)));
+        self.timing = false;
+        self.due = false;
+        self.demand.consume();
+        if let Some(d) = self.downstream.as_mut() {
+            d.on_next(batch);
+        }
+    }
+
+    fn finish(&mut self, error: Option<Error>) {
+        if let Some(mut d) = self.downstream.take() {
+            match error {
+                Some(e) => d.on_error(e),
+                None => d.on_complete(),
+            }
+        }
+        self.demand.terminate();
+    }
+}
+
+impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let st = &mut *this.state;
+        if st.downstream.is_none() {
+            return Poll::Ready(());
+        }
+        let mut budget = crate::source::YIELD_BUDGET;
+        loop {
+            if let Some(upstream) = this.upstream.as_mut().as_pin_mut() {
+                if upstream.poll(cx).is_ready() {
+                    this.upstream.set(None);
+                }
+            }
+            st.demand.register(cx);
+            let permits = match st.demand.try_ready() {
+                Ok(p) => p,
+                Err(stop) => {
+                    st.inbox.cancel();
+                    match stop.into_error() {
+                        Some(e) => st.finish(Some(e)),
+                        None => {
+                            st.downstream = None;
+                            st.demand.terminate();
+                        }
+                    }
+                    return Poll::Ready(());
+                }
+            };
+            // Ask upstream for what the granted batches can hold, less what is already here.
+            if st.end.is_none() {
+                let want = if demand::is_unbounded(permits) {
+                    UNBOUNDED
+                } else {
+                    permits.saturating_mul(st.size as u64)
+                };
+                let have = demand::add(st.buffer.len() as u64, st.outstanding);
+                if want > have {
+                    let more = want - have;
+                    st.outstanding = demand::add(st.outstanding, more);
+                    st.inbox.request(more);
+                }
+            }
+            let mut progressed = false;
+            // Take items while a batch can still be formed or emitted.
+            while st.end.is_none() && st.buffer.len() < st.size {
+                match st.inbox.poll_recv(cx) {
+                    Poll::Ready(Some(Ok(item))) => {
+                        st.outstanding = demand::sub(st.outstanding, 1);
+                        if st.buffer.is_empty() {
+                            this.timer.as_mut().reset(Instant::now() + st.linger);
+                            st.timing = true;
+                        }
+                        st.buffer.push(item);
+                    }
+                    Poll::Ready(Some(Err(e))) => st.end = Some(Some(e)),
+                    Poll::Ready(None) => st.end = Some(None),
+                    Poll::Pending => break,
+                }
+            }
+            if st.timing && !st.due && this.timer.as_mut().poll(cx).is_ready() {
+                st.due = true;
+            }
+            let has_demand = st.demand.try_ready().unwrap_or(0) > 0;
+            let ready = st.buffer.len() >= st.size
+                || (st.due && !st.buffer.is_empty())
+                || (st.end.is_some() && !st.buffer.is_empty());
+            if ready && has_demand {
+                st.emit();
+                progressed = true;
+            }
+            if let Some(end) = &st.end {
+                if st.buffer.is_empty() {
+                    let end = end.clone();
+                    st.finish(end);
+                    return Poll::Ready(());
+                }
+                if !has_demand && matches!(end, Some(_)) {
+                    // An error does not wait for demand: the partial batch is dropped with it.
+                    let end = end.clone();
+                    st.finish(end);
+                    return Poll::Ready(());
+                }
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+}
