@@ -218,7 +218,7 @@ impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S>
                     st.finish(end);
                     return Poll::Ready(());
                 }
-                if !has_demand && matches!(end, Some(_)) {
+                if !has_demand && end.is_some() {
                     // An error does not wait for demand: the partial batch is dropped with it.
                     let end = end.clone();
                     st.finish(end);
