@@ -138,6 +138,7 @@ mod error;
 pub mod ops;
 mod publisher;
 pub mod queue;
+pub mod sink;
 pub mod source;
 pub mod subscriber;
 pub mod subscription;

@@ -74,3 +74,22 @@ fn a_subscriber_that_never_requests_breaks_rule_2_01() {
         "the tck must reject a subscriber that never requests"
     );
 }
+
+reactive::subscriber_tck!(
+    worker_pool_subscriber,
+    u64,
+    SubscriberVerification::new(
+        || {
+            let config = reactive::sink::WorkersConfig {
+                workers: 2,
+                window: 2,
+                partitioning: reactive::sink::Partitioning::Key,
+            };
+            let (subscriber, pool) =
+                reactive::sink::workers(config, |x: &u64| *x, |_, _x: u64| async {});
+            tokio::spawn(pool);
+            subscriber
+        },
+        |i| i
+    )
+);

@@ -1,0 +1,241 @@
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+
+use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
+use crate::{Error, demand};
+
+/// How items are spread over the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Partitioning {
+    /// Worker after worker: the most even load, but two items of one key may be written by two
+    /// workers at once and arrive out of order.
+    RoundRobin,
+    /// By a hash of the item's key: each key's items are written one after another by one
+    /// worker, so per-key order holds; an uneven key distribution loads workers unevenly.
+    Key,
+}
+
+/// The shape of a worker pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// How many writes may run at once (at least 1).
+    pub workers: usize,
+    /// Items held per worker, queued or being written; the pool requests upstream no more than
+    /// `workers × window` in all.
+    pub window: usize,
+    /// How items are assigned.
+    pub partitioning: Partitioning,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            workers: 4,
+            window: 16,
+            partitioning: Partitioning::Key,
+        }
+    }
+}
+
+/// Counters of a worker pool, readable while it runs.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    started: AtomicU64,
+    completed: AtomicU64,
+    busy_ns: AtomicU64,
+    held: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Writes started.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+    /// Writes finished.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+    /// Time spent writing, summed over workers.
+    pub fn busy(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
+    }
+    /// Items held by the pool now (queued at a worker or being written).
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// Makes a pool of `config.workers` concurrent writers: returns the subscriber to connect to a
+/// publisher and the driver future that runs the writes. `key` gives an item's partition key
+/// (used with [`Partitioning::Key`]); `write(worker, item)` writes one item.
+///
+/// Each worker writes its items one at a time, in the order it received them. The driver ends
+/// with `Ok(())` once the publisher completed and every write finished, or with the publisher's
+/// error once the items already taken are written.
+///
+/// ```
+/// use reactive::sink::{workers, Partitioning, WorkersConfig};
+/// use reactive::Publisher;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let config = WorkersConfig { workers: 3, window: 4, partitioning: Partitioning::Key };
+/// let (subscriber, pool) = workers(config, |x: &u64| x % 5, |_worker, _x: u64| async {});
+/// let stats = pool.stats();
+/// let (_, result) = tokio::join!(reactive::iter(0..100u64).connect(subscriber), pool);
+/// result.unwrap();
+/// assert_eq!(stats.completed(), 100);
+/// # }
+/// ```
+pub fn workers<T, K, W, Fut>(
+    config: WorkersConfig,
+    key: K,
+    write: W,
+) -> (InboxSubscriber<T>, WorkersDriver<T, K, W, Fut>)
+where
+    K: Fn(&T) -> u64,
+    W: FnMut(usize, T) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let n = config.workers.max(1);
+    let (subscriber, inbox) = inbox(Prefetch::manual());
+    let driver = WorkersDriver {
+        inbox,
+        queues: (0..n).map(|_| VecDeque::new()).collect(),
+        inflight: (0..n).map(|_| None).collect(),
+        capacity: n.saturating_mul(config.window.max(1)) as u64,
+        held: 0,
+        outstanding: 0,
+        next: 0,
+        partitioning: config.partitioning,
+        key,
+        write,
+        end: None,
+        stats: Arc::new(WorkerStats::default()),
+    };
+    (subscriber, driver)
+}
+
+/// Runs the writes of a [`workers`] pool.
+pub struct WorkersDriver<T, K, W, Fut> {
+    inbox: Inbox<T>,
+    queues: Vec<VecDeque<T>>,
+    inflight: Vec<Option<(Pin<Box<Fut>>, Instant)>>,
+    capacity: u64,
+    held: u64,
+    outstanding: u64,
+    next: usize,
+    partitioning: Partitioning,
+    key: K,
+    write: W,
+    end: Option<Option<Error>>,
+    stats: Arc<WorkerStats>,
+}
+
+/// The type [`workers`] returns as its pool; kept as an alias for signatures.
+pub type Workers<T, K, W, Fut> = WorkersDriver<T, K, W, Fut>;
+
+impl<T, K, W, Fut> std::fmt::Debug for WorkersDriver<T, K, W, Fut> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersDriver")
+            .field("workers", &self.queues.len())
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+// The driver never pins its fields: futures are boxed.
+impl<T, K, W, Fut> Unpin for WorkersDriver<T, K, W, Fut> {}
+
+impl<T, K, W, Fut> WorkersDriver<T, K, W, Fut> {
+    /// The pool's live counters.
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+}
+
+/// Spreads keys over workers even when keys are small consecutive numbers.
+fn spread(key: u64) -> u64 {
+    let z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB)
+}
+
+impl<T, K, W, Fut> Future for WorkersDriver<T, K, W, Fut>
+where
+    K: Fn(&T) -> u64,
+    W: FnMut(usize, T) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let n = this.queues.len();
+        loop {
+            let mut progressed = false;
+            // Demand: the room the pool has, less what is already on its way.
+            if this.end.is_none() {
+                let room = this
+                    .capacity
+                    .saturating_sub(this.held)
+                    .saturating_sub(this.outstanding);
+                if room > 0 {
+                    this.outstanding = demand::add(this.outstanding, room);
+                    this.inbox.request(room);
+                }
+            }
+            while this.end.is_none() && this.held < this.capacity {
+                match this.inbox.poll_recv(cx) {
+                    Poll::Ready(Some(Ok(item))) => {
+                        this.outstanding = this.outstanding.saturating_sub(1);
+                        let worker = match this.partitioning {
+                            Partitioning::RoundRobin => {
+                                this.next = (this.next + 1) % n;
+                                this.next
+                            }
+                            Partitioning::Key => (spread((this.key)(&item)) % n as u64) as usize,
+                        };
+                        this.queues[worker].push_back(item);
+                        this.held += 1;
+                        this.stats.held.store(this.held, Ordering::Relaxed);
+                    }
+                    Poll::Ready(Some(Err(e))) => this.end = Some(Some(e)),
+                    Poll::Ready(None) => this.end = Some(None),
+                    Poll::Pending => break,
+                }
+            }
+            for w in 0..n {
+                if this.inflight[w].is_none() {
+                    if let Some(item) = this.queues[w].pop_front() {
+                        this.stats.started.fetch_add(1, Ordering::Relaxed);
+                        this.inflight[w] = Some((Box::pin((this.write)(w, item)), Instant::now()));
+                    }
+                }
+                if let Some((write, started)) = this.inflight[w].as_mut() {
+                    if write.as_mut().poll(cx).is_ready() {
+                        let took = started.elapsed().as_nanos() as u64;
+                        this.stats.busy_ns.fetch_add(took, Ordering::Relaxed);
+                        this.stats.completed.fetch_add(1, Ordering::Relaxed);
+                        this.inflight[w] = None;
+                        this.held -= 1;
+                        this.stats.held.store(this.held, Ordering::Relaxed);
+                        progressed = true;
+                    }
+                }
+            }
+            if this.held == 0 {
+                if let Some(end) = this.end.take() {
+                    return Poll::Ready(end.map_or(Ok(()), Err));
+                }
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+    }
+}
