@@ -135,6 +135,7 @@
 pub mod bridge;
 pub mod demand;
 mod error;
+pub mod flow;
 pub mod ops;
 mod publisher;
 pub mod queue;

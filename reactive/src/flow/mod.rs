@@ -1,0 +1,17 @@
+//! Flow metrics and flow control that sit beside the pipeline rather than in it.
+//!
+//! - [`Stage`]: where each stage's time goes, as Flink reports it: busy (working), idle
+//!   (waiting for input) or backpressured (waiting for the stage after it), with items in and
+//!   out. A snapshot is a plain struct, for loadgen to print and export.
+//! - [`find_bottleneck`]: names the stage that limits throughput from a set of snapshots: the
+//!   stage the others are waiting on, or one that is busy with a full input.
+//! - [`Aimd`]: additive-increase / multiplicative-decrease control of a source's rate from a
+//!   pressure signal (a queue's fill, a lag), the "slow-source" overload policy.
+
+mod aimd;
+mod bottleneck;
+mod stage;
+
+pub use aimd::Aimd;
+pub use bottleneck::{Bottleneck, BottleneckKind, find_bottleneck};
+pub use stage::{Activity, Stage, StageSnapshot};
