@@ -119,6 +119,7 @@ impl<P: Publisher> Publisher for Queue<P> {
                 blocks,
                 replenish: (capacity as u64 / 8).max(1),
                 taken: 0,
+                local: std::collections::VecDeque::new(),
             }),
         }
     }
@@ -408,7 +409,13 @@ struct Buffered<T, S> {
     blocks: bool,
     replenish: u64,
     taken: u64,
+    /// Items moved out of the shared buffer under one lock, emitted without it. They still
+    /// count as queued until emitted.
+    local: std::collections::VecDeque<T>,
 }
+
+/// The most items moved out of the shared buffer per lock.
+const TAKE: u64 = 256;
 
 impl<T, S: Subscriber<T>> Buffered<T, S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -417,8 +424,8 @@ impl<T, S: Subscriber<T>> Buffered<T, S> {
         };
         let mut budget = crate::source::YIELD_BUDGET;
         loop {
-            match self.demand.poll_ready(cx) {
-                Poll::Ready(Ok(_)) => {}
+            let permits = match self.demand.poll_ready(cx) {
+                Poll::Ready(Ok(p)) => p,
                 Poll::Ready(Err(stop)) => {
                     let upstream = self.shared.lock().upstream.clone();
                     if let Some(u) = upstream {
@@ -432,40 +439,53 @@ impl<T, S: Subscriber<T>> Buffered<T, S> {
                     return Poll::Ready(());
                 }
                 Poll::Pending => return Poll::Pending,
-            }
-            let mut state = self.shared.lock();
-            let Some(item) = state.buffer.pop() else {
-                if let Some(end) = state.end.take() {
-                    drop(state);
-                    match end {
-                        Some(e) => downstream.on_error(e),
-                        None => downstream.on_complete(),
-                    }
-                    self.demand.terminate();
-                    self.downstream = None;
-                    return Poll::Ready(());
-                }
-                match &mut state.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
-                return Poll::Pending;
             };
-            let mut request = None;
+            if self.local.is_empty() {
+                let mut state = self.shared.lock();
+                for _ in 0..permits.min(TAKE) {
+                    match state.buffer.pop() {
+                        Some(item) => self.local.push_back(item),
+                        None => break,
+                    }
+                }
+                if self.local.is_empty() {
+                    if let Some(end) = state.end.take() {
+                        drop(state);
+                        match end {
+                            Some(e) => downstream.on_error(e),
+                            None => downstream.on_complete(),
+                        }
+                        self.demand.terminate();
+                        self.downstream = None;
+                        return Poll::Ready(());
+                    }
+                    match &mut state.waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        slot => *slot = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
+            }
+            let Some(item) = self.local.pop_front() else {
+                continue;
+            };
             if self.blocks {
                 self.taken += 1;
-                if self.taken >= self.replenish && state.end.is_none() {
-                    if state.outstanding == 0 {
-                        self.stats.set_blocked(false);
+                if self.taken >= self.replenish {
+                    let mut state = self.shared.lock();
+                    if state.end.is_none() {
+                        if state.outstanding == 0 {
+                            self.stats.set_blocked(false);
+                        }
+                        state.outstanding += self.taken;
+                        let upstream = state.upstream.clone();
+                        drop(state);
+                        if let Some(u) = upstream {
+                            u.request(self.taken);
+                        }
                     }
-                    state.outstanding += self.taken;
-                    request = state.upstream.clone().map(|u| (u, self.taken));
                     self.taken = 0;
                 }
-            }
-            drop(state);
-            if let Some((upstream, n)) = request {
-                upstream.request(n);
             }
             self.stats.popped(self.config.weight(&item));
             self.demand.consume();

@@ -10,20 +10,36 @@ use super::DropReason;
 
 /// Live counters of one queue, shared between the queue and whoever watches it (a progress
 /// bar, a metrics exporter, a slow-source controller). Cheap to read at any time.
+///
+/// Each counter has exactly one writer (the queue's input side or its output side), so the hot
+/// path updates them with plain loads and stores, never a locked read-modify-write; depth is
+/// derived from what went in and what went out.
 #[derive(Debug)]
 pub struct QueueStats {
     capacity: u64,
-    depth: AtomicU64,
-    depth_bytes: AtomicU64,
+    // Written by the input side only.
+    pushed: AtomicU64,
+    bytes_in: AtomicU64,
+    evicted: AtomicU64,
+    evicted_bytes: AtomicU64,
     high_water: AtomicU64,
     high_water_bytes: AtomicU64,
-    pushed: AtomicU64,
-    popped: AtomicU64,
     dropped_newest: AtomicU64,
     dropped_oldest: AtomicU64,
     dropped_priority: [AtomicU64; 16],
+    // Written by the output side only.
+    popped: AtomicU64,
+    bytes_out: AtomicU64,
     overflowed: AtomicBool,
     blocked: Mutex<Blocked>,
+}
+
+/// Adds to a counter that only the calling side writes: no locked instruction needed.
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) -> u64 {
+    let v = counter.load(Ordering::Relaxed).wrapping_add(n);
+    counter.store(v, Ordering::Relaxed);
+    v
 }
 
 #[derive(Debug, Default)]
@@ -81,53 +97,67 @@ impl QueueStats {
     pub(crate) fn new(capacity: u64) -> Self {
         QueueStats {
             capacity,
-            depth: AtomicU64::new(0),
-            depth_bytes: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            evicted_bytes: AtomicU64::new(0),
             high_water: AtomicU64::new(0),
             high_water_bytes: AtomicU64::new(0),
-            pushed: AtomicU64::new(0),
-            popped: AtomicU64::new(0),
             dropped_newest: AtomicU64::new(0),
             dropped_oldest: AtomicU64::new(0),
             dropped_priority: Default::default(),
+            popped: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             blocked: Mutex::new(Blocked::default()),
         }
     }
 
+    /// Input side: an item entered.
+    #[inline]
     pub(crate) fn pushed(&self, bytes: u64) {
-        self.pushed.fetch_add(1, Ordering::Relaxed);
-        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        let depth_bytes = self.depth_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.high_water.fetch_max(depth, Ordering::Relaxed);
-        self.high_water_bytes
-            .fetch_max(depth_bytes, Ordering::Relaxed);
-    }
-
-    pub(crate) fn popped(&self, bytes: u64) {
-        self.popped.fetch_add(1, Ordering::Relaxed);
-        self.depth.fetch_sub(1, Ordering::Relaxed);
-        self.depth_bytes.fetch_sub(bytes, Ordering::Relaxed);
-    }
-
-    /// An item that passed straight through (pull mode).
-    pub(crate) fn passed(&self) {
-        self.pushed.fetch_add(1, Ordering::Relaxed);
-        self.popped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An item left the queue without going downstream.
-    pub(crate) fn dropped(&self, reason: DropReason, bytes_left: Option<u64>) {
-        if let Some(bytes) = bytes_left {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            self.depth_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let pushed = bump(&self.pushed, 1);
+        let bytes_in = bump(&self.bytes_in, bytes);
+        let depth = pushed
+            - self.evicted.load(Ordering::Relaxed)
+            - self.popped.load(Ordering::Relaxed).min(pushed);
+        if depth > self.high_water.load(Ordering::Relaxed) {
+            self.high_water.store(depth, Ordering::Relaxed);
         }
-        match reason {
+        let depth_bytes = bytes_in
+            .saturating_sub(self.evicted_bytes.load(Ordering::Relaxed))
+            .saturating_sub(self.bytes_out.load(Ordering::Relaxed));
+        if depth_bytes > self.high_water_bytes.load(Ordering::Relaxed) {
+            self.high_water_bytes.store(depth_bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Output side: an item left downstream.
+    #[inline]
+    pub(crate) fn popped(&self, bytes: u64) {
+        bump(&self.popped, 1);
+        bump(&self.bytes_out, bytes);
+    }
+
+    /// Pull mode: an item passed straight through (the one side is both).
+    pub(crate) fn passed(&self) {
+        bump(&self.pushed, 1);
+        bump(&self.popped, 1);
+    }
+
+    /// Input side: an item was dropped; `queued_bytes` is its weight if it had been queued
+    /// (an eviction), `None` if it was refused on arrival.
+    pub(crate) fn dropped(&self, reason: DropReason, queued_bytes: Option<u64>) {
+        if let Some(bytes) = queued_bytes {
+            bump(&self.evicted, 1);
+            bump(&self.evicted_bytes, bytes);
+        }
+        let counter = match reason {
             DropReason::Newest => &self.dropped_newest,
             DropReason::Oldest => &self.dropped_oldest,
             DropReason::Priority(c) => &self.dropped_priority[usize::from(c).min(15)],
-        }
-        .fetch_add(1, Ordering::Relaxed);
+        };
+        bump(counter, 1);
     }
 
     pub(crate) fn overflow(&self) {
@@ -149,7 +179,15 @@ impl QueueStats {
 
     /// Items queued now.
     pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
+        let pushed = self.pushed.load(Ordering::Relaxed);
+        let gone = self.popped.load(Ordering::Relaxed) + self.evicted.load(Ordering::Relaxed);
+        pushed.saturating_sub(gone)
+    }
+
+    fn depth_bytes(&self) -> u64 {
+        let gone =
+            self.bytes_out.load(Ordering::Relaxed) + self.evicted_bytes.load(Ordering::Relaxed);
+        self.bytes_in.load(Ordering::Relaxed).saturating_sub(gone)
     }
 
     /// Depth as a fraction of capacity: the pressure signal a slow-source controller reads
@@ -179,7 +217,7 @@ impl QueueStats {
         QueueSnapshot {
             capacity: self.capacity,
             depth: self.depth(),
-            depth_bytes: self.depth_bytes.load(Ordering::Relaxed),
+            depth_bytes: self.depth_bytes(),
             high_water: self.high_water.load(Ordering::Relaxed),
             high_water_bytes: self.high_water_bytes.load(Ordering::Relaxed),
             pushed: self.pushed.load(Ordering::Relaxed),

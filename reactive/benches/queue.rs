@@ -1,0 +1,187 @@
+//! Queue benchmarks. Run with `cargo bench -p reactive --bench queue`.
+//!
+//! 1. Items/s through bounded(1024), unbounded and pull, between a fast source and a null sink,
+//!    next to a tokio bounded mpsc of the same capacity doing the same work in one task
+//!    (producer and consumer joined), and across two tasks. Target: bounded ≥ 0.9× mpsc.
+//! 2. Heap bytes per queued 512-byte event, counted by a global allocator that tracks live
+//!    bytes. Target ≤ 1.2 × 512 + 64 = 678 bytes.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use reactive::queue::QueueConfig;
+use reactive::{Error, Publisher, PublisherExt, Subscriber, Subscription};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ITEMS: u64 = 5_000_000;
+
+/// Takes everything, as fast as it comes.
+struct Null(u64);
+
+impl Subscriber<u64> for Null {
+    fn on_subscribe(&mut self, s: Subscription) {
+        s.request(u64::MAX);
+    }
+    fn on_next(&mut self, x: u64) {
+        self.0 = self.0.wrapping_add(black_box(x));
+    }
+    fn on_error(&mut self, e: Error) {
+        panic!("{e}");
+    }
+    fn on_complete(&mut self) {
+        black_box(self.0);
+    }
+}
+
+/// A lab event: 512 bytes of payload and its header.
+#[allow(dead_code)]
+struct Event {
+    id: u64,
+    key: u64,
+    seq: u64,
+    ts_ns: i64,
+    priority: u8,
+    payload: Box<[u8]>,
+}
+
+/// Never requests: everything stays queued.
+struct Stuck;
+
+impl Subscriber<Event> for Stuck {
+    fn on_subscribe(&mut self, _: Subscription) {}
+    fn on_next(&mut self, _: Event) {}
+    fn on_error(&mut self, _: Error) {}
+    fn on_complete(&mut self) {}
+}
+
+fn main() {
+    let reps = support::reps(5);
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    println!("1) fast source -> queue -> null sink, {ITEMS} items, median of {reps}");
+
+    let mpsc_one_task = support::items_per_sec(ITEMS, reps, || {
+        current.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1024);
+            let producer = async move {
+                for i in 0..ITEMS {
+                    tx.send(i).await.unwrap();
+                }
+            };
+            let consumer = async move {
+                let mut sum = 0u64;
+                while let Some(x) = rx.recv().await {
+                    sum = sum.wrapping_add(black_box(x));
+                }
+                black_box(sum);
+            };
+            tokio::join!(producer, consumer);
+        })
+    });
+    let mpsc_two_tasks = support::items_per_sec(ITEMS, reps, || {
+        multi.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1024);
+            let producer = tokio::spawn(async move {
+                for i in 0..ITEMS {
+                    tx.send(i).await.unwrap();
+                }
+            });
+            let mut sum = 0u64;
+            while let Some(x) = rx.recv().await {
+                sum = sum.wrapping_add(black_box(x));
+            }
+            producer.await.unwrap();
+            black_box(sum);
+        })
+    });
+    println!(
+        "{:<44} {:>8.1} M items/s",
+        "baseline: tokio mpsc(1024), one task",
+        mpsc_one_task / 1e6
+    );
+    println!(
+        "{:<44} {:>8.1} M items/s",
+        "baseline: tokio mpsc(1024), two tasks",
+        mpsc_two_tasks / 1e6
+    );
+    for (name, config, target) in [
+        ("queue bounded(1024)", QueueConfig::bounded(1024), Some(0.9)),
+        ("queue unbounded", QueueConfig::unbounded(), None),
+        ("queue pull", QueueConfig::pull(), None),
+    ] {
+        let rate = support::items_per_sec(ITEMS, reps, || {
+            current.block_on(
+                reactive::iter(0..ITEMS)
+                    .queue(config.clone())
+                    .connect(Null(0)),
+            );
+        });
+        support::report(name, rate, "mpsc one task", mpsc_one_task, target);
+        support::report("", rate, "mpsc two tasks", mpsc_two_tasks, None);
+    }
+
+    println!("\n2) heap bytes per queued 512-byte event (live bytes counted by the allocator)");
+    const QUEUED: u64 = 100_000;
+    current.block_on(async {
+        let before = LIVE.load(Ordering::Relaxed);
+        let source = reactive::iter(0..QUEUED).map(|i| Event {
+            id: i,
+            key: i % 64,
+            seq: i,
+            ts_ns: 0,
+            priority: 0,
+            payload: vec![b'x'; 512].into_boxed_slice(),
+        });
+        let queue = source.queue(QueueConfig::unbounded());
+        let stats = queue.stats();
+        let mut connection = Box::pin(queue.connect(Stuck));
+        while stats.depth() < QUEUED {
+            let _ = futures::poll!(connection.as_mut());
+        }
+        let after = LIVE.load(Ordering::Relaxed);
+        let per_event = (after - before) as f64 / QUEUED as f64;
+        let target = 1.2 * 512.0 + 64.0;
+        let verdict = if per_event <= target { "met" } else { "NOT met" };
+        println!(
+            "{QUEUED} events queued: {:.1} MB live, {per_event:.1} bytes per event ({:.2}x the payload); target <= {target:.0}: {verdict}",
+            (after - before) as f64 / 1e6,
+            per_event / 512.0
+        );
+        drop(connection);
+    });
+}
