@@ -126,6 +126,16 @@
 //! many threads (`tests/demand_stress.rs`) rather than loom: it is one atomic counter updated by
 //! compare-and-swap, and the stress test also exercises the real wake-ups.
 //!
+//! # Flow control built on demand
+//! - [`queue`]: one queue, three capacity semantics (bounded, unbounded with an optional safety
+//!   cap, pull) and an explicit [`Overflow`] policy (block, drop newest, drop oldest, priority
+//!   classes), with live [`QueueStats`](queue::QueueStats).
+//! - [`PublisherExt::batch`]: demand-correct micro-batching by size and linger.
+//! - [`sink`]: parallel workers (round-robin or key-partitioned), retries with backoff, jitter,
+//!   `Retry-After` and a budget, dead letters, and a per-key order check.
+//! - [`flow`]: per-stage busy/idle/backpressured accounting, a bottleneck finder, and AIMD
+//!   control of a source's rate (the slow-source policy).
+//!
 //! # Conformance
 //! [`tck`] (feature `tck`, on by default) is the counterpart of the Reactive Streams TCK: it
 //! verifies any publisher or subscriber, including yours, rule by rule.

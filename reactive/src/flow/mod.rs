@@ -6,12 +6,15 @@
 //! - [`find_bottleneck`]: names the stage that limits throughput from a set of snapshots: the
 //!   stage the others are waiting on, or one that is busy with a full input.
 //! - [`Aimd`]: additive-increase / multiplicative-decrease control of a source's rate from a
-//!   pressure signal (a queue's fill, a lag), the "slow-source" overload policy.
+//!   pressure signal (a queue's fill, a lag), the "slow-source" overload policy; [`RateSignal`]
+//!   carries the rate to the source and [`slow_source`] runs the loop.
 
 mod aimd;
 mod bottleneck;
+mod signal;
 mod stage;
 
 pub use aimd::Aimd;
 pub use bottleneck::{Bottleneck, BottleneckKind, find_bottleneck};
+pub use signal::{RateSignal, slow_source};
 pub use stage::{Activity, Stage, StageSnapshot};
