@@ -1,4 +1,3 @@
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,19 +53,17 @@ impl RateSignal {
 /// control.await.unwrap();
 /// # }
 /// ```
-pub fn slow_source(
-    pressure: impl Fn() -> f64 + Send + 'static,
+pub async fn slow_source(
+    pressure: impl Fn() -> f64,
     mut aimd: Aimd,
     signal: RateSignal,
     period: Duration,
-) -> impl Future<Output = ()> + Send {
-    async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    while signal.listeners() > 1 {
         tick.tick().await;
-        while signal.listeners() > 1 {
-            tick.tick().await;
-            signal.set(aimd.update(pressure()));
-        }
+        signal.set(aimd.update(pressure()));
     }
 }
