@@ -44,17 +44,20 @@ async fn run(partitioning: Partitioning, n: usize) -> (u64, u64, Duration) {
         workers: n,
         window: 8,
         partitioning,
+        ..Default::default()
     };
     let (c, w) = (check.clone(), written.clone());
     let (subscriber, pool) = workers(
         config,
         |e: &Event| e.key,
-        move |_, e: Event| {
+        move |_, batch: Vec<Event>| {
             let (c, w) = (c.clone(), w.clone());
             async move {
-                tokio::time::sleep(Duration::from_millis(e.delay_ms)).await;
-                c.observe(e.key, e.seq);
-                w.fetch_add(1, Ordering::SeqCst);
+                for e in batch {
+                    tokio::time::sleep(Duration::from_millis(e.delay_ms)).await;
+                    c.observe(e.key, e.seq);
+                    w.fetch_add(1, Ordering::SeqCst);
+                }
             }
         },
     );
@@ -109,12 +112,13 @@ async fn the_pool_holds_no_more_than_its_window() {
         workers: 3,
         window: 5,
         partitioning: Partitioning::RoundRobin,
+        ..Default::default()
     };
     let (m, p, w) = (max_held.clone(), produced.clone(), written.clone());
     let (subscriber, pool) = workers(
         config,
         |_: &u64| 0,
-        move |_, _x: u64| {
+        move |_, _x: Vec<u64>| {
             let (m, p, w) = (m.clone(), p.clone(), w.clone());
             async move {
                 m.fetch_max(
@@ -137,4 +141,45 @@ async fn the_pool_holds_no_more_than_its_window() {
         "held {}",
         max_held.load(Ordering::SeqCst)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn workers_batch_by_size_and_linger_and_keep_key_order() {
+    let check = Arc::new(OrderCheck::default());
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let config = WorkersConfig {
+        workers: 4,
+        window: 8,
+        partitioning: Partitioning::Key,
+        batch: 10,
+        linger: Duration::from_millis(5),
+    };
+    let (c, s) = (check.clone(), sizes.clone());
+    let (subscriber, pool) = workers(
+        config,
+        |e: &Event| e.key,
+        move |_, batch: Vec<Event>| {
+            let (c, s) = (c.clone(), s.clone());
+            async move {
+                s.lock().unwrap().push(batch.len());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                for e in batch {
+                    c.observe(e.key, e.seq);
+                }
+            }
+        },
+    );
+    let (_, result) = tokio::join!(reactive::iter(events()).connect(subscriber), pool);
+    result.unwrap();
+    let sizes = sizes.lock().unwrap();
+    assert_eq!(sizes.iter().sum::<usize>(), 2_000);
+    assert!(
+        sizes.iter().all(|n| (1..=10).contains(n)),
+        "batches never exceed their size, never empty"
+    );
+    assert!(
+        sizes.iter().filter(|n| **n == 10).count() > sizes.len() / 2,
+        "a fast source fills most batches"
+    );
+    assert_eq!(check.violations(), 0);
 }

@@ -84,9 +84,10 @@ reactive::subscriber_tck!(
                 workers: 2,
                 window: 2,
                 partitioning: reactive::sink::Partitioning::Key,
+                ..Default::default()
             };
             let (subscriber, pool) =
-                reactive::sink::workers(config, |x: &u64| *x, |_, _x: u64| async {});
+                reactive::sink::workers(config, |x: &u64| *x, |_, _x: Vec<u64>| async {});
             tokio::spawn(pool);
             subscriber
         },

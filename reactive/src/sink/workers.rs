@@ -4,8 +4,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
 use crate::{Error, demand};
@@ -31,6 +32,12 @@ pub struct WorkersConfig {
     pub window: usize,
     /// How items are assigned.
     pub partitioning: Partitioning,
+    /// The most items one write takes (at least 1). A worker writes a batch of what it has
+    /// queued, up to this size, once the batch is full or its oldest item has waited `linger`
+    /// (or the input ended). Batching per worker keeps per-key order with [`Partitioning::Key`].
+    pub batch: usize,
+    /// How long a worker waits for a batch to fill.
+    pub linger: Duration,
 }
 
 impl Default for WorkersConfig {
@@ -39,6 +46,8 @@ impl Default for WorkersConfig {
             workers: 4,
             window: 16,
             partitioning: Partitioning::Key,
+            batch: 1,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -53,11 +62,11 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
-    /// Writes started.
+    /// Writes (batches) started.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
-    /// Writes finished.
+    /// Items whose write finished.
     pub fn completed(&self) -> u64 {
         self.completed.load(Ordering::Relaxed)
     }
@@ -73,9 +82,10 @@ impl WorkerStats {
 
 /// Makes a pool of `config.workers` concurrent writers: returns the subscriber to connect to a
 /// publisher and the driver future that runs the writes. `key` gives an item's partition key
-/// (used with [`Partitioning::Key`]); `write(worker, item)` writes one item.
+/// (used with [`Partitioning::Key`]); `write(worker, batch)` writes one batch (of one item when
+/// `config.batch` is 1).
 ///
-/// Each worker writes its items one at a time, in the order it received them. The driver ends
+/// Each worker runs one write at a time, taking its items in the order it received them. The driver ends
 /// with `Ok(())` once the publisher completed and every write finished, or with the publisher's
 /// error once the items already taken are written.
 ///
@@ -83,8 +93,8 @@ impl WorkerStats {
 /// use reactive::sink::{workers, Partitioning, WorkersConfig};
 /// use reactive::Publisher;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let config = WorkersConfig { workers: 3, window: 4, partitioning: Partitioning::Key };
-/// let (subscriber, pool) = workers(config, |x: &u64| x % 5, |_worker, _x: u64| async {});
+/// let config = WorkersConfig { workers: 3, window: 4, partitioning: Partitioning::Key, ..Default::default() };
+/// let (subscriber, pool) = workers(config, |x: &u64| x % 5, |_worker, _batch: Vec<u64>| async {});
 /// let stats = pool.stats();
 /// let (_, result) = tokio::join!(reactive::iter(0..100u64).connect(subscriber), pool);
 /// result.unwrap();
@@ -98,16 +108,24 @@ pub fn workers<T, K, W, Fut>(
 ) -> (InboxSubscriber<T>, WorkersDriver<T, K, W, Fut>)
 where
     K: Fn(&T) -> u64,
-    W: FnMut(usize, T) -> Fut,
+    W: FnMut(usize, Vec<T>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let n = config.workers.max(1);
+    let batch = config.batch.max(1);
     let (subscriber, inbox) = inbox(Prefetch::manual());
     let driver = WorkersDriver {
         inbox,
         queues: (0..n).map(|_| VecDeque::new()).collect(),
         inflight: (0..n).map(|_| None).collect(),
-        capacity: n.saturating_mul(config.window.max(1)) as u64,
+        // A worker must be able to hold a full batch, and the next one filling behind it.
+        capacity: n.saturating_mul(config.window.max(1).max(batch.saturating_mul(2))) as u64,
+        batch,
+        linger: config.linger,
+        since: (0..n).map(|_| None).collect(),
+        timers: (0..n)
+            .map(|_| Box::pin(tokio::time::sleep(Duration::ZERO)))
+            .collect(),
         held: 0,
         outstanding: 0,
         next: 0,
@@ -124,8 +142,13 @@ where
 pub struct WorkersDriver<T, K, W, Fut> {
     inbox: Inbox<T>,
     queues: Vec<VecDeque<T>>,
-    inflight: Vec<Option<(Pin<Box<Fut>>, Instant)>>,
+    inflight: Vec<Option<(Pin<Box<Fut>>, Instant, u64)>>,
     capacity: u64,
+    batch: usize,
+    linger: Duration,
+    /// When each worker's oldest queued item arrived.
+    since: Vec<Option<Instant>>,
+    timers: Vec<Pin<Box<Sleep>>>,
     held: u64,
     outstanding: u64,
     next: usize,
@@ -168,7 +191,7 @@ fn spread(key: u64) -> u64 {
 impl<T, K, W, Fut> Future for WorkersDriver<T, K, W, Fut>
 where
     K: Fn(&T) -> u64,
-    W: FnMut(usize, T) -> Fut,
+    W: FnMut(usize, Vec<T>) -> Fut,
     Fut: Future<Output = ()>,
 {
     type Output = Result<(), Error>;
@@ -200,6 +223,9 @@ where
                             }
                             Partitioning::Key => (spread((this.key)(&item)) % n as u64) as usize,
                         };
+                        if this.queues[worker].is_empty() {
+                            this.since[worker] = Some(Instant::now());
+                        }
                         this.queues[worker].push_back(item);
                         this.held += 1;
                         this.stats.held.store(this.held, Ordering::Relaxed);
@@ -210,19 +236,39 @@ where
                 }
             }
             for w in 0..n {
-                if this.inflight[w].is_none() {
-                    if let Some(item) = this.queues[w].pop_front() {
+                if this.inflight[w].is_none() && !this.queues[w].is_empty() {
+                    let full = this.queues[w].len() >= this.batch;
+                    let waited = this.since[w].is_some_and(|t| t.elapsed() >= this.linger);
+                    if full || waited || this.end.is_some() {
+                        let take = this.queues[w].len().min(this.batch);
+                        let items: Vec<T> = this.queues[w].drain(..take).collect();
+                        this.since[w] = if this.queues[w].is_empty() {
+                            None
+                        } else {
+                            Some(Instant::now())
+                        };
                         this.stats.started.fetch_add(1, Ordering::Relaxed);
-                        this.inflight[w] = Some((Box::pin((this.write)(w, item)), Instant::now()));
+                        let n_items = items.len() as u64;
+                        this.inflight[w] =
+                            Some((Box::pin((this.write)(w, items)), Instant::now(), n_items));
+                    } else if let Some(t) = this.since[w] {
+                        // Wake when the linger is up.
+                        let timer = &mut this.timers[w];
+                        if timer.deadline() != t + this.linger {
+                            timer.as_mut().reset(t + this.linger);
+                        }
+                        if timer.as_mut().poll(cx).is_ready() {
+                            progressed = true;
+                        }
                     }
                 }
-                if let Some((write, started)) = this.inflight[w].as_mut() {
+                if let Some((write, started, items)) = this.inflight[w].as_mut() {
                     if write.as_mut().poll(cx).is_ready() {
                         let took = started.elapsed().as_nanos() as u64;
                         this.stats.busy_ns.fetch_add(took, Ordering::Relaxed);
-                        this.stats.completed.fetch_add(1, Ordering::Relaxed);
+                        this.stats.completed.fetch_add(*items, Ordering::Relaxed);
+                        this.held -= *items;
                         this.inflight[w] = None;
-                        this.held -= 1;
                         this.stats.held.store(this.held, Ordering::Relaxed);
                         progressed = true;
                     }
