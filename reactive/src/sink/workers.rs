@@ -138,11 +138,14 @@ where
     (subscriber, driver)
 }
 
+/// A write under way: the future, when it started, how many items it carries.
+type InFlight<Fut> = (Pin<Box<Fut>>, Instant, u64);
+
 /// Runs the writes of a [`workers`] pool.
 pub struct WorkersDriver<T, K, W, Fut> {
     inbox: Inbox<T>,
     queues: Vec<VecDeque<T>>,
-    inflight: Vec<Option<(Pin<Box<Fut>>, Instant, u64)>>,
+    inflight: Vec<Option<InFlight<Fut>>>,
     capacity: u64,
     batch: usize,
     linger: Duration,
