@@ -1,35 +1,35 @@
-//! `loadgen`: the entry point for backpressure experiments.
+//! `loadgen`: open-model load, backpressured pipelines, and the experiments that measure them.
 //!
-//! Today it runs one demonstration (`loadgen run`): a source that can emit millions of items a
-//! second feeds a sink that takes a fixed number per second, once with bounded demand and once
-//! with unbounded demand, and shows where the difference goes.
+//! Layers, as ripgrep keeps them: [`cli`] (the flags as typed) → [`plan`] (validated: what will
+//! run) → [`pipeline`] (the run) → [`report`], [`output`] (what it leaves).
 
-mod demo;
+mod chaos;
+mod chart;
+mod check;
+mod cli;
+mod experiment;
+mod generator;
+mod output;
+mod pipeline;
+mod plan;
+mod produce;
+mod progress;
+mod report;
+mod sweep;
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-/// Open-model load and backpressure experiments.
-#[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Shows, with a fast source and a slow sink, that demand bounds what is in flight.
-    Run(demo::DemoArgs),
-}
+use crate::check::Check;
+use crate::cli::{Cli, Command, RunArgs};
+use crate::plan::Plan;
+use crate::progress::Progress;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Run(args)) => args,
-        None => demo::DemoArgs::default(),
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,11 +40,106 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(demo::run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = runtime.block_on(async move {
+        match cli
+            .command
+            .unwrap_or_else(|| Command::Run(RunArgs::default()))
+        {
+            Command::Run(args) => run(args).await,
+            Command::Experiment(args) => experiment::run(args).await,
+            Command::Sweep(args) => sweep::run(args).await,
+            Command::Chaos(args) => chaos::run(args).await,
+            Command::Produce(args) => produce::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
         Err(e) => {
+            // A closed stdout (`loadgen run | head`) is not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("loadgen: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
+}
+
+/// Parses every `--check` before anything runs, so a typo fails fast.
+pub fn parse_checks(texts: &[String]) -> anyhow::Result<Vec<Check>> {
+    texts.iter().map(|t| Check::parse(t)).collect()
+}
+
+/// Prints one line per check; returns whether all held.
+pub fn apply_checks(checks: &[Check], report: &report::Report) -> bool {
+    let mut all = true;
+    for c in checks {
+        let (ok, line) = c.evaluate(report);
+        println!("{line}");
+        all &= ok;
+    }
+    all
+}
+
+fn describe(plan: &Plan) -> String {
+    let schedule: Vec<String> = plan
+        .schedule
+        .segments
+        .iter()
+        .map(|s| format!("{:.0}/s for {:.0}s", s.rate, s.duration.as_secs_f64()))
+        .collect();
+    let sink = match &plan.sink {
+        plan::SinkTarget::Embedded { rate, .. } => {
+            format!("an embedded sinkd capped at {rate:.0} writes/s")
+        }
+        plan::SinkTarget::External { url } => format!("the sinkd at {url}"),
+        plan::SinkTarget::Null => "a null sink".into(),
+    };
+    format!(
+        "Offering {} of {}-byte events, through a {:?} queue (cap {}, policy {:?}), {} {:?} writer(s) ({} per write), into {}.",
+        schedule.join(", then "),
+        plan.msg_size,
+        plan.queue,
+        plan.queue_cap,
+        plan.policy,
+        plan.sink_workers,
+        plan.partitioning,
+        plan.batch_size,
+        sink
+    )
+    .to_lowercase()
+    .replacen("offering", "Offering", 1)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let checks = parse_checks(&args.checks)?;
+    let mut plan = Plan::from_args(&args)?;
+    if plan.out.is_none() {
+        plan.out = Some(PathBuf::from("out/run"));
+    }
+    let dir = plan.out.clone().unwrap_or_default();
+    println!("{}\n", describe(&plan));
+    let progress = Progress::new(plan.quiet, "run");
+    let outcome = pipeline::run(&plan, &progress).await?;
+    progress.finish();
+    output::write_run(&dir, "loadgen run", &outcome)?;
+    if let Some(path) = &plan.report {
+        std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", outcome.report.summary())?;
+    writeln!(
+        stdout,
+        "\nwrote {}/{{report.json, timeseries.csv, latency.hlog, rates.svg, memory.svg, lag.svg}}",
+        dir.display()
+    )?;
+    drop(stdout);
+    Ok(if apply_checks(&checks, &outcome.report) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

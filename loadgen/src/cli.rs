@@ -1,0 +1,322 @@
+//! The flags as typed, in the lab's vocabulary. [`crate::plan`] validates them into a plan.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Open-model load, backpressured pipelines, and the experiments that measure them.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the whole pipeline in one process: generator -> transform -> queue -> sink workers
+    /// -> sinkd (embedded on loopback unless --sink-url). With no flags: a 30 s demonstration.
+    Run(RunArgs),
+    /// Runs one of the lab's experiments from its committed config.
+    Experiment(ExperimentArgs),
+    /// Runs the pipeline over a grid of settings and prints a table per figure.
+    Sweep(SweepArgs),
+    /// Drives a sinkd's admin endpoints on a schedule: stall, pause, resume.
+    Chaos(ChaosArgs),
+    /// An open-model producer to an HTTP sink (sinkd's /write endpoints).
+    Produce(ProduceArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// --rate for the whole run.
+    Constant,
+    /// --baseline for the first third, then --rate.
+    Step,
+    /// --baseline, then --rate for the middle third, then --baseline again.
+    Burst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueKind {
+    /// A full queue blocks the source: backpressure.
+    Bounded,
+    /// Never blocks: grows until --safety-cap (or the OOM killer).
+    Unbounded,
+    /// No buffer: the sink's demand goes straight to the source.
+    Pull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Wait for room (the source is slowed by a full queue).
+    Buffer,
+    /// Drop and count what does not fit (see --shed).
+    Shed,
+    /// Lower the source's rate by AIMD from the queue's fill.
+    SlowSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shed {
+    /// Refuse the incoming event.
+    DropNewest,
+    /// Evict the oldest queued event.
+    DropOldest,
+    /// Shed classes 0-2 from 50/70/90% fill; class 3 is never shed.
+    Priority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkMode {
+    /// One event per request (POST /write).
+    Single,
+    /// Up to --batch-size events per request (POST /write/batch).
+    Batch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partitioning {
+    /// Even spread, per-key order lost.
+    RoundRobin,
+    /// By key hash, per-key order kept.
+    Key,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnLimit {
+    /// sinkd holds requests over its limit.
+    Delay,
+    /// sinkd answers 429 over its limit.
+    Reject,
+}
+
+/// The pipeline's flags, shared by `run`, `experiment` (as overrides) and `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Peak source rate, events/s.
+    #[arg(long, default_value_t = 8000.0)]
+    pub rate: f64,
+    /// Rate outside the peak for --profile step|burst, events/s.
+    #[arg(long, default_value_t = 1500.0)]
+    pub baseline: f64,
+    /// Shape of the offered load over --duration.
+    #[arg(long, value_enum, default_value_t = Profile::Burst)]
+    pub profile: Profile,
+    /// Explicit schedule, overriding --profile and --duration: `RATE@DURATION,...`, e.g.
+    /// `1500@60s,8000@300s`.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Run length (e.g. 30s, 5m).
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Payload bytes per event.
+    #[arg(long, default_value_t = 512)]
+    pub msg_size: usize,
+    /// Seed of the generator: the same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Distinct event keys.
+    #[arg(long, default_value_t = 64)]
+    pub keys: u64,
+    /// Queue capacity semantics.
+    #[arg(long, value_enum, default_value_t = QueueKind::Bounded)]
+    pub queue: QueueKind,
+    /// Capacity of a bounded queue, events.
+    #[arg(long, default_value_t = 10_000)]
+    pub queue_cap: usize,
+    /// With --queue unbounded: end the run cleanly after this many queued events instead of
+    /// growing until the OOM killer.
+    #[arg(long)]
+    pub safety_cap: Option<usize>,
+    /// What to do with the excess.
+    #[arg(long, value_enum, default_value_t = Policy::Buffer)]
+    pub policy: Policy,
+    /// With --policy shed: which events to drop.
+    #[arg(long, value_enum, default_value_t = Shed::DropNewest)]
+    pub shed: Shed,
+    /// One event per request, or batches.
+    #[arg(long, value_enum, default_value_t = SinkMode::Single)]
+    pub sink_mode: SinkMode,
+    /// With --sink-mode batch: events per request.
+    #[arg(long, default_value_t = 200)]
+    pub batch_size: usize,
+    /// With --sink-mode batch: the longest a batch waits to fill (e.g. 50ms).
+    #[arg(long, default_value = "50ms")]
+    pub batch_linger: String,
+    /// Concurrent sink writers.
+    #[arg(long, default_value_t = 4)]
+    pub sink_workers: usize,
+    /// How events are spread over the writers.
+    #[arg(long, value_enum, default_value_t = Partitioning::Key)]
+    pub partitioning: Partitioning,
+    /// An external sinkd (http://host:port); default: one embedded on loopback.
+    #[arg(long)]
+    pub sink_url: Option<String>,
+    /// Discard events in-process instead of writing them: measures the generator alone.
+    #[arg(long, conflicts_with = "sink_url")]
+    pub null_sink: bool,
+    /// Embedded sinkd: writes/s.
+    #[arg(long, default_value_t = 2000.0)]
+    pub sink_rate: f64,
+    /// Embedded sinkd: over-limit behaviour.
+    #[arg(long, value_enum, default_value_t = OnLimit::Delay)]
+    pub sink_on_limit: OnLimit,
+    /// Embedded sinkd: added latency per write (e.g. 2ms).
+    #[arg(long, default_value = "0ms")]
+    pub sink_latency: String,
+    /// Embedded sinkd: stall rate, writes/s (with --stall-at).
+    #[arg(long, requires = "stall_at")]
+    pub stall_rate: Option<f64>,
+    /// Embedded sinkd: when the stall starts (e.g. 10m).
+    #[arg(long, requires = "stall_rate")]
+    pub stall_at: Option<String>,
+    /// Embedded sinkd: how long the stall lasts.
+    #[arg(long, default_value = "90s")]
+    pub stall_for: String,
+    /// Attempts per write before dead-lettering.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// How long to let the pipeline drain after the schedule ends.
+    #[arg(long, default_value = "10s")]
+    pub drain_timeout: String,
+    /// Time-series sampling period.
+    #[arg(long, default_value = "250ms")]
+    pub sample: String,
+    /// Multiplies every duration (schedule, stall, drain): 0.02 turns 30 minutes into 36 s.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Writes report.json here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Writes the time series (CSV), HDR histogram log, dead letters and charts (SVG) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A gate over the report, e.g. 'latency_ms.p99<100', 'lost==0', 'rss_peak_bytes<64MiB'.
+    /// Repeatable; the run exits non-zero if any fails.
+    #[arg(long = "check", value_name = "EXPR")]
+    pub checks: Vec<String>,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        match Cli::try_parse_from(["loadgen", "run"]) {
+            Ok(Cli {
+                command: Some(Command::Run(a)),
+            }) => a,
+            _ => unreachable!("the defaults parse"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExperimentArgs {
+    /// Which experiment: a name from loadgen/experiments/ (e.g. 1-unbounded-vs-bounded), or its
+    /// number. `list` lists them.
+    pub name: String,
+    /// Multiplies every duration: 0.02 compresses a 30-minute run into 36 s with the same shape.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Output folder [default: out/experiment-NAME].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the experiment configs live.
+    #[arg(long, default_value = "loadgen/experiments")]
+    pub configs: PathBuf,
+    /// Gates over each run's report (see `run --check`).
+    #[arg(long = "check", value_name = "EXPR")]
+    pub checks: Vec<String>,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Validates the config and prints each run's plan, without running.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Batch sizes to try (with --sink-mode batch), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub batch_size: Vec<usize>,
+    /// Batch lingers to try, comma-separated (e.g. 5ms,50ms).
+    #[arg(long, value_delimiter = ',')]
+    pub batch_linger: Vec<String>,
+    /// Worker counts to try, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Queue modes to try, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub queue: Vec<QueueKind>,
+    /// Policies to try, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub policy: Vec<Policy>,
+    /// Demand strategies to try, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub demand: Vec<Demand>,
+    /// Everything else, as for `run`.
+    #[command(flatten)]
+    pub base: RunArgs,
+}
+
+/// How the sink side asks for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Demand {
+    /// request(1): one event at a time, a round trip each.
+    Request1,
+    /// request(n) replenished at 75% (a pull queue with the workers' window).
+    RequestN,
+    /// Credit-based: the workers' window is the credit, returned as writes complete.
+    Credit,
+    /// A bounded channel (queue) of --queue-cap.
+    BoundedChannel,
+    /// An unbounded channel.
+    Unbounded,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// The sinkd to drive (http://host:port).
+    #[arg(long)]
+    pub sink_url: String,
+    /// Its --admin-token.
+    #[arg(long)]
+    pub admin_token: String,
+    /// Actions, in order: `stall:RATE:DURATION@AT`, `pause@AT`, `resume@AT`, `rate:RATE@AT`
+    /// (AT from the start, e.g. `stall:200:90s@600s,pause@20m,resume@21m`).
+    #[arg(long, value_delimiter = ',')]
+    pub schedule: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    /// The sinkd to write to (http://host:port).
+    #[arg(long)]
+    pub sink_url: String,
+    /// Events/s.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate: f64,
+    /// How long.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Payload bytes per event.
+    #[arg(long, default_value_t = 512)]
+    pub msg_size: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Concurrent requests.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+}

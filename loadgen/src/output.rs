@@ -1,0 +1,122 @@
+//! What a run writes: the time series (CSV), report.json, the latency histogram (HDR interval
+//! log), and charts (SVG).
+
+use std::path::Path;
+
+use anyhow::Context;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+
+use crate::chart::{Chart, Series};
+use crate::pipeline::{Outcome, Sample};
+
+pub fn write_csv(path: &Path, series: &[Sample]) -> anyhow::Result<()> {
+    let mut out = String::from(
+        "t,target_rate,generated_rate,delivered_rate,writes_rate,queue_depth,queue_bytes,source_backlog,lag,rss_bytes,dropped,p99_ms,signal_rate\n",
+    );
+    for s in series {
+        out.push_str(&format!(
+            "{:.3},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{:.3},{:.1}\n",
+            s.t,
+            s.target_rate,
+            s.generated_rate,
+            s.delivered_rate,
+            s.writes_rate,
+            s.queue_depth,
+            s.queue_bytes,
+            s.source_backlog,
+            s.lag,
+            s.rss_bytes,
+            s.dropped,
+            s.p99_ms,
+            s.signal_rate
+        ));
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn write_hlog(path: &Path, outcome: &Outcome) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    {
+        let mut serializer = V2DeflateSerializer::new();
+        let mut writer = IntervalLogWriterBuilder::new()
+            .with_base_time(std::time::SystemTime::now())
+            .add_comment(
+                "end-to-end latency, microseconds, from intended send time to sink acknowledgement",
+            )
+            .begin_log_with(&mut buf, &mut serializer)
+            .map_err(|e| anyhow::anyhow!("cannot start the HDR log: {e:?}"))?;
+        writer
+            .write_histogram(
+                &outcome.latency,
+                std::time::Duration::ZERO,
+                std::time::Duration::from_secs_f64(outcome.report.duration_s),
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot write the HDR log: {e:?}"))?;
+    }
+    std::fs::write(path, buf).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn series(name: &str, s: &[Sample], f: impl Fn(&Sample) -> f64) -> Series {
+    Series {
+        name: name.into(),
+        points: s.iter().map(|x| (x.t, f(x))).collect(),
+    }
+}
+
+pub fn write_chart(path: &Path, chart: &Chart) -> anyhow::Result<()> {
+    std::fs::write(path, chart.svg()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Everything for one run, into `dir`.
+pub fn write_run(dir: &Path, title: &str, outcome: &Outcome) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_csv(&dir.join("timeseries.csv"), &outcome.series)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&outcome.report)?,
+    )?;
+    write_hlog(&dir.join("latency.hlog"), outcome)?;
+    let s = &outcome.series;
+    write_chart(
+        &dir.join("rates.svg"),
+        &Chart {
+            title: format!("{title}: offered, generated and delivered"),
+            x_label: "seconds".into(),
+            y_label: "events/s".into(),
+            series: vec![
+                series("offered (schedule)", s, |x| x.target_rate),
+                series("generated", s, |x| x.generated_rate),
+                series("delivered to sink", s, |x| x.delivered_rate),
+            ],
+        },
+    )?;
+    write_chart(
+        &dir.join("memory.svg"),
+        &Chart {
+            title: format!("{title}: where the excess went"),
+            x_label: "seconds".into(),
+            y_label: "MB".into(),
+            series: vec![
+                series("process RSS", s, |x| x.rss_bytes as f64 / 1e6),
+                series("queued bytes", s, |x| x.queue_bytes as f64 / 1e6),
+            ],
+        },
+    )?;
+    write_chart(
+        &dir.join("lag.svg"),
+        &Chart {
+            title: format!("{title}: lag and queue depth"),
+            x_label: "seconds".into(),
+            y_label: "events".into(),
+            series: vec![
+                series("lag (due, not delivered)", s, |x| x.lag as f64),
+                series("held at the source", s, |x| x.source_backlog as f64),
+                series("queued", s, |x| x.queue_depth as f64),
+                series("dropped (total)", s, |x| x.dropped as f64),
+            ],
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,619 @@
+//! One pipeline run: generator -> transform -> queue -> sink workers -> sink, sampled into a
+//! time series, ended by a drain, summed up in a report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use reactive::flow::{Aimd, RateSignal, Stage, StageSnapshot, find_bottleneck, slow_source};
+use reactive::queue::{QueueConfig, QueueStats};
+use reactive::sink::{
+    DeadLetters, Delivery, Failure, Partitioning as Parts, Retry, RetryPolicy, WorkerStats,
+    WorkersConfig, workers,
+};
+use reactive::{Publisher, PublisherExt};
+use sinkd::SinkClient;
+use sinkd::wire::{Event, Format};
+use tokio::time::Instant;
+
+use crate::cli::{OnLimit, Partitioning, Policy, QueueKind, SinkMode};
+use crate::generator::{self, EventShape, GeneratorStats};
+use crate::plan::{Plan, SinkTarget};
+use crate::progress::Progress;
+use crate::report::{Dropped, Latency, QueueSummary, Report};
+
+/// One row of the time series.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Sample {
+    /// Seconds since the start.
+    pub t: f64,
+    /// The schedule's rate now, events/s.
+    pub target_rate: f64,
+    /// Events the generator emitted per second over the last period.
+    pub generated_rate: f64,
+    /// Events acknowledged by the sink per second.
+    pub delivered_rate: f64,
+    /// Sink write requests acknowledged per second.
+    pub writes_rate: f64,
+    /// Events queued between transform and sink.
+    pub queue_depth: u64,
+    /// Their bytes.
+    pub queue_bytes: u64,
+    /// Events due by the schedule and not yet emitted: held back at the source.
+    pub source_backlog: u64,
+    /// Events due and not yet delivered, dropped or dead-lettered: the health signal.
+    pub lag: u64,
+    /// Resident memory of this process.
+    pub rss_bytes: u64,
+    /// Events dropped so far.
+    pub dropped: u64,
+    /// p99 latency over the last period, milliseconds.
+    pub p99_ms: f64,
+    /// The slow-source signal's rate, if any.
+    pub signal_rate: f64,
+}
+
+/// What a run leaves behind.
+pub struct Outcome {
+    pub report: Report,
+    pub series: Vec<Sample>,
+    pub latency: Histogram<u64>,
+}
+
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    writes: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+struct Ctx {
+    client: Option<SinkClient>,
+    single: bool,
+    retry: Retry<Vec<Event>>,
+    counters: Counters,
+    latency: Mutex<Histogram<u64>>,
+    window: Mutex<Histogram<u64>>,
+    origin: Instant,
+    origin_epoch_ns: i64,
+}
+
+pub fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 1 hour, 3 significant figures.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+impl Ctx {
+    fn record(&self, batch: &[Event]) {
+        let now = self.origin.elapsed().as_nanos() as i64;
+        let mut all = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        for e in batch {
+            let intended = e.ts_ns - self.origin_epoch_ns;
+            let micros = ((now - intended).max(0) / 1_000).max(1) as u64;
+            all.saturating_record(micros);
+            window.saturating_record(micros);
+        }
+        self.counters
+            .delivered
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn attempt(&self, batch: Vec<Event>) -> Result<(), Failure> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let reply = if self.single && batch.len() == 1 {
+            client.write(&batch[0], Format::Binary).await
+        } else {
+            client.write_batch(&batch, Format::Binary).await
+        };
+        match reply {
+            Ok(r) if r.is_success() => Ok(()),
+            Ok(r) => {
+                let reason = format!("{} {}", r.status.as_u16(), String::from_utf8_lossy(&r.body));
+                if r.is_retriable() {
+                    Err(Failure::Retriable {
+                        reason,
+                        retry_after: r.retry_after,
+                    })
+                } else {
+                    Err(Failure::Fatal { reason })
+                }
+            }
+            Err(e) => Err(Failure::Retriable {
+                reason: e.to_string(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    async fn write(&self, batch: Vec<Event>) {
+        if self.client.is_none() {
+            self.record(&batch);
+            return;
+        }
+        let n = batch.len() as u64;
+        match self.retry.run(batch.clone(), |b| self.attempt(b)).await {
+            Delivery::Delivered { .. } => self.record(&batch),
+            Delivery::DeadLettered { .. } => {
+                self.counters.dead_lettered.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The resident set size of this process, from /proc (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Starts the embedded sinkd, if the plan has one.
+async fn start_sink(
+    plan: &Plan,
+) -> anyhow::Result<(Option<sinkd::Running>, Option<SinkClient>, f64)> {
+    match &plan.sink {
+        SinkTarget::Null => Ok((None, None, f64::INFINITY)),
+        SinkTarget::External { url } => {
+            let client = SinkClient::new(url)?;
+            let text = client
+                .metrics()
+                .await
+                .with_context(|| format!("cannot read {url}/metrics"))?;
+            let limit = text
+                .lines()
+                .find_map(|l| l.strip_prefix("sinkd_rate_limit "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|r| *r > 0.0)
+                .unwrap_or(f64::INFINITY);
+            Ok((None, Some(client), limit))
+        }
+        SinkTarget::Embedded {
+            rate,
+            on_limit,
+            latency,
+            stall,
+        } => {
+            let mut config = sinkd::Config::default();
+            config.listen = "127.0.0.1:0".parse()?;
+            config.rate = Some(*rate);
+            config.burst = (rate / 10.0).max(1.0);
+            config.on_limit = match on_limit {
+                OnLimit::Delay => sinkd::config::OnLimit::Delay,
+                OnLimit::Reject => sinkd::config::OnLimit::Reject,
+            };
+            config.max_held = 100_000;
+            config.latency = *latency;
+            config.stall = stall.map(|s| (s.at, s.duration, s.rate));
+            config.admin_token = Some("loadgen".into());
+            let running = sinkd::start(config)
+                .await
+                .context("cannot start the embedded sinkd")?;
+            let client = SinkClient::new(&running.url())?.with_admin_token("loadgen");
+            Ok((Some(running), Some(client), *rate))
+        }
+    }
+}
+
+pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
+    let (embedded, client, ceiling) = start_sink(plan).await?;
+    let out_dir = plan.out.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let dead_path = out_dir.join("dead-letters.jsonl");
+    let _ = std::fs::remove_file(&dead_path);
+    let dead = DeadLetters::open(&dead_path, |b: &Vec<Event>| {
+        serde_json::to_string(b).unwrap_or_else(|_| "null".into())
+    })
+    .with_context(|| format!("cannot open {}", dead_path.display()))?;
+    let retry = Retry::new(
+        RetryPolicy {
+            max_attempts: plan.max_attempts,
+            seed: plan.seed,
+            ..RetryPolicy::default()
+        },
+        dead,
+    );
+
+    let origin = Instant::now();
+    let origin_epoch_ns = generator::now_epoch_ns();
+    let ctx = Arc::new(Ctx {
+        client,
+        single: plan.sink_mode == SinkMode::Single,
+        retry,
+        counters: Counters::default(),
+        latency: Mutex::new(histogram()),
+        window: Mutex::new(histogram()),
+        origin,
+        origin_epoch_ns,
+    });
+
+    // The source, obeying the slow-source signal when there is one.
+    let signal = (plan.policy == Policy::SlowSource).then(|| RateSignal::new(plan.schedule.peak()));
+    let gen_stats = Arc::new(GeneratorStats::default());
+    let gen_stage = Stage::new("generator");
+    let shape = EventShape {
+        seed: plan.seed,
+        keys: plan.keys,
+        msg_size: plan.msg_size,
+    };
+    let events = generator::events(
+        plan.schedule.clone(),
+        shape,
+        origin,
+        origin_epoch_ns,
+        signal.clone(),
+        gen_stats.clone(),
+        gen_stage.clone(),
+    );
+    let transformed = reactive::from_stream(Box::pin(events)).map(|mut e: Event| {
+        // The processor's cheap transform.
+        e.payload.make_ascii_uppercase();
+        e
+    });
+    let config = match plan.queue {
+        QueueKind::Bounded => QueueConfig::bounded(plan.queue_cap).overflow(plan.overflow()),
+        QueueKind::Unbounded => match plan.safety_cap {
+            Some(cap) => QueueConfig::unbounded().safety_cap(cap),
+            None => QueueConfig::unbounded(),
+        },
+        QueueKind::Pull => QueueConfig::pull(),
+    }
+    .weigh(|e: &Event| (std::mem::size_of::<Event>() + e.payload.capacity()) as u64)
+    .priority(|e: &Event| e.priority);
+    let queue = transformed.queue(config);
+    let queue_stats = queue.stats();
+
+    let workers_config = WorkersConfig {
+        workers: plan.sink_workers,
+        window: plan.worker_window,
+        partitioning: match plan.partitioning {
+            Partitioning::RoundRobin => Parts::RoundRobin,
+            Partitioning::Key => Parts::Key,
+        },
+        batch: plan.batch_size,
+        linger: plan.batch_linger,
+    };
+    let c = ctx.clone();
+    let (subscriber, pool) = workers(
+        workers_config,
+        |e: &Event| e.key,
+        move |_, batch: Vec<Event>| {
+            let c = c.clone();
+            async move { c.write(batch).await }
+        },
+    );
+    let worker_stats = pool.stats();
+    let connection = tokio::spawn(queue.connect(subscriber));
+    let driver = tokio::spawn(pool);
+    let controller = signal.clone().map(|signal| {
+        let qs = queue_stats.clone();
+        let peak = plan.schedule.peak().max(1.0);
+        tokio::spawn(slow_source(
+            move || qs.fill(),
+            Aimd::new(peak, 10.0, peak).increase(peak * 0.01),
+            signal,
+            Duration::from_millis(100),
+        ))
+    });
+
+    // Sample until the pipeline has drained, or the drain timed out.
+    let total = plan.schedule.total();
+    let mut series = Vec::new();
+    let mut tick = tokio::time::interval(plan.sample);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = (Instant::now(), 0u64, 0u64, 0u64);
+    let mut driver = driver;
+    let mut drained = false;
+    let mut stages: Vec<(f64, StageSnapshot, Duration, u64)> = Vec::new();
+    let deadline = origin + total + plan.drain_timeout;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            done = &mut driver, if !drained => {
+                drained = true;
+                if let Ok(Err(e)) = &done {
+                    progress.note(&format!("the pipeline ended with an error: {e}"));
+                }
+            }
+        }
+        let sample = take_sample(
+            plan,
+            &ctx,
+            &gen_stats,
+            &queue_stats,
+            signal.as_ref(),
+            origin,
+            &mut last,
+        );
+        progress.update(&sample, total);
+        stages.push((
+            sample.t,
+            gen_stage.snapshot(),
+            worker_stats.busy(),
+            worker_stats.completed(),
+        ));
+        series.push(sample);
+        if drained || Instant::now() >= deadline {
+            break;
+        }
+        if origin.elapsed() >= total {
+            gen_stats.stop.store(true, Ordering::Relaxed);
+        }
+    }
+    gen_stats.stop.store(true, Ordering::Relaxed);
+    if !drained {
+        driver.abort();
+        progress.note("the drain timed out: what was still queued is counted as abandoned");
+    }
+    connection.abort();
+    if let Some(c) = controller {
+        c.abort();
+    }
+    drop(signal);
+
+    let produced = gen_stats.emitted.load(Ordering::Relaxed);
+    let (audit, sink_missing) = match (&embedded, &ctx.client) {
+        (_, Some(client)) => match client.stats(Some((0, produced))).await {
+            Ok(s) => {
+                let missing = s.missing.as_ref().map_or(0, |m| m.count);
+                (Some(s), missing)
+            }
+            Err(e) => {
+                progress.note(&format!("cannot read the sink's audit: {e}"));
+                (None, 0)
+            }
+        },
+        _ => (None, 0),
+    };
+    if let Some(running) = embedded {
+        running.shutdown().await;
+    }
+    let report = build_report(
+        plan,
+        &ctx,
+        produced,
+        &gen_stats,
+        &queue_stats,
+        &worker_stats,
+        &stages,
+        audit,
+        sink_missing,
+        ceiling,
+        &series,
+        drained,
+    );
+    let latency = ctx
+        .latency
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(Outcome {
+        report,
+        series,
+        latency,
+    })
+}
+
+fn take_sample(
+    plan: &Plan,
+    ctx: &Ctx,
+    generator: &GeneratorStats,
+    queue: &QueueStats,
+    signal: Option<&RateSignal>,
+    origin: Instant,
+    last: &mut (Instant, u64, u64, u64),
+) -> Sample {
+    let now = Instant::now();
+    let t = now - origin;
+    let dt = (now - last.0).as_secs_f64().max(1e-9);
+    let emitted = generator.emitted.load(Ordering::Relaxed);
+    let delivered = ctx.counters.delivered.load(Ordering::Relaxed);
+    let writes = ctx.counters.writes.load(Ordering::Relaxed);
+    let snapshot = queue.snapshot();
+    let dead = ctx.counters.dead_lettered.load(Ordering::Relaxed);
+    let due = plan.schedule.due(t).floor() as u64;
+    let p99 = {
+        let mut w = ctx.window.lock().unwrap_or_else(|p| p.into_inner());
+        let p = if w.is_empty() {
+            0.0
+        } else {
+            w.value_at_quantile(0.99) as f64 / 1000.0
+        };
+        w.reset();
+        p
+    };
+    let sample = Sample {
+        t: t.as_secs_f64(),
+        target_rate: plan.schedule.rate_at(t),
+        generated_rate: (emitted - last.1) as f64 / dt,
+        delivered_rate: (delivered - last.2) as f64 / dt,
+        writes_rate: (writes - last.3) as f64 / dt,
+        queue_depth: snapshot.depth,
+        queue_bytes: snapshot.depth_bytes,
+        source_backlog: due.saturating_sub(emitted),
+        lag: due.saturating_sub(delivered + snapshot.dropped() + dead),
+        rss_bytes: rss_bytes(),
+        dropped: snapshot.dropped(),
+        p99_ms: p99,
+        signal_rate: signal.map_or(0.0, RateSignal::get),
+    };
+    *last = (now, emitted, delivered, writes);
+    sample
+}
+
+/// Least-squares slope of `y` over `x`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (num, den) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    plan: &Plan,
+    ctx: &Ctx,
+    produced: u64,
+    generator: &GeneratorStats,
+    queue: &QueueStats,
+    worker_stats: &WorkerStats,
+    stages: &[(f64, StageSnapshot, Duration, u64)],
+    audit: Option<sinkd::Stats>,
+    sink_missing: u64,
+    ceiling: f64,
+    series: &[Sample],
+    drained: bool,
+) -> Report {
+    let q = queue.snapshot();
+    let dead_lettered = ctx.counters.dead_lettered.load(Ordering::Relaxed);
+    let acked = ctx.counters.delivered.load(Ordering::Relaxed);
+    let delivered = audit
+        .as_ref()
+        .map_or(acked, |a| a.distinct_ids.min(produced));
+    let abandoned = if drained {
+        0
+    } else {
+        q.depth + worker_stats.held()
+    };
+    let dropped = Dropped {
+        newest: q.dropped_newest,
+        oldest: q.dropped_oldest,
+        priority: q.dropped_priority.clone(),
+        abandoned,
+        total: q.dropped() + abandoned,
+    };
+    let lost = produced as i64 - delivered as i64 - dropped.total as i64 - dead_lettered as i64;
+    let h = ctx.latency.lock().unwrap_or_else(|p| p.into_inner());
+    let ms = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let latency = Latency {
+        p50: ms(0.5),
+        p90: ms(0.9),
+        p99: ms(0.99),
+        p999: ms(0.999),
+        max: if h.is_empty() {
+            0.0
+        } else {
+            h.max() as f64 / 1000.0
+        },
+    };
+    drop(h);
+
+    // The overload window: where the offered events/s exceed what the sink can take; skip its
+    // first second (or tenth) so the transient does not count.
+    let ceiling_events = ceiling * plan.batch_size as f64;
+    let windows = plan.schedule.overload_windows(ceiling_events);
+    let in_overload = |t: f64| {
+        windows.iter().any(|(a, b)| {
+            let skip = ((b.as_secs_f64() - a.as_secs_f64()) * 0.1).min(1.0);
+            t >= a.as_secs_f64() + skip && t <= b.as_secs_f64()
+        })
+    };
+    let window: Vec<&Sample> = if windows.is_empty() {
+        series.iter().collect()
+    } else {
+        series.iter().filter(|s| in_overload(s.t)).collect()
+    };
+    let writes_rate = if window.is_empty() {
+        0.0
+    } else {
+        window.iter().map(|s| s.writes_rate).sum::<f64>() / window.len() as f64
+    };
+    let sink_utilization = if ceiling.is_finite() && ceiling > 0.0 {
+        writes_rate / ceiling
+    } else {
+        0.0
+    };
+    let rss_points: Vec<(f64, f64)> = window.iter().map(|s| (s.t, s.rss_bytes as f64)).collect();
+
+    let total = plan.schedule.total();
+    let due = plan.schedule.due(total);
+    // Judge the bottleneck over the overload window (the whole run when there is none).
+    let in_window: Vec<&(f64, StageSnapshot, Duration, u64)> = if windows.is_empty() {
+        stages.iter().collect()
+    } else {
+        stages.iter().filter(|s| in_overload(s.0)).collect()
+    };
+    let bottleneck = match (in_window.first(), in_window.last()) {
+        (Some(first), Some(last)) if last.0 > first.0 => {
+            let generator = last.1.since(&first.1);
+            let workers = plan.sink_workers as u32;
+            let busy = last.2.saturating_sub(first.2) / workers;
+            let sink = StageSnapshot {
+                name: "sink".into(),
+                elapsed: generator.elapsed,
+                busy: busy.min(generator.elapsed),
+                idle: generator.elapsed.saturating_sub(busy),
+                backpressured: Duration::ZERO,
+                items_in: last.3 - first.3,
+                items_out: last.3 - first.3,
+                input_fill: (q.high_water as f64 / plan.queue_cap.max(1) as f64).min(1.0),
+            };
+            find_bottleneck(&[generator, sink]).map_or_else(
+                || "none: the source sets the pace".to_string(),
+                |b| format!("{} ({})", b.stage, b.reason),
+            )
+        }
+        _ => "unknown: too short to tell".to_string(),
+    };
+
+    Report {
+        produced,
+        delivered,
+        dropped,
+        dead_lettered,
+        duplicates: audit.as_ref().map_or(0, |a| a.duplicates),
+        ordering_violations: audit.as_ref().map_or(0, |a| a.order_violations),
+        missing: sink_missing,
+        lost,
+        sink_ceiling_writes_per_s: if ceiling.is_finite() { ceiling } else { 0.0 },
+        sink_utilization,
+        rss_peak_bytes: series.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+        rss_slope_bytes_per_s: slope(&rss_points),
+        latency_ms: latency,
+        lag_max: series.iter().map(|s| s.lag).max().unwrap_or(0),
+        missed_sends: generator.missed.load(Ordering::Relaxed),
+        bottleneck,
+        target_rate: due / total.as_secs_f64(),
+        generated_rate: produced as f64 / total.as_secs_f64(),
+        rate_error: if due > 0.0 {
+            produced as f64 / due - 1.0
+        } else {
+            0.0
+        },
+        duration_s: series.last().map_or(0.0, |s| s.t),
+        retries: ctx.retry.stats().retries,
+        queue: QueueSummary {
+            high_water: q.high_water,
+            high_water_bytes: q.high_water_bytes,
+            blocked_s: q.blocked.as_secs_f64(),
+            overflowed: q.overflowed,
+        },
+        drained,
+        plan: serde_json::to_value(plan).unwrap_or_default(),
+    }
+}

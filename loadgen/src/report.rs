@@ -1,0 +1,164 @@
+//! `report.json`: what a run produced, delivered, dropped and cost.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Events the generator emitted.
+    pub produced: u64,
+    /// Distinct events the sink acknowledged (its own audit when the sink is sinkd).
+    pub delivered: u64,
+    /// Events dropped, by reason.
+    pub dropped: Dropped,
+    /// Events that exhausted their retries or failed for good, in the dead-letter file.
+    pub dead_lettered: u64,
+    /// Events the sink received more than once (retries after a lost answer).
+    pub duplicates: u64,
+    /// Events whose per-key sequence went backwards at the sink.
+    pub ordering_violations: u64,
+    /// Ids in 0..produced the sink never received.
+    pub missing: u64,
+    /// produced - delivered - dropped - dead_lettered: 0 unless something vanished.
+    pub lost: i64,
+    /// The sink's limit, writes/s (0 when unknown).
+    pub sink_ceiling_writes_per_s: f64,
+    /// Acknowledged writes/s over the overload window, divided by the ceiling.
+    pub sink_utilization: f64,
+    /// The largest resident set size sampled.
+    pub rss_peak_bytes: u64,
+    /// How fast RSS grew over the overload window (least squares), bytes/s.
+    pub rss_slope_bytes_per_s: f64,
+    /// End-to-end latency from each event's intended send time to the sink's acknowledgement.
+    pub latency_ms: Latency,
+    /// The largest lag sampled: events due and not yet delivered, dropped or dead-lettered.
+    pub lag_max: u64,
+    /// Events the generator sent late although the pipeline was asking for them.
+    pub missed_sends: u64,
+    /// The stage limiting throughput, and why.
+    pub bottleneck: String,
+    /// Mean offered rate of the schedule, events/s.
+    pub target_rate: f64,
+    /// Mean rate the generator achieved, events/s.
+    pub generated_rate: f64,
+    /// produced / due - 1: how far the generator fell short of (or beyond) its schedule.
+    pub rate_error: f64,
+    /// How long the run took, drain included, seconds.
+    pub duration_s: f64,
+    /// Write retries.
+    pub retries: u64,
+    /// The queue.
+    pub queue: QueueSummary,
+    /// Whether the pipeline drained before the drain timeout.
+    pub drained: bool,
+    /// The plan that ran.
+    #[serde(default)]
+    pub plan: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Dropped {
+    pub newest: u64,
+    pub oldest: u64,
+    /// Per priority class.
+    pub priority: Vec<u64>,
+    /// Still queued when the drain timed out.
+    pub abandoned: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QueueSummary {
+    pub high_water: u64,
+    pub high_water_bytes: u64,
+    pub blocked_s: f64,
+    pub overflowed: bool,
+}
+
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+impl Report {
+    /// The summary for stdout.
+    pub fn summary(&self) -> String {
+        let rows = [
+            ("produced", self.produced.to_string()),
+            ("delivered", self.delivered.to_string()),
+            (
+                "dropped",
+                format!(
+                    "{} (newest {}, oldest {}, priority {:?}, abandoned {})",
+                    self.dropped.total,
+                    self.dropped.newest,
+                    self.dropped.oldest,
+                    self.dropped.priority,
+                    self.dropped.abandoned
+                ),
+            ),
+            ("dead-lettered", self.dead_lettered.to_string()),
+            ("lost", self.lost.to_string()),
+            (
+                "duplicates / order violations",
+                format!("{} / {}", self.duplicates, self.ordering_violations),
+            ),
+            (
+                "offered / generated",
+                format!(
+                    "{:.0}/s / {:.0}/s ({:.1}% of the schedule)",
+                    self.target_rate,
+                    self.generated_rate,
+                    (1.0 + self.rate_error) * 100.0
+                ),
+            ),
+            (
+                "sink utilization",
+                format!(
+                    "{:.3} of {:.0} writes/s",
+                    self.sink_utilization, self.sink_ceiling_writes_per_s
+                ),
+            ),
+            (
+                "latency p50 / p99 / p99.9 / max",
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1} ms",
+                    self.latency_ms.p50,
+                    self.latency_ms.p99,
+                    self.latency_ms.p999,
+                    self.latency_ms.max
+                ),
+            ),
+            ("lag max", self.lag_max.to_string()),
+            (
+                "queue high-water",
+                format!(
+                    "{} events, {}",
+                    self.queue.high_water,
+                    mb(self.queue.high_water_bytes)
+                ),
+            ),
+            (
+                "RSS peak / slope",
+                format!(
+                    "{} / {:+.0} KB/s",
+                    mb(self.rss_peak_bytes),
+                    self.rss_slope_bytes_per_s / 1e3
+                ),
+            ),
+            ("missed sends", self.missed_sends.to_string()),
+            ("bottleneck", self.bottleneck.clone()),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        rows.iter()
+            .map(|(k, v)| format!("  {k:<width$}  {v}\n"))
+            .collect()
+    }
+}

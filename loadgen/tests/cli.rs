@@ -1,0 +1,108 @@
+//! Bad input gets a clear error before anything runs.
+
+use std::process::Command;
+
+fn loadgen(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("loadgen runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_flag_value_names_the_flag_and_the_allowed_values() {
+    let (code, _, err) = loadgen(&["run", "--queue", "sideways"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--queue")
+            && err.contains("bounded")
+            && err.contains("unbounded")
+            && err.contains("pull"),
+        "{err}"
+    );
+    let (_, _, err) = loadgen(&["run", "--policy", "pray"]);
+    assert!(
+        err.contains("--policy")
+            && err.contains("buffer")
+            && err.contains("shed")
+            && err.contains("slow-source"),
+        "{err}"
+    );
+    let (_, _, err) = loadgen(&["run", "--shed", "random"]);
+    assert!(
+        err.contains("drop-newest") && err.contains("drop-oldest") && err.contains("priority"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inconsistent_flags_are_refused_with_the_flag_named() {
+    let (code, _, err) = loadgen(&["run", "--policy", "shed", "--queue", "unbounded", "--quiet"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--policy shed") && err.contains("--queue bounded"),
+        "{err}"
+    );
+    let (_, _, err) = loadgen(&["run", "--duration", "ten minutes", "--quiet"]);
+    assert!(err.contains("--duration"), "{err}");
+    let (_, _, err) = loadgen(&["run", "--schedule", "8000", "--quiet"]);
+    assert!(
+        err.contains("--schedule") && err.contains("RATE@DURATION"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_check_fails_before_the_run_and_lists_the_valid_fields() {
+    let start = std::time::Instant::now();
+    let (code, out, err) = loadgen(&["run", "--check", "latency.p99<100"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown field 'latency.p99'")
+            && err.contains("latency_ms.p99")
+            && err.contains("rss_peak_bytes"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "nothing ran: {out}");
+    assert!(start.elapsed().as_secs() < 20, "the run did not start");
+}
+
+#[test]
+fn every_committed_experiment_config_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.path()
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6, "experiments 1-5 and 7: {names:?}");
+    for name in names {
+        let (code, out, err) = loadgen(&[
+            "experiment",
+            &name,
+            "--configs",
+            dir,
+            "--dry-run",
+            "--time-scale",
+            "0.02",
+        ]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.contains("\"schedule\""), "{name}: {out}");
+    }
+    let (code, _, err) = loadgen(&["experiment", "42", "--configs", dir]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no such experiment") && err.contains("1-unbounded-vs-bounded"),
+        "{err}"
+    );
+}

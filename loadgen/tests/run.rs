@@ -1,0 +1,149 @@
+//! Short real runs of the whole pipeline (generator -> queue -> workers -> embedded sinkd over
+//! loopback), checking report.json's invariants.
+
+use std::process::Command;
+
+fn run(name: &str, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--out"])
+        .arg(&dir)
+        .arg("--report")
+        .arg(&report)
+        .args(args)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for file in [
+        "timeseries.csv",
+        "latency.hlog",
+        "rates.svg",
+        "memory.svg",
+        "lag.svg",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (out.status.code().unwrap_or(-1), json, stdout)
+}
+
+fn u(v: &serde_json::Value, path: &str) -> i64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_i64()
+        .unwrap_or_else(|| panic!("{path} missing"))
+}
+
+#[test]
+fn buffer_loses_nothing_and_bounded_memory_stays_bounded() {
+    let (code, r, stdout) = run(
+        "buffer",
+        &[
+            "--profile",
+            "constant",
+            "--rate",
+            "6000",
+            "--duration",
+            "3s",
+            "--queue-cap",
+            "2000",
+            "--check",
+            "lost==0",
+            "--check",
+            "rss_peak_bytes<64MiB",
+            "--check",
+            "queue.high_water<=2000",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("ok   lost: 0 == 0"),
+        "one line per check: {stdout}"
+    );
+    assert!(u(&r, "produced") > 0);
+    assert_eq!(u(&r, "lost"), 0);
+    assert_eq!(u(&r, "dropped.total"), 0);
+    assert_eq!(
+        u(&r, "produced"),
+        u(&r, "delivered") + u(&r, "dead_lettered")
+    );
+    assert_eq!(
+        u(&r, "missing"),
+        0,
+        "sinkd's audit agrees: every produced id arrived"
+    );
+    assert_eq!(
+        u(&r, "ordering_violations"),
+        0,
+        "key partitioning keeps order"
+    );
+    assert!(
+        r["sink_utilization"].as_f64().unwrap() > 0.8,
+        "a 3x overload keeps the sink busy: {}",
+        r["sink_utilization"]
+    );
+    assert!(
+        r["bottleneck"].as_str().unwrap().starts_with("sink"),
+        "{}",
+        r["bottleneck"]
+    );
+}
+
+#[test]
+fn shedding_drops_and_counts_and_loses_nothing_else() {
+    let (code, r, _) = run(
+        "shed",
+        &[
+            "--profile",
+            "constant",
+            "--rate",
+            "6000",
+            "--duration",
+            "3s",
+            "--queue-cap",
+            "500",
+            "--policy",
+            "shed",
+            "--shed",
+            "drop-oldest",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        u(&r, "dropped.oldest") > 0,
+        "a 3x overload into a small queue sheds"
+    );
+    assert_eq!(
+        u(&r, "lost"),
+        0,
+        "every event is delivered or counted as dropped"
+    );
+    assert_eq!(
+        u(&r, "produced"),
+        u(&r, "delivered") + u(&r, "dropped.total") + u(&r, "dead_lettered")
+    );
+}
+
+#[test]
+fn a_failing_check_fails_the_run() {
+    let (code, _, stdout) = run(
+        "gate",
+        &[
+            "--profile",
+            "constant",
+            "--rate",
+            "500",
+            "--duration",
+            "1s",
+            "--check",
+            "produced>1000000",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(stdout.contains("FAIL produced"), "{stdout}");
+}
