@@ -131,6 +131,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{}", outcome.report.summary())?;
+    writeln!(stdout, "\n{}", outcome.report.interpretation())?;
     writeln!(
         stdout,
         "\nwrote {}/{{report.json, timeseries.csv, latency.hlog, rates.svg, memory.svg, lag.svg}}",

@@ -312,6 +312,8 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
     let mut series = Vec::new();
     let mut tick = tokio::time::interval(plan.sample);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: skip it, so every sample covers a whole period.
+    tick.tick().await;
     let mut last = (Instant::now(), 0u64, 0u64, 0u64);
     let mut driver = driver;
     let mut drained = false;

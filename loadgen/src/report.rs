@@ -88,6 +88,45 @@ pub fn mb(bytes: u64) -> String {
 }
 
 impl Report {
+    /// Where the excess went, in a sentence or two, from the numbers.
+    pub fn interpretation(&self) -> String {
+        let mut out = Vec::new();
+        if self.sink_utilization > 0.0 {
+            out.push(format!(
+                "The sink ran at {:.0}% of its ceiling while it was overloaded.",
+                self.sink_utilization * 100.0
+            ));
+        }
+        let queued_mb = self.queue.high_water_bytes as f64 / 1e6;
+        if self.dropped.total > 0 {
+            out.push(format!(
+                "{} events were dropped and counted ({} shed by policy, {} still queued when the drain timed out).",
+                self.dropped.total,
+                self.dropped.total - self.dropped.abandoned,
+                self.dropped.abandoned
+            ));
+        }
+        if self.generated_rate < self.target_rate * 0.98 && self.lag_max > 0 {
+            out.push(format!(
+                "The source was slowed to {:.0}/s of the {:.0}/s offered: the excess (lag up to {} events) waited at the source, not in memory; the queue never held more than {} events ({queued_mb:.1} MB) and RSS peaked at {:.1} MB.",
+                self.generated_rate, self.target_rate, self.lag_max, self.queue.high_water, self.rss_peak_bytes as f64 / 1e6
+            ));
+        } else if self.queue.high_water > 100_000 {
+            out.push(format!(
+                "Nothing slowed the source: the excess went to the heap ({} events, {queued_mb:.1} MB queued; RSS grew {:.1} MB/s).",
+                self.queue.high_water,
+                self.rss_slope_bytes_per_s / 1e6
+            ));
+        }
+        if self.lost != 0 {
+            out.push(format!(
+                "{} events are unaccounted for: investigate.",
+                self.lost
+            ));
+        }
+        out.join(" ")
+    }
+
     /// The summary for stdout.
     pub fn summary(&self) -> String {
         let rows = [

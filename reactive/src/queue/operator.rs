@@ -117,7 +117,8 @@ impl<P: Publisher> Publisher for Queue<P> {
                 config: self.config,
                 stats: self.stats,
                 blocks,
-                replenish: (capacity as u64 / 8).max(1),
+                // Small grants: the source follows the sink smoothly instead of in bursts.
+                replenish: (capacity as u64 / 8).clamp(1, 64),
                 taken: 0,
                 local: std::collections::VecDeque::new(),
             }),
