@@ -25,6 +25,18 @@ pub enum Command {
     Chaos(ChaosArgs),
     /// An open-model producer to an HTTP sink (sinkd's /write endpoints).
     Produce(ProduceArgs),
+    /// The processor as a long-running service, with Prometheus /metrics.
+    Process(ProcessArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessArgs {
+    /// Where to serve /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// The pipeline, as for `run` (set a long --duration or --schedule for a service).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -190,7 +202,8 @@ pub struct RunArgs {
     /// Time-series sampling period.
     #[arg(long, default_value = "250ms")]
     pub sample: String,
-    /// Multiplies every duration (schedule, stall, drain): 0.02 turns 30 minutes into 36 s.
+    /// Multiplies every duration of the schedule and the stall, and the queue capacities with
+    /// them, so a compressed run keeps its shape: 0.02 turns 30 minutes into 36 s.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     /// Writes report.json here.

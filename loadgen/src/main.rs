@@ -12,6 +12,7 @@ mod generator;
 mod output;
 mod pipeline;
 mod plan;
+mod process;
 mod produce;
 mod progress;
 mod report;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
             Command::Sweep(args) => sweep::run(args).await,
             Command::Chaos(args) => chaos::run(args).await,
             Command::Produce(args) => produce::run(args).await,
+            Command::Process(args) => process::run(args).await,
         }
     });
     match result {

@@ -491,10 +491,14 @@ fn build_report(
     let delivered = audit
         .as_ref()
         .map_or(acked, |a| a.distinct_ids.min(produced));
+    // When the drain timed out, what was still inside is abandoned. Writes in flight at that
+    // moment may still have reached the sink, whose audit is the truth: abandoned is what the
+    // audit does not have, capped at what was inside, so a real loss still shows as `lost`.
+    let unaccounted = produced.saturating_sub(delivered + q.dropped() + dead_lettered);
     let abandoned = if drained {
         0
     } else {
-        q.depth + worker_stats.held()
+        unaccounted.min(q.depth + worker_stats.held())
     };
     let dropped = Dropped {
         newest: q.dropped_newest,
@@ -535,11 +539,16 @@ fn build_report(
             t >= a.as_secs_f64() + skip && t <= b.as_secs_f64()
         })
     };
-    let window: Vec<&Sample> = if windows.is_empty() {
-        series.iter().collect()
-    } else {
-        series.iter().filter(|s| in_overload(s.t)).collect()
+    // Without an overload window, judge the schedule itself (not the drain after it).
+    let schedule_s = plan.schedule.total().as_secs_f64();
+    let in_window = |t: f64| {
+        if windows.is_empty() {
+            t <= schedule_s
+        } else {
+            in_overload(t)
+        }
     };
+    let window: Vec<&Sample> = series.iter().filter(|s| in_window(s.t)).collect();
     let writes_rate = if window.is_empty() {
         0.0
     } else {
@@ -554,13 +563,10 @@ fn build_report(
 
     let total = plan.schedule.total();
     let due = plan.schedule.due(total);
-    // Judge the bottleneck over the overload window (the whole run when there is none).
-    let in_window: Vec<&(f64, StageSnapshot, Duration, u64)> = if windows.is_empty() {
-        stages.iter().collect()
-    } else {
-        stages.iter().filter(|s| in_overload(s.0)).collect()
-    };
-    let bottleneck = match (in_window.first(), in_window.last()) {
+    // Judge the bottleneck over the same window.
+    let staged: Vec<&(f64, StageSnapshot, Duration, u64)> =
+        stages.iter().filter(|s| in_window(s.0)).collect();
+    let bottleneck = match (staged.first(), staged.last()) {
         (Some(first), Some(last)) if last.0 > first.0 => {
             let generator = last.1.since(&first.1);
             let workers = plan.sink_workers as u32;

@@ -231,6 +231,14 @@ pub struct Plan {
     pub quiet: bool,
 }
 
+fn scale_count(n: usize, scale: f64) -> usize {
+    if scale == 1.0 {
+        n
+    } else {
+        ((n as f64 * scale).round() as usize).max(16)
+    }
+}
+
 fn flag_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
     parse_duration(text).with_context(|| format!("invalid value '{text}' for '{flag}'"))
 }
@@ -340,8 +348,10 @@ impl Plan {
             seed: a.seed,
             keys: a.keys.max(1),
             queue: a.queue,
-            queue_cap: a.queue_cap,
-            safety_cap: a.safety_cap,
+            // Capacities scale with time: a compressed run's queue fills at the same point of
+            // its schedule as the full run's would.
+            queue_cap: scale_count(a.queue_cap, scale),
+            safety_cap: a.safety_cap.map(|c| scale_count(c, scale)),
             policy: a.policy,
             shed: a.shed,
             sink_mode: a.sink_mode,

@@ -9,6 +9,7 @@ use crate::report::mb;
 
 pub struct Progress {
     bar: ProgressBar,
+    live: Option<tokio::sync::watch::Sender<Sample>>,
 }
 
 impl Progress {
@@ -25,10 +26,19 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
-        Progress { bar }
+        Progress { bar, live: None }
+    }
+
+    /// Also publishes every sample (for `process`'s /metrics).
+    pub fn with_live(mut self, live: tokio::sync::watch::Sender<Sample>) -> Self {
+        self.live = Some(live);
+        self
     }
 
     pub fn update(&self, s: &Sample, total: Duration) {
+        if let Some(live) = &self.live {
+            live.send_replace(s.clone());
+        }
         let frac = (s.t / total.as_secs_f64().max(1e-9)).min(1.0);
         self.bar.set_position((frac * 1000.0) as u64);
         self.bar.set_message(format!(

@@ -147,3 +147,62 @@ fn a_failing_check_fails_the_run() {
     assert_eq!(code, 1);
     assert!(stdout.contains("FAIL produced"), "{stdout}");
 }
+
+#[test]
+fn process_serves_live_metrics_while_it_runs() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}-process", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "process",
+            "--quiet",
+            "--profile",
+            "constant",
+            "--rate",
+            "1000",
+            "--duration",
+            "4s",
+            "--metrics-addr",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            text.clear();
+            s.read_to_string(&mut text).unwrap();
+            if text.contains("loadgen_delivered_rate")
+                && !text.contains("loadgen_delivered_rate 0\n")
+            {
+                break;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let rate: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("loadgen_delivered_rate "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        rate > 500.0,
+        "a live delivered rate near 1000/s, got {rate}"
+    );
+}
