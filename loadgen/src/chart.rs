@@ -13,17 +13,20 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// Logarithmic axes (values at or below 0 are left out).
+    pub log_x: bool,
+    pub log_y: bool,
 }
 
 const COLORS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 const W: f64 = 820.0;
-const H: f64 = 420.0;
+const H: f64 = 450.0;
 const L: f64 = 80.0;
 const R: f64 = 20.0;
 const T: f64 = 40.0;
-const B: f64 = 70.0;
+const B: f64 = 100.0;
 
 /// A round tick step for a span.
 fn step(span: f64) -> f64 {
@@ -68,8 +71,29 @@ fn escape(s: &str) -> String {
 
 impl Chart {
     pub fn svg(&self) -> String {
-        let pts = self
+        let tx = |v: f64| {
+            if self.log_x {
+                if v > 0.0 { v.log10() } else { f64::NAN }
+            } else {
+                v
+            }
+        };
+        let ty = |v: f64| {
+            if self.log_y {
+                if v > 0.0 { v.log10() } else { f64::NAN }
+            } else {
+                v
+            }
+        };
+        let series: Vec<Series> = self
             .series
+            .iter()
+            .map(|s| Series {
+                name: s.name.clone(),
+                points: s.points.iter().map(|(x, y)| (tx(*x), ty(*y))).collect(),
+            })
+            .collect();
+        let pts = series
             .iter()
             .flat_map(|s| s.points.iter())
             .filter(|(x, y)| x.is_finite() && y.is_finite());
@@ -85,9 +109,23 @@ impl Chart {
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
-        let ystep = step(y1.max(1e-9));
+        let ystep = if self.log_y { 1.0 } else { step(y1.max(1e-9)) };
         let y1 = (y1 / ystep).ceil().max(1.0) * ystep;
-        let xstep = step(x1 - x0);
+        let xstep = if self.log_x { 1.0 } else { step(x1 - x0) };
+        let xl = |v: f64| {
+            if self.log_x {
+                label(10f64.powf(v))
+            } else {
+                label(v)
+            }
+        };
+        let yl = |v: f64| {
+            if self.log_y {
+                label(10f64.powf(v))
+            } else {
+                label(v)
+            }
+        };
         let (pw, ph) = (W - L - R, H - T - B);
         let sx = |x: f64| L + (x - x0) / (x1 - x0) * pw;
         let sy = |y: f64| T + ph - (y / y1) * ph;
@@ -117,7 +155,7 @@ impl Chart {
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
                 L - 6.0,
                 py + 4.0,
-                label(y)
+                yl(y)
             );
             y += ystep;
         }
@@ -133,7 +171,7 @@ impl Chart {
                 s,
                 r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
                 T + ph + 16.0,
-                label(x)
+                xl(x)
             );
             x += xstep;
         }
@@ -154,8 +192,9 @@ impl Chart {
             T + ph / 2.0,
             escape(&self.y_label)
         );
-        // Series and legend.
-        for (i, series) in self.series.iter().enumerate() {
+        // Series, then a legend that flows left to right and wraps.
+        let (mut lx, mut ly) = (L, T + (H - T - B) + 56.0);
+        for (i, series) in series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let path: Vec<String> = series
                 .points
@@ -170,8 +209,12 @@ impl Chart {
                     path.join(" ")
                 );
             }
-            let lx = L + 10.0 + (i % 4) as f64 * 180.0;
-            let ly = H - 22.0 + (i / 4) as f64 * 16.0;
+            // About 6.5 px per character at 12 px sans-serif.
+            let width = 24.0 + 6.5 * series.name.chars().count() as f64 + 16.0;
+            if lx + width > W - R && lx > L {
+                lx = L;
+                ly += 16.0;
+            }
             let _ = write!(
                 s,
                 r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{color}"/>"#,
@@ -179,11 +222,11 @@ impl Chart {
             );
             let _ = write!(
                 s,
-                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+                r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#,
                 lx + 18.0,
-                ly,
                 escape(&series.name)
             );
+            lx += width;
         }
         s.push_str("</svg>\n");
         s

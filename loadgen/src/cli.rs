@@ -255,6 +255,10 @@ pub struct ExperimentArgs {
     /// Validates the config and prints each run's plan, without running.
     #[arg(long)]
     pub dry_run: bool,
+    /// Rebuilds the charts and tables from the run folders a previous run left in --out,
+    /// without running again.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub replot: bool,
 }
 
 #[derive(Debug, Clone, Args)]

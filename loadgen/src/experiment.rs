@@ -385,6 +385,8 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
                 title: c.title.clone(),
                 x_label: "seconds".into(),
                 y_label: c.y_label.clone(),
+                log_x: false,
+                log_y: false,
                 series,
             },
         )?;
@@ -399,6 +401,11 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let x_label = config.x_label.clone().unwrap_or_else(|| "x".into());
+        // Parameters that span decades read better on a log axis.
+        let xs: Vec<f64> = config.runs.iter().filter_map(|r| r.x).collect();
+        let wide = xs.iter().cloned().fold(f64::MAX, f64::min) > 0.0
+            && xs.iter().cloned().fold(0.0, f64::max) / xs.iter().cloned().fold(f64::MAX, f64::min)
+                >= 50.0;
         let mut throughput = Vec::new();
         let mut p99 = Vec::new();
         for g in &groups {
@@ -432,6 +439,8 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
                 title: format!("{}: throughput", config.title),
                 x_label: x_label.clone(),
                 y_label: "events/s".into(),
+                log_x: wide,
+                log_y: false,
                 series: throughput,
             },
         )?;
@@ -441,6 +450,8 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
                 title: format!("{}: p99 latency", config.title),
                 x_label,
                 y_label: "ms".into(),
+                log_x: wide,
+                log_y: true,
                 series: p99,
             },
         )?;

@@ -85,6 +85,8 @@ pub fn write_run(dir: &Path, title: &str, outcome: &Outcome) -> anyhow::Result<(
             title: format!("{title}: offered, generated and delivered"),
             x_label: "seconds".into(),
             y_label: "events/s".into(),
+            log_x: false,
+            log_y: false,
             series: vec![
                 series("offered (schedule)", s, |x| x.target_rate),
                 series("generated", s, |x| x.generated_rate),
@@ -98,6 +100,8 @@ pub fn write_run(dir: &Path, title: &str, outcome: &Outcome) -> anyhow::Result<(
             title: format!("{title}: where the excess went"),
             x_label: "seconds".into(),
             y_label: "MB".into(),
+            log_x: false,
+            log_y: false,
             series: vec![
                 series("process RSS", s, |x| x.rss_bytes as f64 / 1e6),
                 series("queued bytes", s, |x| x.queue_bytes as f64 / 1e6),
@@ -110,6 +114,8 @@ pub fn write_run(dir: &Path, title: &str, outcome: &Outcome) -> anyhow::Result<(
             title: format!("{title}: lag and queue depth"),
             x_label: "seconds".into(),
             y_label: "events".into(),
+            log_x: false,
+            log_y: false,
             series: vec![
                 series("lag (due, not delivered)", s, |x| x.lag as f64),
                 series("held at the source", s, |x| x.source_backlog as f64),

@@ -559,7 +559,20 @@ fn build_report(
     } else {
         0.0
     };
-    let rss_points: Vec<(f64, f64)> = window.iter().map(|s| (s.t, s.rss_bytes as f64)).collect();
+    // An overflowing queue stops growing once it hits its cap: measure its growth before that.
+    let grew_until = if q.overflowed {
+        window
+            .iter()
+            .max_by_key(|s| s.queue_depth)
+            .map_or(f64::MAX, |s| s.t)
+    } else {
+        f64::MAX
+    };
+    let rss_points: Vec<(f64, f64)> = window
+        .iter()
+        .filter(|s| s.t <= grew_until)
+        .map(|s| (s.t, s.rss_bytes as f64))
+        .collect();
 
     let total = plan.schedule.total();
     let due = plan.schedule.due(total);

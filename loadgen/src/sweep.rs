@@ -202,6 +202,8 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             title: title.to_string(),
             x_label: axis.clone(),
             y_label: y.to_string(),
+            log_x: false,
+            log_y: false,
             series: vec![Series {
                 name: y.to_string(),
                 points: rows.iter().map(|r| (r.0.unwrap_or(0.0), f(r))).collect(),
