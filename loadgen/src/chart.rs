@@ -253,6 +253,8 @@ mod tests {
                     points: vec![(0.0, 1500.0), (10.0, 2000.0)],
                 },
             ],
+            log_x: false,
+            log_y: false,
         };
         let svg = chart.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

@@ -100,14 +100,15 @@ pub async fn run_child(args: &[String], dir: &Path, quiet: bool) -> anyhow::Resu
         cmd.arg("--quiet");
     }
     let status = cmd.status().await.context("cannot start the run")?;
+    read_back(dir).with_context(|| format!("the run exited with {status}"))
+}
+
+/// Reads the report and time series a run left in `dir`.
+fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
     let report_path = dir.join("report.json");
-    let report: Report =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).with_context(|| {
-            format!(
-                "the run exited with {status} and left no {}",
-                report_path.display()
-            )
-        })?)?;
+    let text = std::fs::read_to_string(&report_path)
+        .with_context(|| format!("no {}", report_path.display()))?;
+    let report: Report = serde_json::from_str(&text)?;
     let series = read_csv(&dir.join("timeseries.csv"))?;
     Ok(Outcome {
         report,
@@ -333,9 +334,18 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         let dir = out.join(slug(&spec.label));
         eprintln!("== {} ==", spec.label);
         // Each run in a process of its own: RSS belongs to one run, not to the runs before it.
-        let outcome = run_child(&argv[1..], &dir, args.quiet)
-            .await
-            .with_context(|| format!("run '{}'", spec.label))?;
+        let outcome = if args.replot {
+            read_back(&dir).with_context(|| {
+                format!(
+                    "run '{}' (--replot needs a previous run's folder)",
+                    spec.label
+                )
+            })?
+        } else {
+            run_child(&argv[1..], &dir, args.quiet)
+                .await
+                .with_context(|| format!("run '{}'", spec.label))?
+        };
         println!("== {} ==\n{}", spec.label, outcome.report.summary());
         for c in &checks {
             let (ok, line) = c.evaluate(&outcome.report);
