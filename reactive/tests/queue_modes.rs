@@ -84,6 +84,10 @@ async fn an_unbounded_queue_with_a_safety_cap_ends_cleanly_with_overflow() {
     );
     assert!(stats.overflowed);
     assert!(got.len() <= 502);
+    assert_eq!(
+        stats.dropped_newest, 1,
+        "the event that found the cap is counted, not lost"
+    );
 }
 
 #[tokio::test(start_paused = true)]

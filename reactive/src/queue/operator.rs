@@ -345,6 +345,8 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
         }
         if let Some(cap) = self.safety_cap {
             if state.buffer.len() >= cap {
+                // The item that found the cap is dropped, and counted: nothing is lost silently.
+                self.stats.dropped(super::DropReason::Newest, None);
                 self.stats.overflow();
                 state.end = Some(Some(Error::Overflow {
                     what: "unbounded queue (safety cap)",
