@@ -107,6 +107,42 @@ pub fn exposition(s: &Sample) -> String {
     out
 }
 
+/// A heap profile in pprof format (gzipped protobuf), or why there is none.
+#[cfg(feature = "heap-profile")]
+async fn heap_profile() -> Result<Vec<u8>, String> {
+    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
+        return Err("jemalloc profiling is not available in this process".into());
+    };
+    let mut ctl = ctl.lock().await;
+    if !ctl.activated() {
+        return Err("jemalloc profiling is not active (malloc_conf prof:true)".into());
+    }
+    ctl.dump_pprof()
+        .map_err(|e| format!("cannot dump the heap profile: {e}"))
+}
+
+#[cfg(not(feature = "heap-profile"))]
+async fn heap_profile() -> Result<Vec<u8>, String> {
+    Err(
+        "this loadgen was built without heap profiling: build it with `--features heap-profile`"
+            .into(),
+    )
+}
+
+fn respond(
+    status: http::StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> hyper::Response<Full<Bytes>> {
+    let mut r = hyper::Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", http::HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert("cache-control", http::HeaderValue::from_static("no-store"));
+    r
+}
+
 async fn serve(listener: tokio::net::TcpListener, latest: watch::Receiver<Sample>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -115,24 +151,30 @@ async fn serve(listener: tokio::net::TcpListener, latest: watch::Receiver<Sample
         let latest = latest.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let body = latest.borrow().clone();
+                let sample = latest.borrow().clone();
                 async move {
-                    let mut response = if req.uri().path() == "/metrics" {
-                        let mut r = hyper::Response::new(Full::new(Bytes::from(exposition(&body))));
-                        r.headers_mut().insert(
-                            "content-type",
-                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                        );
-                        r
-                    } else {
-                        let mut r =
-                            hyper::Response::new(Full::new(Bytes::from_static(b"try /metrics\n")));
-                        *r.status_mut() = http::StatusCode::NOT_FOUND;
-                        r
+                    let response = match req.uri().path() {
+                        "/metrics" => respond(
+                            http::StatusCode::OK,
+                            "text/plain; version=0.0.4",
+                            exposition(&sample),
+                        ),
+                        "/debug/pprof/heap" => match heap_profile().await {
+                            Ok(profile) => {
+                                respond(http::StatusCode::OK, "application/octet-stream", profile)
+                            }
+                            Err(why) => respond(
+                                http::StatusCode::NOT_IMPLEMENTED,
+                                "text/plain",
+                                format!("{why}\n"),
+                            ),
+                        },
+                        _ => respond(
+                            http::StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "try /metrics or /debug/pprof/heap\n",
+                        ),
                     };
-                    response
-                        .headers_mut()
-                        .insert("cache-control", http::HeaderValue::from_static("no-store"));
                     Ok::<_, Infallible>(response)
                 }
             });

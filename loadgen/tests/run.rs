@@ -191,9 +191,25 @@ fn process_serves_live_metrics_while_it_runs() {
             }
         }
     }
+    // Without the heap-profile feature the profile endpoint says how to get one.
+    let mut profile = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        use std::io::{Read, Write};
+        s.write_all(b"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let _ = s.read_to_string(&mut profile);
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+    if cfg!(feature = "heap-profile") {
+        assert!(profile.starts_with("HTTP/1.1 200"), "{profile}");
+    } else {
+        assert!(
+            profile.starts_with("HTTP/1.1 501") && profile.contains("--features heap-profile"),
+            "{profile}"
+        );
+    }
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let rate: f64 = text
         .lines()
