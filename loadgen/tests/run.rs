@@ -148,6 +148,17 @@ fn a_failing_check_fails_the_run() {
     assert!(stdout.contains("FAIL produced"), "{stdout}");
 }
 
+/// `GET path` on a loopback port, the whole raw answer, or `None` if nothing listens yet.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 #[test]
 fn process_serves_live_metrics_while_it_runs() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -178,12 +189,8 @@ fn process_serves_live_metrics_while_it_runs() {
     let mut text = String::new();
     for _ in 0..40 {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            text.clear();
-            s.read_to_string(&mut text).unwrap();
+        if let Some(answer) = http_get(port, "/metrics") {
+            text = answer;
             if text.contains("loadgen_delivered_rate")
                 && !text.contains("loadgen_delivered_rate 0\n")
             {
@@ -192,13 +199,7 @@ fn process_serves_live_metrics_while_it_runs() {
         }
     }
     // Without the heap-profile feature the profile endpoint says how to get one.
-    let mut profile = String::new();
-    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-        use std::io::{Read, Write};
-        s.write_all(b"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let _ = s.read_to_string(&mut profile);
-    }
+    let profile = http_get(port, "/debug/pprof/heap").unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -6,39 +6,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt, TryStreamExt};
-use reactive::{Error, Prefetch, Publisher, PublisherExt, Subscriber, Subscription};
+use reactive::{Error, Prefetch, Publisher, PublisherExt};
 
-/// A subscriber that requests on cue, like tower-test's `handle.allow(n)`.
-#[derive(Default, Clone)]
-struct Scripted {
-    subscription: Arc<std::sync::Mutex<Option<Subscription>>>,
-    received: Arc<std::sync::Mutex<Vec<u64>>>,
-}
+mod support;
 
-impl Subscriber<u64> for Scripted {
-    fn on_subscribe(&mut self, s: Subscription) {
-        *self.subscription.lock().unwrap() = Some(s);
-    }
-    fn on_next(&mut self, item: u64) {
-        self.received.lock().unwrap().push(item);
-    }
-    fn on_error(&mut self, _: Error) {}
-    fn on_complete(&mut self) {}
-}
-
-impl Scripted {
-    fn allow(&self, n: u64) {
-        self.subscription
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .request(n);
-    }
-    fn received(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-}
+use support::Scripted;
 
 #[tokio::test]
 async fn a_stream_is_polled_only_against_demand() {
@@ -47,7 +19,7 @@ async fn a_stream_is_polled_only_against_demand() {
     let source = futures::stream::poll_fn(move |_| {
         Poll::Ready(Some(counter.fetch_add(1, Ordering::SeqCst)))
     });
-    let script = Scripted::default();
+    let script = Scripted::<u64>::default();
     let mut connection = Box::pin(reactive::from_stream(source).connect(script.clone()));
     let mut task = tokio_test::task::spawn(());
     task.enter(|cx, _| assert!(connection.as_mut().poll(cx).is_pending()));
@@ -55,7 +27,7 @@ async fn a_stream_is_polled_only_against_demand() {
     script.allow(3);
     task.enter(|cx, _| assert!(connection.as_mut().poll(cx).is_pending()));
     assert_eq!(polls.load(Ordering::SeqCst), 3);
-    assert_eq!(script.received(), 3);
+    assert_eq!(script.count(), 3);
     script.allow(2);
     assert!(task.is_woken(), "a request must wake the connection");
     task.enter(|cx, _| assert!(connection.as_mut().poll(cx).is_pending()));
@@ -64,19 +36,13 @@ async fn a_stream_is_polled_only_against_demand() {
 
 #[tokio::test]
 async fn cancel_wakes_a_connection_waiting_on_its_stream() {
-    let script = Scripted::default();
+    let script = Scripted::<u64>::default();
     let mut connection =
         Box::pin(reactive::from_stream(futures::stream::pending::<u64>()).connect(script.clone()));
     let mut task = tokio_test::task::spawn(());
     script.allow(1);
     task.enter(|cx, _| assert!(connection.as_mut().poll(cx).is_pending()));
-    script
-        .subscription
-        .lock()
-        .unwrap()
-        .as_ref()
-        .unwrap()
-        .cancel();
+    script.cancel();
     assert!(task.is_woken());
     task.enter(|cx, _| assert!(connection.as_mut().poll(cx).is_ready()));
 }

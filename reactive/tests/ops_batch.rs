@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use reactive::tck::PublisherVerification;
-use reactive::{Error, Publisher, PublisherExt, Subscriber, Subscription};
+use reactive::{Publisher, PublisherExt};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
@@ -51,22 +51,9 @@ async fn a_partial_batch_leaves_after_the_linger() {
     assert_eq!(all, (0..9).collect::<Vec<_>>());
 }
 
-#[derive(Clone, Default)]
-struct Scripted {
-    subscription: Arc<std::sync::Mutex<Option<Subscription>>>,
-    batches: Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
-}
+mod support;
 
-impl Subscriber<Vec<u64>> for Scripted {
-    fn on_subscribe(&mut self, s: Subscription) {
-        *self.subscription.lock().unwrap() = Some(s);
-    }
-    fn on_next(&mut self, b: Vec<u64>) {
-        self.batches.lock().unwrap().push(b);
-    }
-    fn on_error(&mut self, _: Error) {}
-    fn on_complete(&mut self) {}
-}
+type Scripted = support::Scripted<Vec<u64>>;
 
 #[tokio::test(start_paused = true)]
 async fn batches_are_requested_never_pushed() {
@@ -87,7 +74,7 @@ async fn batches_are_requested_never_pushed() {
         0,
         "nothing is pulled without demand"
     );
-    assert!(script.batches.lock().unwrap().is_empty());
+    assert!(script.received.lock().unwrap().is_empty());
     script
         .subscription
         .lock()
@@ -97,7 +84,7 @@ async fn batches_are_requested_never_pushed() {
         .request(2);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        *script.batches.lock().unwrap(),
+        *script.received.lock().unwrap(),
         vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]
     );
     assert_eq!(
@@ -144,19 +131,19 @@ async fn a_lingering_batch_without_demand_waits_for_it() {
     // The first item arrived at 10 ms; its linger ended at 15 ms... not yet.
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
-        *script.batches.lock().unwrap(),
+        *script.received.lock().unwrap(),
         vec![vec![0]],
         "the linger flushed one item"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
-        script.batches.lock().unwrap().len(),
+        script.received.lock().unwrap().len(),
         1,
         "no demand, no batch, however long it lingers"
     );
     request(1);
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(*script.batches.lock().unwrap(), vec![vec![0], vec![1, 2]]);
+    assert_eq!(*script.received.lock().unwrap(), vec![vec![0], vec![1, 2]]);
     script
         .subscription
         .lock()
