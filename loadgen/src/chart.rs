@@ -70,6 +70,23 @@ fn escape(s: &str) -> String {
 }
 
 impl Chart {
+    /// A chart with linear axes.
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+        series: Vec<Series>,
+    ) -> Self {
+        Chart {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            series,
+            log_x: false,
+            log_y: false,
+        }
+    }
+
     pub fn svg(&self) -> String {
         let tx = |v: f64| {
             if self.log_x {

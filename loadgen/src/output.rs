@@ -81,48 +81,42 @@ pub fn write_run(dir: &Path, title: &str, outcome: &Outcome) -> anyhow::Result<(
     let s = &outcome.series;
     write_chart(
         &dir.join("rates.svg"),
-        &Chart {
-            title: format!("{title}: offered, generated and delivered"),
-            x_label: "seconds".into(),
-            y_label: "events/s".into(),
-            log_x: false,
-            log_y: false,
-            series: vec![
+        &Chart::new(
+            format!("{title}: offered, generated and delivered"),
+            "seconds",
+            "events/s",
+            vec![
                 series("offered (schedule)", s, |x| x.target_rate),
                 series("generated", s, |x| x.generated_rate),
                 series("delivered to sink", s, |x| x.delivered_rate),
             ],
-        },
+        ),
     )?;
     write_chart(
         &dir.join("memory.svg"),
-        &Chart {
-            title: format!("{title}: where the excess went"),
-            x_label: "seconds".into(),
-            y_label: "MB".into(),
-            log_x: false,
-            log_y: false,
-            series: vec![
+        &Chart::new(
+            format!("{title}: where the excess went"),
+            "seconds",
+            "MB",
+            vec![
                 series("process RSS", s, |x| x.rss_bytes as f64 / 1e6),
                 series("queued bytes", s, |x| x.queue_bytes as f64 / 1e6),
             ],
-        },
+        ),
     )?;
     write_chart(
         &dir.join("lag.svg"),
-        &Chart {
-            title: format!("{title}: lag and queue depth"),
-            x_label: "seconds".into(),
-            y_label: "events".into(),
-            log_x: false,
-            log_y: false,
-            series: vec![
+        &Chart::new(
+            format!("{title}: lag and queue depth"),
+            "seconds",
+            "events",
+            vec![
                 series("lag (due, not delivered)", s, |x| x.lag as f64),
                 series("held at the source", s, |x| x.source_backlog as f64),
                 series("queued", s, |x| x.queue_depth as f64),
                 series("dropped (total)", s, |x| x.dropped as f64),
             ],
-        },
+        ),
     )?;
     Ok(())
 }

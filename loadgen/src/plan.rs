@@ -362,7 +362,8 @@ impl Plan {
                 Duration::ZERO
             },
             sink_workers: a.sink_workers,
-            worker_window: (2 * batch_size).max(16),
+            // `sink::workers` already gives each worker room for two batches.
+            worker_window: 16,
             partitioning: a.partitioning,
             sink,
             max_attempts: a.max_attempts,

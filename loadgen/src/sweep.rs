@@ -76,7 +76,6 @@ fn expand(args: &SweepArgs) -> anyhow::Result<(Vec<Point>, Option<String>)> {
         }
         p.plan.sink_mode = SinkMode::Batch;
         p.plan.batch_size = b;
-        p.plan.worker_window = (2 * b).max(16);
         if p.plan.batch_linger.is_zero() {
             p.plan.batch_linger = parse_duration("50ms")?;
         }
@@ -135,7 +134,9 @@ fn expand(args: &SweepArgs) -> anyhow::Result<(Vec<Point>, Option<String>)> {
             Demand::RequestN => p.plan.queue = QueueKind::Pull,
             Demand::Credit => {
                 p.plan.queue = QueueKind::Bounded;
-                p.plan.queue_cap = p.plan.sink_workers * p.plan.worker_window;
+                // The credit is what the workers hold: their window, or two batches if larger.
+                p.plan.queue_cap =
+                    p.plan.sink_workers * p.plan.worker_window.max(2 * p.plan.batch_size);
             }
             Demand::BoundedChannel => p.plan.queue = QueueKind::Bounded,
             Demand::Unbounded => {
@@ -198,16 +199,17 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         rows.push((p.x, rate, r.latency_ms.p99));
     }
     if let Some(axis) = axis {
-        let chart = |title: &str, y: &str, f: &dyn Fn(&Row) -> f64| Chart {
-            title: title.to_string(),
-            x_label: axis.clone(),
-            y_label: y.to_string(),
-            log_x: false,
-            log_y: false,
-            series: vec![Series {
-                name: y.to_string(),
-                points: rows.iter().map(|r| (r.0.unwrap_or(0.0), f(r))).collect(),
-            }],
+        let chart = |title: &str, y: &str, f: &dyn Fn(&Row) -> f64| {
+            let points = rows.iter().map(|r| (r.0.unwrap_or(0.0), f(r))).collect();
+            Chart::new(
+                title,
+                axis.clone(),
+                y,
+                vec![Series {
+                    name: y.to_string(),
+                    points,
+                }],
+            )
         };
         crate::output::write_chart(
             &out.join("throughput.svg"),

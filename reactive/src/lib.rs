@@ -146,6 +146,7 @@ pub mod bridge;
 pub mod demand;
 mod error;
 pub mod flow;
+mod handoff;
 pub mod ops;
 mod publisher;
 pub mod queue;

@@ -1,11 +1,12 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
 use super::Prefetch;
+use crate::handoff::{Handoff, wake};
 use crate::{Error, Subscriber, Subscription};
 
 /// Creates an inbox: a subscriber that stores what it receives, and the stream that takes it out
@@ -22,9 +23,7 @@ pub fn inbox<T>(prefetch: Prefetch) -> (InboxSubscriber<T>, Inbox<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
-            subscription: None,
-            end: None,
-            waker: None,
+            handoff: Handoff::default(),
             consumer_gone: false,
         }),
     });
@@ -57,10 +56,7 @@ struct Shared<T> {
 #[derive(Debug)]
 struct State<T> {
     queue: VecDeque<T>,
-    subscription: Option<Subscription>,
-    /// `Some(None)`: completed; `Some(Some(e))`: failed.
-    end: Option<Option<Error>>,
-    waker: Option<Waker>,
+    handoff: Handoff,
     consumer_gone: bool,
 }
 
@@ -83,16 +79,8 @@ pub struct InboxSubscriber<T> {
 
 impl<T> InboxSubscriber<T> {
     fn finish(&mut self, end: Option<Error>) {
-        let waker = {
-            let mut state = self.shared.lock();
-            if state.end.is_none() {
-                state.end = Some(end);
-            }
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let waker = self.shared.lock().handoff.finish(end);
+        wake(waker);
     }
 }
 
@@ -110,7 +98,7 @@ impl<T> Subscriber<T> for InboxSubscriber<T> {
                 subscription.cancel();
                 return;
             }
-            state.subscription = Some(subscription.clone());
+            state.handoff.upstream = Some(subscription.clone());
         }
         if self.window > 0 {
             subscription.request(self.window);
@@ -122,11 +110,9 @@ impl<T> Subscriber<T> for InboxSubscriber<T> {
         let waker = {
             let mut state = self.shared.lock();
             state.queue.push_back(item);
-            state.waker.take()
+            state.handoff.take_waker()
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wake(waker);
     }
 
     fn on_error(&mut self, error: Error) {
@@ -183,7 +169,7 @@ impl<T> Inbox<T> {
     /// the publisher subscribed are sent when it does.
     pub fn request(&mut self, n: u64) {
         if self.subscription.is_none() {
-            self.subscription = self.shared.lock().subscription.clone();
+            self.subscription = self.shared.lock().handoff.upstream.clone();
         }
         match &self.subscription {
             Some(s) => s.request(n),
@@ -206,7 +192,7 @@ impl<T> Inbox<T> {
         let subscription = {
             let mut state = self.shared.lock();
             state.consumer_gone = true;
-            state.subscription.clone()
+            state.handoff.upstream.clone()
         };
         if let Some(subscription) = subscription {
             subscription.cancel();
@@ -238,7 +224,7 @@ impl<T> Inbox<T> {
         }
         let mut state = this.shared.lock();
         if this.subscription.is_none() {
-            this.subscription = state.subscription.clone();
+            this.subscription = state.handoff.upstream.clone();
             if let (Some(s), true) = (&this.subscription, this.pending > 0) {
                 s.request(std::mem::take(&mut this.pending));
             }
@@ -249,14 +235,11 @@ impl<T> Inbox<T> {
             let item = this.pop_local();
             return Poll::Ready(item.map(Ok));
         }
-        if let Some(end) = state.end.take() {
+        if let Some(end) = state.handoff.end.take() {
             this.done = true;
             return Poll::Ready(end.map(Err));
         }
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        state.handoff.register(cx);
         Poll::Pending
     }
 }

@@ -2,12 +2,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use super::{Mode, Offer, Overflow, QueueConfig, QueueStats, ShedBuffer};
 use crate::demand::UNBOUNDED;
+use crate::handoff::{Handoff, wake};
 use crate::subscription::{self, Demand, Stop};
 use crate::{Error, Publisher, Subscriber, Subscription};
 
@@ -89,9 +90,7 @@ impl<P: Publisher> Publisher for Queue<P> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 buffer: ShedBuffer::new(capacity, policy),
-                end: None,
-                waker: None,
-                upstream: None,
+                handoff: Handoff::default(),
                 outstanding: 0,
             }),
         });
@@ -274,9 +273,7 @@ struct Shared<T> {
 #[derive(Debug)]
 struct State<T> {
     buffer: ShedBuffer<T>,
-    end: Option<Option<Error>>,
-    waker: Option<Waker>,
-    upstream: Option<Subscription>,
+    handoff: Handoff,
     /// Blocking mode: demand granted upstream and not yet used.
     outstanding: u64,
 }
@@ -308,16 +305,8 @@ impl<T> std::fmt::Debug for QueueSubscriber<T> {
 
 impl<T> QueueSubscriber<T> {
     fn finish(&mut self, end: Option<Error>) {
-        let waker = {
-            let mut state = self.shared.lock();
-            if state.end.is_none() {
-                state.end = Some(end);
-            }
-            state.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        let waker = self.shared.lock().handoff.finish(end);
+        wake(waker);
     }
 }
 
@@ -330,7 +319,7 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
         self.subscribed = true;
         {
             let mut state = self.shared.lock();
-            state.upstream = Some(subscription.clone());
+            state.handoff.upstream = Some(subscription.clone());
             state.outstanding = self.initial;
         }
         subscription.request(self.initial);
@@ -340,7 +329,7 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
         let bytes = self.config.weight(&item);
         let class = self.config.class(&item);
         let mut state = self.shared.lock();
-        if state.end.is_some() {
+        if state.handoff.end.is_some() {
             return;
         }
         if let Some(cap) = self.safety_cap {
@@ -348,19 +337,17 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
                 // The item that found the cap is dropped, and counted: nothing is lost silently.
                 self.stats.dropped(super::DropReason::Newest, None);
                 self.stats.overflow();
-                state.end = Some(Some(Error::Overflow {
+                // `end` was checked above, so this terminal signal is the first.
+                let waker = state.handoff.finish(Some(Error::Overflow {
                     what: "unbounded queue (safety cap)",
                     limit: cap as u64,
                 }));
-                let upstream = state.upstream.clone();
-                let waker = state.waker.take();
+                let upstream = state.handoff.upstream.clone();
                 drop(state);
                 if let Some(u) = upstream {
                     u.cancel();
                 }
-                if let Some(w) = waker {
-                    w.wake();
-                }
+                wake(waker);
                 return;
             }
         }
@@ -381,11 +368,9 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
                 self.stats.set_blocked(true);
             }
         }
-        let waker = state.waker.take();
+        let waker = state.handoff.take_waker();
         drop(state);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wake(waker);
     }
 
     fn on_error(&mut self, error: Error) {
@@ -430,7 +415,7 @@ impl<T, S: Subscriber<T>> Buffered<T, S> {
             let permits = match self.demand.poll_ready(cx) {
                 Poll::Ready(Ok(p)) => p,
                 Poll::Ready(Err(stop)) => {
-                    let upstream = self.shared.lock().upstream.clone();
+                    let upstream = self.shared.lock().handoff.upstream.clone();
                     if let Some(u) = upstream {
                         u.cancel();
                     }
@@ -452,7 +437,7 @@ impl<T, S: Subscriber<T>> Buffered<T, S> {
                     }
                 }
                 if self.local.is_empty() {
-                    if let Some(end) = state.end.take() {
+                    if let Some(end) = state.handoff.end.take() {
                         drop(state);
                         match end {
                             Some(e) => downstream.on_error(e),
@@ -462,10 +447,7 @@ impl<T, S: Subscriber<T>> Buffered<T, S> {
                         self.downstream = None;
                         return Poll::Ready(());
                     }
-                    match &mut state.waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        slot => *slot = Some(cx.waker().clone()),
-                    }
+                    state.handoff.register(cx);
                     return Poll::Pending;
                 }
             }
@@ -476,12 +458,12 @@ impl<T, S: Subscriber<T>> Buffered<T, S> {
                 self.taken += 1;
                 if self.taken >= self.replenish {
                     let mut state = self.shared.lock();
-                    if state.end.is_none() {
+                    if state.handoff.end.is_none() {
                         if state.outstanding == 0 {
                             self.stats.set_blocked(false);
                         }
                         state.outstanding += self.taken;
-                        let upstream = state.upstream.clone();
+                        let upstream = state.handoff.upstream.clone();
                         drop(state);
                         if let Some(u) = upstream {
                             u.request(self.taken);

@@ -18,4 +18,4 @@ mod workers;
 pub use dead_letter::DeadLetters;
 pub use order::OrderCheck;
 pub use retry::{Delivery, Failure, Retry, RetryPolicy, RetryStats};
-pub use workers::{Partitioning, WorkerStats, Workers, WorkersConfig, WorkersDriver, workers};
+pub use workers::{Partitioning, WorkerStats, WorkersConfig, WorkersDriver, workers};

@@ -27,8 +27,8 @@ pub enum Partitioning {
 pub struct WorkersConfig {
     /// How many writes may run at once (at least 1).
     pub workers: usize,
-    /// Items held per worker, queued or being written; the pool requests upstream no more than
-    /// `workers × window` in all.
+    /// Items held per worker, queued or being written (raised to two batches when `batch` is
+    /// larger); the pool requests upstream no more than `workers ×` that in all.
     pub window: usize,
     /// How items are assigned.
     pub partitioning: Partitioning,
@@ -161,9 +161,6 @@ pub struct WorkersDriver<T, K, W, Fut> {
     end: Option<Option<Error>>,
     stats: Arc<WorkerStats>,
 }
-
-/// The type [`workers`] returns as its pool; kept as an alias for signatures.
-pub type Workers<T, K, W, Fut> = WorkersDriver<T, K, W, Fut>;
 
 impl<T, K, W, Fut> std::fmt::Debug for WorkersDriver<T, K, W, Fut> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
