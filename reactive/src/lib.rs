@@ -135,6 +135,8 @@
 //!   `Retry-After` and a budget, dead letters, and a per-key order check.
 //! - [`flow`]: per-stage busy/idle/backpressured accounting, a bottleneck finder, and AIMD
 //!   control of a source's rate (the slow-source policy).
+//! - `kafka` (feature `kafka`, off by default): a pull-mode Kafka source with consumer groups,
+//!   pause/resume by demand, commits after acknowledgement, and lag.
 //!
 //! # Conformance
 //! [`tck`] (feature `tck`, on by default) is the counterpart of the Reactive Streams TCK: it
@@ -147,6 +149,8 @@ pub mod demand;
 mod error;
 pub mod flow;
 mod handoff;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod ops;
 mod publisher;
 pub mod queue;

@@ -1,0 +1,248 @@
+//! Which offsets may be committed: per partition, the records handed downstream in offset order
+//! and which of them the sink has acknowledged. The commit point is the first record not yet
+//! acknowledged (or, when all are, the one after the last delivered): a record acknowledged out
+//! of order waits for every earlier one, so a commit never skips an unacknowledged record.
+//!
+//! Pure data, no Kafka: the source's poll thread and the acknowledging tasks share it behind a
+//! mutex, and it is tested on its own.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// A topic and partition.
+pub(crate) type Tp = (Arc<str>, i32);
+
+#[derive(Debug, Default)]
+struct Track {
+    generation: u64,
+    /// Delivered and not yet released to the commit point, in offset order; `true` once acked.
+    pending: VecDeque<(i64, bool)>,
+    /// The offset after the last one delivered.
+    next: Option<i64>,
+    /// The last offset committed to the broker (the next one the group will read); before
+    /// the first commit, the first offset delivered (where the group already stands).
+    committed: Option<i64>,
+}
+
+impl Track {
+    /// Releases the acknowledged prefix and returns the offset to commit, if any.
+    fn commit_point(&mut self) -> Option<i64> {
+        while self.pending.front().is_some_and(|&(_, acked)| acked) {
+            self.pending.pop_front();
+        }
+        match self.pending.front() {
+            Some(&(offset, _)) => Some(offset),
+            None => self.next,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    parts: HashMap<Tp, Track>,
+    generations: u64,
+}
+
+impl Tracker {
+    /// Starts tracking a newly assigned partition; returns its generation. Acknowledgements
+    /// carry the generation they were delivered under, so those of an earlier assignment of the
+    /// same partition are ignored.
+    pub(crate) fn assign(&mut self, tp: Tp) -> u64 {
+        self.generations += 1;
+        let generation = self.generations;
+        self.parts.insert(
+            tp,
+            Track {
+                generation,
+                ..Track::default()
+            },
+        );
+        generation
+    }
+
+    /// Stops tracking a partition (revoked or lost). What it still had in flight is forgotten.
+    pub(crate) fn revoke(&mut self, tp: &Tp) -> usize {
+        self.parts
+            .remove(tp)
+            .map_or(0, |t| t.pending.iter().filter(|(_, acked)| !acked).count())
+    }
+
+    /// Records that `offset` of `tp` went downstream; returns the generation to acknowledge it
+    /// under, or `None` when the partition is not assigned (the record must not be delivered).
+    pub(crate) fn delivered(&mut self, tp: &Tp, offset: i64) -> Option<u64> {
+        let track = self.parts.get_mut(tp)?;
+        if track.committed.is_none() {
+            track.committed = Some(offset);
+        }
+        track.pending.push_back((offset, false));
+        track.next = Some(offset + 1);
+        Some(track.generation)
+    }
+
+    /// Marks a delivered record acknowledged. Returns false when it is unknown: from an earlier
+    /// generation, already acknowledged, or never delivered.
+    pub(crate) fn ack(&mut self, tp: &Tp, offset: i64, generation: u64) -> bool {
+        let Some(track) = self.parts.get_mut(tp) else {
+            return false;
+        };
+        if track.generation != generation {
+            return false;
+        }
+        // Offsets are delivered in increasing order, so `pending` is sorted.
+        match track.pending.binary_search_by_key(&offset, |&(o, _)| o) {
+            Ok(i) if !track.pending[i].1 => {
+                track.pending[i].1 = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The partitions whose commit point moved past what was committed, with that point.
+    pub(crate) fn due(&mut self) -> Vec<(Tp, i64)> {
+        let mut out = Vec::new();
+        for (tp, track) in &mut self.parts {
+            if let Some(point) = track.commit_point() {
+                if track.committed.is_none_or(|c| point > c) {
+                    out.push((tp.clone(), point));
+                }
+            }
+        }
+        out
+    }
+
+    /// The commit point of one partition, if it moved past what was committed.
+    pub(crate) fn due_for(&mut self, tp: &Tp) -> Option<i64> {
+        let track = self.parts.get_mut(tp)?;
+        let point = track.commit_point()?;
+        track.committed.is_none_or(|c| point > c).then_some(point)
+    }
+
+    /// Records a successful commit.
+    pub(crate) fn committed(&mut self, tp: &Tp, offset: i64) {
+        if let Some(track) = self.parts.get_mut(tp) {
+            if track.committed.is_none_or(|c| offset > c) {
+                track.committed = Some(offset);
+            }
+        }
+    }
+
+    /// Records delivered but not yet acknowledged, for one partition.
+    pub(crate) fn in_flight(&self, tp: &Tp) -> usize {
+        self.parts
+            .get(tp)
+            .map_or(0, |t| t.pending.iter().filter(|(_, acked)| !acked).count())
+    }
+
+    /// Records delivered but not yet acknowledged, over every partition.
+    pub(crate) fn in_flight_total(&self) -> usize {
+        self.parts.keys().map(|tp| self.in_flight(tp)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> Tp {
+        (Arc::from("events"), p)
+    }
+
+    #[test]
+    fn commits_only_the_acknowledged_prefix() {
+        let mut t = Tracker::default();
+        let g = t.assign(tp(0));
+        for o in 10..15 {
+            assert_eq!(t.delivered(&tp(0), o), Some(g));
+        }
+        assert!(t.due().is_empty(), "nothing acked, nothing to commit");
+        // 12 and 13 acked out of order: the commit point stays at 10.
+        assert!(t.ack(&tp(0), 12, g));
+        assert!(t.ack(&tp(0), 13, g));
+        assert!(
+            t.due().is_empty(),
+            "10 is not acked: the point stays where the group is"
+        );
+        assert!(t.ack(&tp(0), 10, g));
+        assert_eq!(t.due(), vec![(tp(0), 11)]);
+        t.committed(&tp(0), 11);
+        assert!(t.due().is_empty());
+        assert!(t.ack(&tp(0), 11, g));
+        assert_eq!(t.due_for(&tp(0)), Some(14));
+        assert!(t.ack(&tp(0), 14, g));
+        assert_eq!(
+            t.due_for(&tp(0)),
+            Some(15),
+            "all acked: commit after the last"
+        );
+        assert_eq!(t.in_flight(&tp(0)), 0);
+    }
+
+    #[test]
+    fn acks_of_an_earlier_assignment_are_ignored() {
+        let mut t = Tracker::default();
+        let old = t.assign(tp(3));
+        t.delivered(&tp(3), 0);
+        t.delivered(&tp(3), 1);
+        assert_eq!(t.revoke(&tp(3)), 2);
+        let new = t.assign(tp(3));
+        assert_ne!(old, new);
+        t.delivered(&tp(3), 0);
+        assert!(
+            !t.ack(&tp(3), 0, old),
+            "a late ack from the old owner's work"
+        );
+        assert!(t.ack(&tp(3), 0, new));
+        assert!(!t.ack(&tp(3), 0, new), "a second ack of the same record");
+        assert!(!t.ack(&tp(3), 7, new), "never delivered");
+        assert_eq!(t.due(), vec![(tp(3), 1)]);
+        t.committed(&tp(3), 1);
+        assert!(t.due().is_empty());
+    }
+
+    #[test]
+    fn an_unassigned_partition_takes_no_records() {
+        let mut t = Tracker::default();
+        assert_eq!(t.delivered(&tp(1), 5), None);
+        assert!(!t.ack(&tp(1), 5, 1));
+        assert!(t.due().is_empty());
+    }
+
+    #[test]
+    fn commits_never_go_backwards() {
+        let mut t = Tracker::default();
+        let g = t.assign(tp(0));
+        t.delivered(&tp(0), 100);
+        t.ack(&tp(0), 100, g);
+        t.committed(&tp(0), 101);
+        t.committed(&tp(0), 50);
+        assert!(t.due().is_empty());
+        t.delivered(&tp(0), 101);
+        t.ack(&tp(0), 101, g);
+        assert_eq!(t.due(), vec![(tp(0), 102)]);
+    }
+
+    proptest::proptest! {
+        /// Whatever order acks come in, the commit point is the first unacked offset.
+        #[test]
+        fn the_commit_point_is_the_first_unacked(
+            n in 1usize..60,
+            order in proptest::collection::vec(0usize..60, 0..80),
+        ) {
+            let mut t = Tracker::default();
+            let g = t.assign(tp(0));
+            for o in 0..n as i64 {
+                t.delivered(&tp(0), o * 2); // gaps, as after compaction
+            }
+            let mut acked = vec![false; n];
+            for i in order.into_iter().filter(|&i| i < n) {
+                t.ack(&tp(0), i as i64 * 2, g);
+                acked[i] = true;
+                let expect = acked.iter().position(|a| !a).map_or(n as i64 * 2 - 1, |i| i as i64 * 2);
+                // Offset 0 is where the group stands: committing it again is no progress.
+                let expect = (expect > 0).then_some(expect);
+                proptest::prop_assert_eq!(t.due_for(&tp(0)), expect);
+            }
+        }
+    }
+}
