@@ -31,12 +31,79 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessArgs {
-    /// Where to serve /metrics.
+    /// Where to serve /metrics (and /pressure, the slow-source signal for producers).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: std::net::SocketAddr,
+    /// Where events come from.
+    #[arg(long, value_enum, default_value_t = Source::Generator)]
+    pub source: Source,
+    /// The Kafka consumer, with --source kafka.
+    #[command(flatten)]
+    pub kafka: KafkaConsumerArgs,
     /// The pipeline, as for `run` (set a long --duration or --schedule for a service).
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Where `loadgen process` reads events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The embedded open-model generator (--rate, --profile, --schedule).
+    Generator,
+    /// A Kafka topic, as a member of a consumer group (--bootstrap-servers, --topic, --group).
+    Kafka,
+}
+
+/// How the Kafka processor polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollLoop {
+    /// The reactive Kafka source: a poll thread of its own, fetching against demand, pausing
+    /// partitions without it. A slow sink cannot delay a poll.
+    Decoupled,
+    /// The common anti-pattern, kept for experiment 6: poll --poll-batch records, write them
+    /// all, commit, poll again. A slow sink delays the next poll.
+    Inline,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConsumerArgs {
+    /// Kafka bootstrap servers (host:port[,host:port...]).
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
+    /// Topic to consume.
+    #[arg(long, default_value = "events")]
+    pub topic: String,
+    /// Consumer group: processes with the same group share the topic's partitions.
+    #[arg(long, default_value = "loadgen")]
+    pub group: String,
+    /// max.poll.interval.ms: the longest between two polls before the client leaves the group.
+    #[arg(long, default_value = "300s")]
+    pub max_poll_interval: String,
+    /// session.timeout.ms (capped at --max-poll-interval).
+    #[arg(long, default_value = "45s")]
+    pub session_timeout: String,
+    /// How often acknowledged offsets are committed.
+    #[arg(long, default_value = "500ms")]
+    pub commit_interval: String,
+    /// decoupled (the reactive source) or inline (poll, process, commit: the anti-pattern).
+    #[arg(long, value_enum, default_value_t = PollLoop::Decoupled)]
+    pub poll_loop: PollLoop,
+    /// With --poll-loop inline: records taken per poll round and processed before the next.
+    #[arg(long, default_value_t = 500)]
+    pub poll_batch: usize,
+    /// Lag (events) at which /pressure reads 1.0: producers with --pressure-url slow down
+    /// as lag approaches it.
+    #[arg(long, default_value_t = 20_000)]
+    pub pressure_lag: u64,
+    /// Stop once no record has arrived for this long (e.g. 10s); default: run until interrupted
+    /// or --stop-after.
+    #[arg(long)]
+    pub stop_when_idle: Option<String>,
+    /// Stop after this long (e.g. 5m).
+    #[arg(long)]
+    pub stop_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -317,10 +384,23 @@ pub struct ChaosArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["sink_url", "bootstrap_servers"])))]
 pub struct ProduceArgs {
-    /// The sinkd to write to (http://host:port).
+    /// Write to this sinkd (http://host:port) ...
     #[arg(long)]
-    pub sink_url: String,
+    pub sink_url: Option<String>,
+    /// ... or produce to Kafka (host:port[,host:port...]).
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
+    /// Kafka topic.
+    #[arg(long, default_value = "events")]
+    pub topic: String,
+    /// Create the topic with this many partitions first (nothing happens if it exists).
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Replication factor of a topic created with --partitions.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
     /// Events/s.
     #[arg(long, default_value_t = 2000.0)]
     pub rate: f64,
@@ -333,7 +413,20 @@ pub struct ProduceArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Concurrent requests.
+    /// Distinct event keys (Kafka: the record key, so each key keeps its partition and order).
+    #[arg(long, default_value_t = 64)]
+    pub keys: u64,
+    /// Concurrent requests (sinkd only).
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Kafka: follow a processor's slow-source signal (its http://host:port/pressure): the rate
+    /// backs off by AIMD as the processor's lag builds and recovers as it drains.
+    #[arg(long)]
+    pub pressure_url: Option<String>,
+    /// Kafka: writes the producer's report (JSON) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
 }

@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod experiment;
 mod generator;
+mod kafka;
 mod output;
 mod pipeline;
 mod plan;

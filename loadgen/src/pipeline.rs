@@ -63,19 +63,20 @@ pub struct Outcome {
 }
 
 #[derive(Default)]
-struct Counters {
-    delivered: AtomicU64,
-    writes: AtomicU64,
-    dead_lettered: AtomicU64,
+pub struct Counters {
+    pub delivered: AtomicU64,
+    pub writes: AtomicU64,
+    pub dead_lettered: AtomicU64,
 }
 
-struct Ctx {
+/// The sink side of a pipeline: the client, retries and dead letters, and what was delivered.
+pub struct Ctx {
     client: Option<SinkClient>,
     single: bool,
-    retry: Retry<Vec<Event>>,
-    counters: Counters,
-    latency: Mutex<Histogram<u64>>,
-    window: Mutex<Histogram<u64>>,
+    pub retry: Retry<Vec<Event>>,
+    pub counters: Counters,
+    pub latency: Mutex<Histogram<u64>>,
+    pub window: Mutex<Histogram<u64>>,
     origin: Instant,
     origin_epoch_ns: i64,
 }
@@ -86,6 +87,52 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 impl Ctx {
+    /// The sink side for `plan`, dead-lettering into `out_dir/dead-letters.jsonl`.
+    pub fn new(
+        plan: &Plan,
+        client: Option<SinkClient>,
+        out_dir: &std::path::Path,
+    ) -> anyhow::Result<Ctx> {
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        let dead_path = out_dir.join("dead-letters.jsonl");
+        let _ = std::fs::remove_file(&dead_path);
+        let dead = DeadLetters::open(&dead_path, |b: &Vec<Event>| {
+            serde_json::to_string(b).unwrap_or_else(|_| "null".into())
+        })
+        .with_context(|| format!("cannot open {}", dead_path.display()))?;
+        let retry = Retry::new(
+            RetryPolicy {
+                max_attempts: plan.max_attempts,
+                seed: plan.seed,
+                ..RetryPolicy::default()
+            },
+            dead,
+        );
+        Ok(Ctx {
+            client,
+            single: plan.sink_mode == SinkMode::Single,
+            retry,
+            counters: Counters::default(),
+            latency: Mutex::new(histogram()),
+            window: Mutex::new(histogram()),
+            origin: Instant::now(),
+            origin_epoch_ns: generator::now_epoch_ns(),
+        })
+    }
+
+    /// The p99 of the latency window, in ms, and a fresh window.
+    pub fn take_window_p99(&self) -> f64 {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let p = if w.is_empty() {
+            0.0
+        } else {
+            w.value_at_quantile(0.99) as f64 / 1000.0
+        };
+        w.reset();
+        p
+    }
+
     fn record(&self, batch: &[Event]) {
         let now = self.origin.elapsed().as_nanos() as i64;
         let mut all = self.latency.lock().unwrap_or_else(|p| p.into_inner());
@@ -131,7 +178,8 @@ impl Ctx {
         }
     }
 
-    async fn write(&self, batch: Vec<Event>) {
+    /// Writes a batch with retries; it ends delivered or dead-lettered.
+    pub async fn write(&self, batch: Vec<Event>) {
         if self.client.is_none() {
             self.record(&batch);
             return;
@@ -159,7 +207,7 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// Starts the embedded sinkd, if the plan has one.
-async fn start_sink(
+pub async fn start_sink(
     plan: &Plan,
 ) -> anyhow::Result<(Option<sinkd::Running>, Option<SinkClient>, f64)> {
     match &plan.sink {
@@ -208,35 +256,8 @@ async fn start_sink(
 pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
     let (embedded, client, ceiling) = start_sink(plan).await?;
     let out_dir = plan.out.clone().unwrap_or_else(std::env::temp_dir);
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let dead_path = out_dir.join("dead-letters.jsonl");
-    let _ = std::fs::remove_file(&dead_path);
-    let dead = DeadLetters::open(&dead_path, |b: &Vec<Event>| {
-        serde_json::to_string(b).unwrap_or_else(|_| "null".into())
-    })
-    .with_context(|| format!("cannot open {}", dead_path.display()))?;
-    let retry = Retry::new(
-        RetryPolicy {
-            max_attempts: plan.max_attempts,
-            seed: plan.seed,
-            ..RetryPolicy::default()
-        },
-        dead,
-    );
-
-    let origin = Instant::now();
-    let origin_epoch_ns = generator::now_epoch_ns();
-    let ctx = Arc::new(Ctx {
-        client,
-        single: plan.sink_mode == SinkMode::Single,
-        retry,
-        counters: Counters::default(),
-        latency: Mutex::new(histogram()),
-        window: Mutex::new(histogram()),
-        origin,
-        origin_epoch_ns,
-    });
+    let ctx = Arc::new(Ctx::new(plan, client, &out_dir)?);
+    let (origin, origin_epoch_ns) = (ctx.origin, ctx.origin_epoch_ns);
 
     // The source, obeying the slow-source signal when there is one.
     let signal = (plan.policy == Policy::SlowSource).then(|| RateSignal::new(plan.schedule.peak()));
@@ -425,16 +446,7 @@ fn take_sample(
     let snapshot = queue.snapshot();
     let dead = ctx.counters.dead_lettered.load(Ordering::Relaxed);
     let due = plan.schedule.due(t).floor() as u64;
-    let p99 = {
-        let mut w = ctx.window.lock().unwrap_or_else(|p| p.into_inner());
-        let p = if w.is_empty() {
-            0.0
-        } else {
-            w.value_at_quantile(0.99) as f64 / 1000.0
-        };
-        w.reset();
-        p
-    };
+    let p99 = ctx.take_window_p99();
     let sample = Sample {
         t: t.as_secs_f64(),
         target_rate: plan.schedule.rate_at(t),

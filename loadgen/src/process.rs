@@ -1,6 +1,8 @@
 //! `loadgen process`: the processor as a long-running service. It reads from the embedded
-//! generator (a Kafka source comes with the Kafka work) and serves its live state as Prometheus
-//! text on `/metrics`.
+//! generator or, with `--source kafka`, from a topic as a member of a consumer group
+//! ([`crate::kafka::process`]). It serves its live state as Prometheus text on `/metrics`, and
+//! its slow-source signal on `/pressure` (a number: 0 is idle, 1 is at its limit) for producers
+//! in other processes (`loadgen produce --pressure-url`).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -12,7 +14,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-use crate::cli::ProcessArgs;
+use std::sync::Arc;
+
+use crate::cli::{ProcessArgs, Source};
 use crate::pipeline::Sample;
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -143,21 +147,29 @@ fn respond(
     r
 }
 
-async fn serve(listener: tokio::net::TcpListener, latest: watch::Receiver<Sample>) {
+/// What the server shows: the metrics text and the pressure, computed per request.
+type Exposer = Arc<dyn Fn() -> (String, f64) + Send + Sync>;
+
+async fn serve(listener: tokio::net::TcpListener, expose: Exposer) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let latest = latest.clone();
+        let expose = expose.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let sample = latest.borrow().clone();
+                let expose = expose.clone();
                 async move {
                     let response = match req.uri().path() {
                         "/metrics" => respond(
                             http::StatusCode::OK,
                             "text/plain; version=0.0.4",
-                            exposition(&sample),
+                            expose().0,
+                        ),
+                        "/pressure" => respond(
+                            http::StatusCode::OK,
+                            "text/plain",
+                            format!("{:.4}\n", expose().1),
                         ),
                         "/debug/pprof/heap" => match heap_profile().await {
                             Ok(profile) => {
@@ -172,7 +184,7 @@ async fn serve(listener: tokio::net::TcpListener, latest: watch::Receiver<Sample
                         _ => respond(
                             http::StatusCode::NOT_FOUND,
                             "text/plain",
-                            "try /metrics or /debug/pprof/heap\n",
+                            "try /metrics, /pressure or /debug/pprof/heap\n",
                         ),
                     };
                     Ok::<_, Infallible>(response)
@@ -190,15 +202,28 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} ('--metrics-addr')", args.metrics_addr))?;
-    let (tx, rx) = watch::channel(Sample::default());
-    tokio::spawn(serve(listener, rx));
     eprintln!(
         "loadgen process: metrics on http://{}/metrics",
         args.metrics_addr
     );
+    match args.source {
+        Source::Generator => run_generator(&plan, listener).await,
+        Source::Kafka => run_kafka(&args, &plan, listener).await,
+    }
+}
+
+async fn run_generator(plan: &Plan, listener: tokio::net::TcpListener) -> anyhow::Result<ExitCode> {
+    let (tx, rx) = watch::channel(Sample::default());
+    let cap = plan.queue_cap.max(1) as f64;
+    let expose: Exposer = Arc::new(move || {
+        let s = rx.borrow().clone();
+        let pressure = s.queue_depth as f64 / cap;
+        (exposition(&s), pressure)
+    });
+    tokio::spawn(serve(listener, expose));
     let progress = Progress::new(plan.quiet, "process").with_live(tx);
     let outcome = tokio::select! {
-        outcome = crate::pipeline::run(&plan, &progress) => outcome?,
+        outcome = crate::pipeline::run(plan, &progress) => outcome?,
         _ = tokio::signal::ctrl_c() => {
             progress.finish();
             eprintln!("loadgen process: interrupted");
@@ -207,6 +232,75 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     };
     progress.finish();
     print!("{}", outcome.report.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_kafka(
+    args: &ProcessArgs,
+    plan: &Plan,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let parse = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
+        v.as_deref()
+            .map(|t| {
+                crate::plan::parse_duration(t)
+                    .with_context(|| format!("invalid value '{t}' for '{flag}'"))
+            })
+            .transpose()
+    };
+    let stopping = crate::kafka::process::Stopping {
+        idle: parse("--stop-when-idle", &args.kafka.stop_when_idle)?,
+        after: parse("--stop-after", &args.kafka.stop_after)?,
+    };
+    let live = Arc::new(crate::kafka::process::Live {
+        group: args.kafka.group.clone(),
+        pressure_lag: args.kafka.pressure_lag,
+        sample: Default::default(),
+        kafka: Default::default(),
+        poison: Default::default(),
+    });
+    let cap = plan.queue_cap.max(1) as f64;
+    let l = live.clone();
+    let expose: Exposer = Arc::new(move || {
+        let fill = l
+            .sample
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queue_depth as f64
+            / cap;
+        (l.exposition(), l.pressure(fill))
+    });
+    tokio::spawn(serve(listener, expose));
+    let progress = Progress::new(plan.quiet, "process");
+    let report = crate::kafka::process::run(args, plan, live, stopping, &progress).await?;
+    progress.finish();
+    println!(
+        "consumed {} records in {:.1}s ({:?} poll loop): delivered {}, dead-lettered {}, poison {}, dropped {}; evictions {}, rebalances {}, commits {} ({} failed); max lag {}; p99 {:.1} ms",
+        report.consumed,
+        report.duration_s,
+        report.poll_loop,
+        report.delivered,
+        report.dead_lettered,
+        report.poison,
+        report.dropped,
+        report.evictions,
+        report.rebalances,
+        report.commits,
+        report.commit_failures,
+        report.lag_max,
+        report.latency_ms.p99
+    );
+    if let Some(path) = &plan.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,5 @@
-//! `loadgen produce`: an open-model producer to an HTTP sink. The generator keeps its schedule
+//! `loadgen produce`: an open-model producer to an HTTP sink (or, with `--bootstrap-servers`, to
+//! Kafka: [`crate::kafka::produce`]). The generator keeps its schedule
 //! and measures latency from each event's intended time; `--connections` writes run at once.
 
 use std::process::ExitCode;
@@ -11,6 +12,9 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let Some(sink_url) = args.sink_url.clone() else {
+        return crate::kafka::produce::run(args).await;
+    };
     let argv = [
         "loadgen".to_string(),
         "run".into(),
@@ -25,7 +29,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         "--seed".into(),
         args.seed.to_string(),
         "--sink-url".into(),
-        args.sink_url.clone(),
+        sink_url,
         "--queue".into(),
         "pull".into(),
         "--sink-workers".into(),

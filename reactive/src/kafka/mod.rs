@@ -341,6 +341,31 @@ pub fn is_eviction(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded)
 }
 
+/// Reads the lag of `partitions` for the consumer's group: the group's committed offsets and each
+/// partition's log-end offset (high watermark), from the broker. A partition with nothing
+/// committed counts from its log start. Blocks for up to `timeout` per request.
+pub fn read_lag<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    partitions: rdkafka::TopicPartitionList,
+    timeout: Duration,
+) -> Result<Vec<PartitionLag>, KafkaError> {
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut lags = Vec::new();
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let committed = e.offset().to_raw().filter(|o| *o >= 0);
+        lags.push(PartitionLag {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+            log_end: high,
+            committed,
+            lag: (high - committed.unwrap_or(low)).max(0),
+        });
+    }
+    lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(lags)
+}
+
 /// A Kafka consumer as a [`Publisher`] of [`KafkaRecord`]s. See the [module docs](self).
 #[derive(Debug)]
 pub struct KafkaSource {

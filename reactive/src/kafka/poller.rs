@@ -13,7 +13,7 @@ use rdkafka::{ClientContext, TopicPartitionList as Tpl};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::tracker::Tp;
-use super::{Ack, KafkaRecord, Msg, PartitionLag, Shared, is_eviction};
+use super::{Ack, KafkaRecord, Msg, Shared, is_eviction};
 
 /// How long a poll blocks while the partitions are paused: the latency with which returning
 /// demand resumes them.
@@ -376,27 +376,9 @@ fn lag_loop(consumer: &BaseConsumer<SourceContext>, shared: &Shared) {
             shared.lag.lock().unwrap_or_else(|p| p.into_inner()).clear();
             continue;
         }
-        let committed = match consumer.committed_offsets(tpl, REQUEST_TIMEOUT) {
-            Ok(c) => c,
-            Err(_) => continue,
+        let Ok(lags) = super::read_lag(consumer, tpl, REQUEST_TIMEOUT) else {
+            continue;
         };
-        let mut lags = Vec::new();
-        for e in committed.elements() {
-            let Ok((low, high)) =
-                consumer.fetch_watermarks(e.topic(), e.partition(), REQUEST_TIMEOUT)
-            else {
-                continue;
-            };
-            let committed = e.offset().to_raw().filter(|o| *o >= 0);
-            lags.push(PartitionLag {
-                topic: e.topic().to_string(),
-                partition: e.partition(),
-                log_end: high,
-                committed,
-                lag: (high - committed.unwrap_or(low)).max(0),
-            });
-        }
-        lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         *shared.lag.lock().unwrap_or_else(|p| p.into_inner()) = lags;
     }
 }

@@ -1,0 +1,274 @@
+//! `loadgen produce --bootstrap-servers ...`: the open-model generator into a Kafka topic.
+//!
+//! Events leave at their intended times (the generator of `run`, same seed, same events);
+//! delivery latency is measured from the intended time to the broker's acknowledgement, so a
+//! slow broker cannot hide behind a slow producer. With `--pressure-url` the rate follows the
+//! processor's slow-source signal: AIMD on the pressure it publishes (lag over its target).
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use reactive::flow::{Aimd, RateSignal, Stage, slow_source};
+use tokio::time::Instant;
+
+use crate::cli::ProduceArgs;
+use crate::generator::{self, EventShape, GeneratorStats};
+use crate::pipeline::histogram;
+use crate::plan::{Schedule, parse_duration};
+
+/// Counts deliveries and their latency, on librdkafka's delivery thread.
+struct Deliveries {
+    latency: Mutex<Histogram<u64>>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    /// The event's intended time, nanoseconds since the epoch.
+    type DeliveryOpaque = Box<i64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, intended_ns: Box<i64>) {
+        match result {
+            Ok(_) => {
+                let micros = ((generator::now_epoch_ns() - *intended_ns).max(0) / 1_000).max(1);
+                self.latency
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .saturating_record(micros as u64);
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What a Kafka producer run did (`--report`).
+#[derive(Debug, serde::Serialize)]
+pub struct ProduceReport {
+    pub topic: String,
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub duration_s: f64,
+    pub target_rate: f64,
+    pub send_rate: f64,
+    pub missed_sends: u64,
+    pub latency_ms: crate::report::Latency,
+    /// The lowest rate the slow-source signal set (0 without --pressure-url).
+    pub signal_min_rate: f64,
+}
+
+/// Reads a processor's `/pressure` now and then; the last value read, as f64 bits.
+fn follow_pressure(url: &str, pressure: Arc<AtomicU64>) -> anyhow::Result<()> {
+    let base = url.trim_end_matches('/').trim_end_matches("/pressure");
+    let client = sinkd::SinkClient::new(base)
+        .map_err(|e| anyhow::anyhow!("invalid value '{url}' for '--pressure-url': {e}"))?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Ok(reply) = client
+                .send(http::Method::GET, "/pressure", None, Vec::new())
+                .await
+            {
+                if let Some(p) = std::str::from_utf8(&reply.body)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .filter(|p| p.is_finite())
+                {
+                    pressure.store(p.to_bits(), Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let bootstrap = args
+        .bootstrap_servers
+        .clone()
+        .context("'--bootstrap-servers' is required for Kafka")?;
+    anyhow::ensure!(
+        args.rate.is_finite() && args.rate > 0.0,
+        "invalid value '{}' for '--rate': events/s above 0",
+        args.rate
+    );
+    anyhow::ensure!(args.keys >= 1, "invalid value '0' for '--keys': at least 1");
+    let duration = parse_duration(&args.duration)
+        .map_err(|e| anyhow::anyhow!("invalid value '{}' for '--duration': {e}", args.duration))?;
+    if let Some(partitions) = args.partitions {
+        super::create_topic(&bootstrap, &args.topic, partitions, args.replication).await?;
+    }
+    let context = Deliveries {
+        latency: Mutex::new(histogram()),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    };
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(context)
+        .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))?;
+
+    let signal = match &args.pressure_url {
+        Some(url) => {
+            let pressure = Arc::new(AtomicU64::new(0f64.to_bits()));
+            follow_pressure(url, pressure.clone())?;
+            let signal = RateSignal::new(args.rate);
+            let peak = args.rate;
+            tokio::spawn(slow_source(
+                move || f64::from_bits(pressure.load(Ordering::Relaxed)),
+                Aimd::new(peak, (peak * 0.01).max(1.0), peak).increase(peak * 0.02),
+                signal.clone(),
+                Duration::from_millis(100),
+            ));
+            Some(signal)
+        }
+        None => None,
+    };
+
+    let schedule = Schedule::from_profile(
+        crate::cli::Profile::Constant,
+        args.rate,
+        args.rate,
+        duration,
+    );
+    let stats = Arc::new(GeneratorStats::default());
+    let origin = Instant::now();
+    let origin_epoch_ns = generator::now_epoch_ns();
+    let events = generator::events(
+        schedule,
+        EventShape {
+            seed: args.seed,
+            keys: args.keys,
+            msg_size: args.msg_size,
+        },
+        origin,
+        origin_epoch_ns,
+        signal.clone(),
+        stats.clone(),
+        Stage::new("producer"),
+    );
+    let mut events = std::pin::pin!(events);
+    let mut sent = 0u64;
+    let mut signal_min = args.rate;
+    let mut next_report = origin + Duration::from_secs(1);
+    while let Some(event) = events.next().await {
+        let key = super::key_of(&event);
+        let value = super::encode(&event);
+        let mut record = BaseRecord::with_opaque_to(&args.topic, Box::new(event.ts_ns))
+            .key(&key)
+            .payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // librdkafka's queue is full: the broker is the bottleneck; wait for room.
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => {
+                    anyhow::bail!("cannot produce to {}: {e}", args.topic);
+                }
+            }
+        }
+        sent += 1;
+        if let Some(s) = &signal {
+            signal_min = signal_min.min(s.get());
+        }
+        if !args.quiet && Instant::now() >= next_report {
+            next_report += Duration::from_secs(1);
+            let c = producer.context();
+            eprintln!(
+                "produce: {:>5.1}s sent {sent} delivered {} failed {}{}",
+                origin.elapsed().as_secs_f64(),
+                c.delivered.load(Ordering::Relaxed),
+                c.failed.load(Ordering::Relaxed),
+                signal
+                    .as_ref()
+                    .map(|s| format!(" rate {:.0}/s", s.get()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let elapsed = origin.elapsed().as_secs_f64();
+    let flushed = tokio::task::spawn_blocking(move || {
+        let r = producer.flush(Duration::from_secs(60));
+        (r, producer)
+    })
+    .await
+    .context("the flush task failed")?;
+    let (flush, producer) = flushed;
+    if let Err(e) = flush {
+        eprintln!("produce: not every record was acknowledged within 60 s: {e}");
+    }
+    let c = producer.context();
+    let h = c.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ms = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1000.0
+        }
+    };
+    let report = ProduceReport {
+        topic: args.topic.clone(),
+        sent,
+        delivered: c.delivered.load(Ordering::Relaxed),
+        failed: c.failed.load(Ordering::Relaxed),
+        duration_s: elapsed,
+        target_rate: args.rate,
+        send_rate: sent as f64 / elapsed.max(1e-9),
+        missed_sends: stats.missed.load(Ordering::Relaxed),
+        latency_ms: crate::report::Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: if h.is_empty() {
+                0.0
+            } else {
+                h.max() as f64 / 1000.0
+            },
+        },
+        signal_min_rate: if signal.is_some() { signal_min } else { 0.0 },
+    };
+    println!(
+        "sent {} events to {} in {:.1}s: {:.0}/s for a target of {:.0}/s ({} missed sends); delivered {}, failed {}; delivery latency p50 {:.1} ms, p99 {:.1} ms",
+        report.sent,
+        report.topic,
+        report.duration_s,
+        report.send_rate,
+        report.target_rate,
+        report.missed_sends,
+        report.delivered,
+        report.failed,
+        report.latency_ms.p50,
+        report.latency_ms.p99
+    );
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if report.failed == 0 && report.delivered == report.sent {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,197 @@
+//! A real Kafka-protocol broker for tests: [tansu](https://crates.io/crates/tansu), started as a
+//! plain process on a free loopback port, from an empty working directory, with the sqlite
+//! storage engine (its `memory://` engine answers ListOffsets wrongly). Killed on drop.
+//!
+//! When `tansu` is not installed, [`Broker::start`] returns `None` and the test skips with a
+//! note, except in CI (`CI=true`), where a missing broker is a failure: `.ci/run` installs it.
+//! Set `TANSU` to use a binary that is not on `PATH`.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+/// A running tansu broker.
+#[derive(Debug)]
+pub struct Broker {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    binary: PathBuf,
+}
+
+fn tansu_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("TANSU") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("tansu"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Starts a broker, or skips the calling test when none is installed (outside CI).
+#[macro_export]
+macro_rules! broker_or_skip {
+    () => {
+        match $crate::Broker::start() {
+            Some(broker) => broker,
+            None => return,
+        }
+    };
+}
+
+impl Broker {
+    /// Starts tansu on a free loopback port and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// In CI when tansu is missing, and whenever an installed tansu does not come up: a test
+    /// that needs the broker cannot go on without it.
+    pub fn start() -> Option<Broker> {
+        let Some(binary) = tansu_binary() else {
+            assert!(
+                !in_ci(),
+                "CI=true and no tansu broker on PATH: .ci/run installs it with \
+                 `cargo install tansu --version 0.6.0 --locked --no-default-features --features libsql`"
+            );
+            eprintln!("skipped: no tansu broker on PATH (see README, Kafka section)");
+            return None;
+        };
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "testbroker-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the broker's working directory");
+        // A free port: bind, read it, release it. tansu binds it right after.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("tansu.log")).expect("create the broker log");
+        let child = Command::new(&binary)
+            .current_dir(&dir)
+            .env("RUST_LOG", "warn")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut broker = Broker {
+            child,
+            dir,
+            port,
+            binary,
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                panic!("tansu exited with {status}: {}", broker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {addr} within 30 s: {}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(broker)
+    }
+
+    /// `host:port`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What the broker wrote to its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+    }
+
+    /// Creates a topic with `partitions` partitions (tansu does not create topics on demand).
+    ///
+    /// # Panics
+    /// If tansu refuses.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(&self.binary)
+            .current_dir(&self.dir)
+            .env("RUST_LOG", "warn")
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()
+            .expect("run tansu topic create");
+        assert!(
+            out.status.success(),
+            "tansu topic create {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produces `n` records to `topic` and waits until the broker has them all. `record(i)` gives
+    /// record `i`'s key and value; records with the same key land in the same partition.
+    ///
+    /// # Panics
+    /// If a record is not acknowledged within 60 s.
+    pub fn produce(&self, topic: &str, n: u64, record: impl Fn(u64) -> (Vec<u8>, Vec<u8>)) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .expect("create a producer");
+        for i in 0..n {
+            let (key, value) = record(i);
+            let mut r = BaseRecord::to(topic).key(&key).payload(&value);
+            loop {
+                match producer.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        producer.poll(Duration::from_millis(10));
+                        r = back;
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .expect("the broker acknowledged every record");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
