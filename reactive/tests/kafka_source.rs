@@ -178,7 +178,7 @@ async fn two_members_split_the_partitions_and_one_takes_over_when_the_other_leav
     broker.produce("split", 600, record);
 
     let (a, mut inbox_a) = connect(config(&broker, "g-split", "split"));
-    let (b, mut inbox_b) = connect(config(&broker, "g-split", "split"));
+    let (b, inbox_b) = connect(config(&broker, "g-split", "split"));
     eventually("both members have partitions", || {
         let (sa, sb) = (a.stats(), b.stats());
         sa.assigned.len() + sb.assigned.len() == 6

@@ -6,6 +6,8 @@
 //! ([`sinkd::wire::encode_one`]). A value that does not decode is a poison record: the processor
 //! writes it to its dead-letter file with the reason and moves on.
 
+#[cfg(test)]
+mod compose_check;
 pub mod process;
 pub mod produce;
 

@@ -1,0 +1,361 @@
+//! loadgen's Kafka commands against a real broker (tansu on loopback, from `testbroker`) and a
+//! real sinkd: produce, process, scale-out across processes, and `kill -9`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sinkd::SinkClient;
+use testbroker::broker_or_skip;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadgen-kafka-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn loadgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+}
+
+/// A `loadgen process --source kafka` child, killed when dropped.
+struct Processor {
+    child: Child,
+    metrics: String,
+}
+
+impl Processor {
+    fn start(
+        bootstrap: &str,
+        topic: &str,
+        sink: &str,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Self {
+        let port = free_port();
+        let child = loadgen()
+            .args(["process", "--quiet", "--source", "kafka"])
+            .args([
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                "scale",
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "--sink-url",
+                sink,
+                "--session-timeout",
+                "6s",
+                "--stop-after",
+                "150s",
+            ])
+            .arg("--out")
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("loadgen process starts");
+        Processor {
+            child,
+            metrics: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The value of `name` on /metrics (summed over label sets), if the process answers.
+    fn metric(&self, name: &str) -> Option<f64> {
+        let body = get(&self.metrics, "/metrics")?;
+        let mut found = None;
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            let (key, value) = line.rsplit_once(' ')?;
+            let bare = key.split('{').next()?;
+            if bare == name {
+                *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+            }
+        }
+        found
+    }
+
+    fn terminate(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().expect("true"))
+            .wait_with_output()
+            .expect("output");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking GET over loopback (the test runs the tokio runtime only for sinkd).
+fn get(base: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    rate: u32,
+    duration: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    let out = loadgen()
+        .args([
+            "produce",
+            "--quiet",
+            "--bootstrap-servers",
+            bootstrap,
+            "--topic",
+            topic,
+        ])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            duration,
+            "--keys",
+            "64",
+        ])
+        .args(extra)
+        .output()
+        .expect("loadgen produce runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn start_sinkd(rate: Option<f64>) -> sinkd::Running {
+    let mut config = sinkd::Config::default();
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.rate = rate;
+    if let Some(r) = rate {
+        config.burst = (r / 10.0).max(1.0);
+    }
+    config.max_held = 100_000;
+    sinkd::start(config).await.expect("sinkd starts")
+}
+
+async fn wait_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_then_process_delivers_every_event_and_dead_letters_poison() {
+    let broker = broker_or_skip!();
+    let bootstrap = broker.bootstrap();
+    let dir = temp("e2e");
+    let report = dir.join("produce.json");
+    let (ok, out) = produce(
+        &bootstrap,
+        "e2e",
+        2000,
+        "2s",
+        &[
+            "--partitions",
+            "4",
+            "--report",
+            report.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(ok, "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(r["sent"], 4000, "{r}");
+    assert_eq!(r["delivered"], 4000, "{r}");
+    assert!(r["latency_ms"]["p99"].as_f64().expect("p99") > 0.0, "{r}");
+    // Two records that are not events.
+    broker.produce("e2e", 2, |i| {
+        (b"poison".to_vec(), format!("not an event {i}").into_bytes())
+    });
+
+    let sink = start_sinkd(None).await;
+    let client = SinkClient::new(&sink.url()).expect("client");
+    let p = Processor::start(
+        &bootstrap,
+        "e2e",
+        &sink.url(),
+        &dir,
+        &[
+            "--sink-mode",
+            "batch",
+            "--batch-size",
+            "100",
+            "--batch-linger",
+            "5ms",
+        ],
+    );
+    let stats = wait_for(
+        "sinkd has all 4000 events",
+        Duration::from_secs(60),
+        async || {
+            let s = client.stats(Some((0, 4000))).await.ok()?;
+            (s.distinct_ids == 4000).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(stats.missing.map(|m| m.count), Some(0));
+    assert_eq!(
+        stats.order_violations, 0,
+        "key partitioning keeps per-key order"
+    );
+    // Lag drains to zero once everything is committed.
+    wait_for("lag reaches 0", Duration::from_secs(30), async || {
+        (p.metric("kafka_consumergroup_lag")? == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(p.metric("loadgen_poison_records_total"), Some(2.0));
+    assert_eq!(p.metric("kafka_consumer_assigned_partitions"), Some(4.0));
+    assert_eq!(p.metric("kafka_consumer_evictions_total"), Some(0.0));
+    let pressure = get(&p.metrics, "/pressure").expect("pressure");
+    assert_eq!(pressure.trim().parse::<f64>().ok(), Some(0.0));
+    let out = p.terminate();
+    assert!(out.contains("consumed 4002 records"), "{out}");
+    let poison = std::fs::read_to_string(dir.join("poison.jsonl")).expect("poison file");
+    assert_eq!(poison.lines().count(), 2, "{poison}");
+    assert!(poison.contains("not an event"), "{poison}");
+    sink.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_in_one_group_split_partitions_and_kill_9_loses_nothing() {
+    let broker = broker_or_skip!();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("scale", 12);
+    // The sink is the bottleneck (4000 events/s), so the work takes a while and the kill
+    // lands in the middle of it.
+    let sink = start_sinkd(Some(4000.0)).await;
+    let client = SinkClient::new(&sink.url()).expect("client");
+    // Commits every 30 s: what the victim wrote since its last commit is replayed.
+    let common = ["--commit-interval", "30s", "--sink-workers", "8"];
+    let mut procs: Vec<Processor> = (0..3)
+        .map(|i| {
+            Processor::start(
+                &bootstrap,
+                "scale",
+                &sink.url(),
+                &temp(&format!("scale-{i}")),
+                &common,
+            )
+        })
+        .collect();
+    let assigned = |procs: &[Processor]| -> Option<Vec<f64>> {
+        procs
+            .iter()
+            .map(|p| p.metric("kafka_consumer_assigned_partitions"))
+            .collect()
+    };
+    let split = wait_for(
+        "12 partitions split over 3 processes",
+        Duration::from_secs(60),
+        async || {
+            let a = assigned(&procs)?;
+            (a.iter().sum::<f64>() == 12.0 && a.iter().all(|&n| n > 0.0)).then_some(a)
+        },
+    )
+    .await;
+    assert_eq!(split.iter().sum::<f64>(), 12.0, "{split:?}");
+
+    let (ok, out) = produce(&bootstrap, "scale", 5000, "4s", &[]);
+    assert!(ok, "{out}");
+    let total = 20_000u64;
+
+    // Kill -9 the first process once it has written a good share.
+    wait_for(
+        "the victim has written 1000 events",
+        Duration::from_secs(60),
+        async || (procs[0].metric("kafka_consumer_acked_total")? >= 1000.0).then_some(()),
+    )
+    .await;
+    let mut victim = procs.remove(0);
+    victim.child.kill().expect("kill -9");
+    let _ = victim.child.wait();
+
+    // The survivors take its partitions over and everything arrives.
+    wait_for(
+        "the survivors own all 12 partitions",
+        Duration::from_secs(90),
+        async || {
+            let a = assigned(&procs)?;
+            (a.iter().sum::<f64>() == 12.0).then_some(())
+        },
+    )
+    .await;
+    let stats = wait_for(
+        "sinkd has every event",
+        Duration::from_secs(120),
+        async || {
+            let s = client.stats(Some((0, total))).await.ok()?;
+            (s.distinct_ids == total).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(
+        stats.missing.as_ref().map(|m| m.count),
+        Some(0),
+        "{stats:?}"
+    );
+    assert!(
+        stats.duplicates > 0,
+        "the victim's uncommitted writes are replayed and counted as duplicates: {stats:?}"
+    );
+    assert_eq!(stats.received, total + stats.duplicates);
+    for p in procs {
+        let out = p.terminate();
+        assert!(out.contains("evictions 0"), "{out}");
+    }
+    sink.shutdown().await;
+}
