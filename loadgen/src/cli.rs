@@ -326,6 +326,9 @@ pub struct ExperimentArgs {
     /// without running again.
     #[arg(long, conflicts_with = "dry_run")]
     pub replot: bool,
+    /// Experiment 6: the Kafka cluster to use [default: a tansu broker started on loopback].
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -419,6 +422,9 @@ pub struct ProduceArgs {
     /// Concurrent requests (sinkd only).
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Id of the first event (to keep ids distinct across producers of one topic).
+    #[arg(long, default_value_t = 0)]
+    pub first_id: u64,
     /// Kafka: follow a processor's slow-source signal (its http://host:port/pressure): the rate
     /// backs off by AIMD as the processor's lag builds and recovers as it drains.
     #[arg(long)]

@@ -29,6 +29,8 @@ struct Config {
     charts: Vec<ChartSpec>,
     #[serde(default)]
     stall: Option<StallSpec>,
+    #[serde(default)]
+    kafka: Option<crate::kafka::eviction::KafkaSpec>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ enum Kind {
     Sweep,
     /// Runs through a downstream stall: lag growth, peak and recovery.
     Stall,
+    /// Kafka consumer groups under a slow sink: evictions, partition moves, lag (experiment 6).
+    KafkaEviction,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,16 +266,7 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("invalid config {}", p.display()))?;
             println!("{:<28} {}", c.name, c.title);
         }
-        println!(
-            "{:<28} needs the Kafka source (not built yet)",
-            "6-max-poll-interval"
-        );
         return Ok(ExitCode::SUCCESS);
-    }
-    if args.name == "6" || args.name.starts_with("6-") {
-        bail!(
-            "experiment 6 (max.poll.interval eviction) needs the Kafka source and a broker, which this build does not have yet"
-        );
     }
     let Some(index) = names
         .iter()
@@ -291,6 +286,41 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     }
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&paths[index])?)
         .with_context(|| format!("invalid config {}", paths[index].display()))?;
+    if config.kind == Kind::KafkaEviction {
+        let spec = config
+            .kafka
+            .as_ref()
+            .with_context(|| format!("config {}: kind kafka-eviction needs \"kafka\"", config.name))?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("out/experiment-{}", config.name)));
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        let runs: Vec<(String, Vec<String>)> = config
+            .runs
+            .iter()
+            .map(|r| (r.label.clone(), r.args.clone()))
+            .collect();
+        // Validate every run's processor flags before anything starts.
+        for (label, flags) in &runs {
+            let mut argv = vec!["loadgen".to_string(), "process".into()];
+            argv.extend(flags.iter().cloned());
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                bail!("config {} run '{label}': {e}", config.name);
+            }
+        }
+        return crate::kafka::eviction::run(
+            &config.name,
+            &config.title,
+            &config.question,
+            &runs,
+            spec,
+            &args,
+            &out,
+        )
+        .await;
+    }
     for c in &config.charts {
         if field(&Sample::default(), &c.field).is_nan() {
             bail!(

@@ -1,4 +1,4 @@
-//! A real Kafka-protocol broker for tests: [tansu](https://crates.io/crates/tansu), started as a
+//! A real Kafka-protocol broker for tests and for `loadgen experiment 6`: [tansu](https://crates.io/crates/tansu), started as a
 //! plain process on a free loopback port, from an empty working directory, with the sqlite
 //! storage engine (its `memory://` engine answers ListOffsets wrongly). Killed on drop.
 //!
@@ -56,7 +56,7 @@ impl Broker {
     /// In CI when tansu is missing, and whenever an installed tansu does not come up: a test
     /// that needs the broker cannot go on without it.
     pub fn start() -> Option<Broker> {
-        let Some(binary) = tansu_binary() else {
+        if tansu_binary().is_none() {
             assert!(
                 !in_ci(),
                 "CI=true and no tansu broker on PATH: .ci/run installs it with \
@@ -64,7 +64,19 @@ impl Broker {
             );
             eprintln!("skipped: no tansu broker on PATH (see README, Kafka section)");
             return None;
-        };
+        }
+        Some(Broker::try_start().unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    /// Starts tansu on a free loopback port, or says why it could not.
+    ///
+    /// # Errors
+    /// When tansu is not installed, cannot be started, or does not listen within 30 s.
+    pub fn try_start() -> Result<Broker, String> {
+        let binary = tansu_binary().ok_or(
+            "no tansu broker on PATH: install it with `cargo install tansu --version 0.6.0 \
+             --locked --no-default-features --features libsql`, or pass --bootstrap-servers",
+        )?;
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "testbroker-{}-{}",
@@ -72,30 +84,29 @@ impl Broker {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the broker's working directory");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // A free port: bind, read it, release it. tansu binds it right after.
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
+            .map_err(|e| format!("no free loopback port: {e}"))?
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("tansu.log")).expect("create the broker log");
+        let log = std::fs::File::create(dir.join("tansu.log"))
+            .map_err(|e| format!("cannot create the broker log: {e}"))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone the log handle: {e}"))?;
         let child = Command::new(&binary)
             .current_dir(&dir)
             .env("RUST_LOG", "warn")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
+            .stdout(log2)
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let mut broker = Broker {
             child,
             dir,
@@ -106,19 +117,19 @@ impl Broker {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
+                return Ok(broker);
             }
             if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("tansu exited with {status}: {}", broker.log());
+                return Err(format!("tansu exited with {status}: {}", broker.log()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {addr} within 30 s: {}",
-                broker.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "tansu did not listen on {addr} within 30 s: {}",
+                    broker.log()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(broker)
     }
 
     /// `host:port`, for `bootstrap.servers`.

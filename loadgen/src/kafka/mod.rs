@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod compose_check;
+pub mod eviction;
 pub mod process;
 pub mod produce;
 

@@ -169,7 +169,8 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let mut sent = 0u64;
     let mut signal_min = args.rate;
     let mut next_report = origin + Duration::from_secs(1);
-    while let Some(event) = events.next().await {
+    while let Some(mut event) = events.next().await {
+        event.id += args.first_id;
         let key = super::key_of(&event);
         let value = super::encode(&event);
         let mut record = BaseRecord::with_opaque_to(&args.topic, Box::new(event.ts_ns))
