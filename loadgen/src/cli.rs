@@ -104,6 +104,10 @@ pub struct KafkaConsumerArgs {
     /// Stop after this long (e.g. 5m).
     #[arg(long)]
     pub stop_after: Option<String>,
+    /// Any librdkafka consumer property, KEY=VALUE (repeatable), e.g.
+    /// `--kafka-option group.instance.id=processor-1`.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
+    pub kafka_options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -287,10 +287,12 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&paths[index])?)
         .with_context(|| format!("invalid config {}", paths[index].display()))?;
     if config.kind == Kind::KafkaEviction {
-        let spec = config
-            .kafka
-            .as_ref()
-            .with_context(|| format!("config {}: kind kafka-eviction needs \"kafka\"", config.name))?;
+        let spec = config.kafka.as_ref().with_context(|| {
+            format!(
+                "config {}: kind kafka-eviction needs \"kafka\"",
+                config.name
+            )
+        })?;
         let out = args
             .out
             .clone()

@@ -100,7 +100,13 @@ impl Broker {
         let child = Command::new(&binary)
             .current_dir(&dir)
             .env("RUST_LOG", "warn")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .stdin(Stdio::null())
             .stdout(log2)

@@ -68,7 +68,9 @@ struct Reading {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn metric(text: &str, name: &str) -> f64 {
@@ -91,8 +93,8 @@ async fn loadgen(args: &[String]) -> anyhow::Result<std::process::Output> {
 
 fn spawn_loadgen(args: &[String], log: &Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the loadgen executable")?;
-    let file = std::fs::File::create(log)
-        .with_context(|| format!("cannot create {}", log.display()))?;
+    let file =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
@@ -161,7 +163,13 @@ pub async fn run(
     for r in &results {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {:.0} | {:.0} |\n",
-            r.label, r.evictions, r.rebalances, r.duplicates, r.missing, r.lag_max, r.survivor_lag_peak
+            r.label,
+            r.evictions,
+            r.rebalances,
+            r.duplicates,
+            r.missing,
+            r.lag_max,
+            r.survivor_lag_peak
         ));
     }
     std::fs::write(out.join("summary.md"), &md)?;
@@ -169,8 +177,13 @@ pub async fn run(
         out.join("experiment.json"),
         serde_json::to_string_pretty(&results)?,
     )?;
-    println!("\n{md}\nwrote {}/{{summary.md, experiment.json, run-*/}}", out.display());
-    let fixed_clean = results.last().is_some_and(|r| r.evictions == 0 && r.missing == 0);
+    println!(
+        "\n{md}\nwrote {}/{{summary.md, experiment.json, run-*/}}",
+        out.display()
+    );
+    let fixed_clean = results
+        .last()
+        .is_some_and(|r| r.evictions == 0 && r.missing == 0);
     Ok(if fixed_clean {
         ExitCode::SUCCESS
     } else {
@@ -262,7 +275,9 @@ async fn run_one(
             s("--metrics-addr"),
             format!("127.0.0.1:{port}"),
             s("--out"),
-            dir.join(format!("processor-{}", i + 1)).display().to_string(),
+            dir.join(format!("processor-{}", i + 1))
+                .display()
+                .to_string(),
             s("--report"),
             dir.join(format!("processor-{}.json", i + 1))
                 .display()
@@ -331,7 +346,10 @@ async fn run_one(
             let _ = child.kill().await;
         }
     }
-    let audit = http.stats(None).await.context("cannot read sinkd's audit")?;
+    let audit = http
+        .stats(None)
+        .await
+        .context("cannot read sinkd's audit")?;
     sink.shutdown().await;
 
     let last = |i: usize, f: fn(&Reading) -> f64| readings[i].last().map_or(0.0, f);
@@ -340,7 +358,13 @@ async fn run_one(
     let lag_total: Vec<f64> = {
         let n = readings.iter().map(Vec::len).max().unwrap_or(0);
         (0..n)
-            .map(|k| readings.iter().filter_map(|r| r.get(k)).map(|r| r.lag).sum())
+            .map(|k| {
+                readings
+                    .iter()
+                    .filter_map(|r| r.get(k))
+                    .map(|r| r.lag)
+                    .sum()
+            })
             .collect()
     };
     // Who was evicted first, and when.
@@ -397,10 +421,7 @@ async fn run_one(
             series(|r| r.evictions),
         ),
     )?;
-    std::fs::write(
-        dir.join("readings.json"),
-        serde_json::to_string(&readings)?,
-    )?;
+    std::fs::write(dir.join("readings.json"), serde_json::to_string(&readings)?)?;
     Ok(EvictionResult {
         label: label.to_string(),
         evictions: evictions as u64,

@@ -153,6 +153,12 @@ pub fn consumer_config(args: &ProcessArgs, plan: &Plan) -> anyhow::Result<KafkaC
         flag_duration("--session-timeout", &k.session_timeout)?.min(config.max_poll_interval);
     config.commit_interval = flag_duration("--commit-interval", &k.commit_interval)?;
     config.settle_on_drop = plan.policy == Policy::Shed;
+    for option in &k.kafka_options {
+        let Some((key, value)) = option.split_once('=') else {
+            anyhow::bail!("invalid value '{option}' for '--kafka-option': expected KEY=VALUE");
+        };
+        config = config.set(key.trim(), value.trim());
+    }
     Ok(config)
 }
 
