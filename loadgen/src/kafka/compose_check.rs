@@ -231,8 +231,10 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         &crate::pipeline::Sample::default(),
     ));
     have.extend(exported(&super::exposition(&stats, "g")));
-    let mut config = sinkd::Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let config = sinkd::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..sinkd::Config::default()
+    };
     let sink = sinkd::start(config).await.expect("sinkd starts");
     let text = sinkd::SinkClient::new(&sink.url())
         .expect("client")

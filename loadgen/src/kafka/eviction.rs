@@ -202,11 +202,13 @@ async fn run_one(
 ) -> anyhow::Result<EvictionResult> {
     super::create_topic(bootstrap, topic, spec.partitions, 1).await?;
     // The slow sink, shared by every processor.
-    let mut config = sinkd::Config::default();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.rate = Some(spec.sink_rate);
-    config.burst = (spec.sink_rate / 10.0).max(1.0);
-    config.max_held = 100_000;
+    let config = sinkd::Config {
+        listen: "127.0.0.1:0".parse()?,
+        rate: Some(spec.sink_rate),
+        burst: (spec.sink_rate / 10.0).max(1.0),
+        max_held: 100_000,
+        ..sinkd::Config::default()
+    };
     let sink = sinkd::start(config).await.context("cannot start sinkd")?;
     let sink_url = sink.url();
 

@@ -454,6 +454,9 @@ struct InlineCounters {
     in_flight: AtomicU64,
 }
 
+/// A record as the inline loop polled it: topic, partition, offset, and the event or poison.
+type Polled = (String, i32, i64, Result<Event, (String, String)>);
+
 type StatsFn = Box<dyn Fn() -> KafkaStats + Send + Sync>;
 
 fn inline(
@@ -512,8 +515,7 @@ fn inline(
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 // Poll up to --poll-batch records (waiting at most 200 ms for them)...
-                let mut records: Vec<(String, i32, i64, Result<Event, (String, String)>)> =
-                    Vec::new();
+                let mut records: Vec<Polled> = Vec::new();
                 let deadline = Instant::now() + Duration::from_millis(200);
                 while records.len() < poll_batch {
                     match tokio::time::timeout_at(deadline, consumer.recv()).await {

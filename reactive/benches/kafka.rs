@@ -1,0 +1,120 @@
+//! The Kafka source's consume rate into a null sink (each record acknowledged), against a bare
+//! rdkafka `StreamConsumer` loop on the same broker and topic, in the same run. Needs tansu
+//! (see the README's Kafka section): `cargo bench -p reactive --features kafka --bench kafka`.
+//!
+//! The topic is filled once; each measurement is a fresh consumer group reading it from the
+//! start, timed from its first record to its last, so group joins do not count. Rounds
+//! alternate between the two, and the medians are compared.
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use reactive::kafka::{KafkaConfig, KafkaSource};
+use reactive::{Prefetch, PublisherExt};
+
+const RECORDS: u64 = 200_000;
+const PARTITIONS: u32 = 12;
+
+fn bare(bootstrap: &str, group: &str) -> Duration {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let consumer: StreamConsumer = KafkaConfig::new(bootstrap, group, ["bench"])
+            .client_config()
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["bench"]).expect("subscribe");
+        let mut stream = consumer.stream();
+        let mut bytes = 0usize;
+        let first = stream.next().await.expect("a record").expect("no error");
+        bytes += first.payload().map_or(0, <[u8]>::len);
+        let start = Instant::now();
+        for _ in 1..RECORDS {
+            let m = stream.next().await.expect("a record").expect("no error");
+            bytes += m.payload().map_or(0, <[u8]>::len);
+        }
+        let elapsed = start.elapsed();
+        std::hint::black_box(bytes);
+        elapsed
+    })
+}
+
+fn source(bootstrap: &str, group: &str) -> Duration {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let source = KafkaSource::new(KafkaConfig::new(bootstrap, group, ["bench"]));
+        let handle = source.handle();
+        let mut records = source.into_stream_with(Prefetch::new(2048));
+        let mut bytes = 0usize;
+        let first = records
+            .try_next()
+            .await
+            .expect("no error")
+            .expect("a record");
+        bytes += first.payload.as_ref().map_or(0, Vec::len);
+        first.ack.ack();
+        let start = Instant::now();
+        for _ in 1..RECORDS {
+            let r = records
+                .try_next()
+                .await
+                .expect("no error")
+                .expect("a record");
+            bytes += r.payload.as_ref().map_or(0, Vec::len);
+            r.ack.ack(); // the null sink acknowledges at once
+        }
+        let elapsed = start.elapsed();
+        std::hint::black_box(bytes);
+        drop(records);
+        handle.close().await;
+        elapsed
+    })
+}
+
+fn main() {
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let Some(broker) = testbroker::Broker::start() else {
+        println!("kafka: skipped, no tansu broker on PATH");
+        return;
+    };
+    broker.create_topic("bench", PARTITIONS);
+    let payload = vec![b'x'; 512];
+    broker.produce("bench", RECORDS, |i| {
+        ((i % 64).to_string().into_bytes(), payload.clone())
+    });
+    println!(
+        "kafka source into a null sink vs a bare StreamConsumer loop, {RECORDS} records of 512 B \
+         in {PARTITIONS} partitions on tansu, median of {reps} alternating rounds"
+    );
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..reps {
+        a.push(bare(&broker.bootstrap(), &format!("bare-{round}")));
+        b.push(source(&broker.bootstrap(), &format!("source-{round}")));
+    }
+    a.sort();
+    b.sort();
+    let rate = |d: Duration| RECORDS as f64 / d.as_secs_f64();
+    let (bare_rate, source_rate) = (rate(a[reps / 2]), rate(b[reps / 2]));
+    let ratio = source_rate / bare_rate;
+    println!(
+        "{:<44} {bare_rate:>9.0} records/s",
+        "bare rdkafka StreamConsumer loop"
+    );
+    println!(
+        "{:<44} {source_rate:>9.0} records/s   {ratio:.2}x bare  target >= 0.90x: {}",
+        "reactive::kafka::KafkaSource, each acked",
+        if ratio >= 0.9 { "met" } else { "NOT met" }
+    );
+}
