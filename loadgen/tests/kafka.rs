@@ -371,3 +371,51 @@ async fn processes_in_one_group_split_partitions_and_kill_9_loses_nothing() {
     }
     sink.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_slows_down_on_the_processors_pressure_across_processes() {
+    let broker = broker_or_skip!();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("pressure", 4);
+    // The sink takes 500 events/s; the producer offers 3000/s. The processor publishes its lag
+    // over 1000 as the pressure.
+    let sink = start_sinkd(Some(500.0)).await;
+    let dir = temp("pressure");
+    let p = Processor::start(
+        &bootstrap,
+        "pressure",
+        &sink.url(),
+        &dir,
+        &["--pressure-lag", "1000", "--queue", "pull"],
+    );
+    wait_for(
+        "the processor owns the partitions",
+        Duration::from_secs(60),
+        async || (p.metric("kafka_consumer_assigned_partitions")? == 4.0).then_some(()),
+    )
+    .await;
+    let report = dir.join("produce.json");
+    let (ok, out) = produce(
+        &bootstrap,
+        "pressure",
+        3000,
+        "8s",
+        &[
+            "--pressure-url",
+            &p.metrics,
+            "--report",
+            report.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(ok, "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let sent = r["sent"].as_u64().expect("sent");
+    let slowest = r["signal_min_rate"].as_f64().expect("signal_min_rate");
+    // Without the signal it would send 24,000; AIMD backs off as the lag passes 1000.
+    assert!(slowest < 1500.0, "the rate never backed off: {r}");
+    assert!(sent < 20_000, "the producer kept its full rate: {r}");
+    assert_eq!(r["delivered"].as_u64(), Some(sent), "{r}");
+    drop(p);
+    sink.shutdown().await;
+}

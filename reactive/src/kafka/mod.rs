@@ -18,8 +18,10 @@
 //! # Guarantees
 //! - **Pull mode.** A thread of its own polls the consumer. It hands records downstream only
 //!   while the subscriber has outstanding demand: never more records than were requested. When
-//!   demand runs out, every assigned partition is paused, so the backlog stays in Kafka (as lag)
-//!   and not in this process; when demand returns they are resumed. What librdkafka may buffer
+//!   demand has been out for 100 ms (a shorter gap, while the subscriber replenishes, is waited
+//!   out: a pause drops what librdkafka fetched ahead), every assigned partition is paused, so
+//!   the backlog stays in Kafka (as lag) and not in this process; when demand returns they are
+//!   resumed. What librdkafka may buffer
 //!   ahead is bounded by [`KafkaConfig::fetch_buffer_kbytes`].
 //! - **Polling is decoupled from processing.** The poll thread never waits for the sink: while
 //!   paused it goes on polling every 10 ms, which serves rebalances and keeps the member within
@@ -318,6 +320,8 @@ struct Shared {
     lag: Mutex<Vec<PartitionLag>>,
     counters: Counters,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The poll thread, to wake it when demand arrives.
+    poller: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -389,6 +393,7 @@ impl KafkaSource {
                 lag: Mutex::new(Vec::new()),
                 counters: Counters::default(),
                 thread: Mutex::new(None),
+                poller: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -483,6 +488,7 @@ impl Publisher for KafkaSource {
         let mut failed = None;
         match spawned {
             Ok(thread) => {
+                let _ = self.shared.poller.set(thread.thread().clone());
                 *self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
             }
             Err(e) => failed = Some(Error::upstream(e)),
@@ -568,6 +574,9 @@ impl<S: Subscriber<KafkaRecord>> Future for KafkaConnection<S> {
                     if granted != this.granted {
                         this.granted = granted;
                         this.shared.granted.store(granted, Ordering::Release);
+                        if let Some(poller) = this.shared.poller.get() {
+                            poller.unpark();
+                        }
                     }
                 }
                 Poll::Ready(Err(stop)) => {

@@ -20,6 +20,10 @@ use super::{Ack, KafkaRecord, Msg, Shared, is_eviction};
 const PAUSED_POLL: Duration = Duration::from_millis(10);
 /// How long a poll blocks while fetching.
 const ACTIVE_POLL: Duration = Duration::from_millis(100);
+/// How long demand must stay at zero before the partitions are paused. A pause drops what
+/// librdkafka fetched ahead and a resume fetches it again, so the brief gaps while a subscriber
+/// replenishes its window are waited out (without polling) instead.
+pub(super) const PAUSE_AFTER: Duration = Duration::from_millis(100);
 /// Broker round trips made from the callbacks and the lag thread.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -231,6 +235,7 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
     let mut epoch_seen = u64::MAX;
     let mut drained = false;
     let mut last_commit = Instant::now();
+    let mut no_demand_since: Option<Instant> = None;
     let max_batch = shared.config.max_batch.max(1);
 
     while !shared.stop.load(Ordering::Acquire) {
@@ -247,6 +252,18 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
         // Pause without demand, resume with it. An assignment made while paused starts
         // fetching, so the pause is applied again after each one.
         let epoch = shared.assignment_epoch.load(Ordering::Acquire);
+        if credit == 0 && fetching && !paused && stash.is_empty() {
+            let since = *no_demand_since.get_or_insert_with(Instant::now);
+            let waited = since.elapsed();
+            if waited < PAUSE_AFTER {
+                // The connection unparks this thread when demand arrives.
+                std::thread::park_timeout(PAUSE_AFTER - waited);
+                continue;
+            }
+        }
+        if credit > 0 {
+            no_demand_since = None;
+        }
         if credit == 0 {
             if !paused || epoch != epoch_seen {
                 if let Ok(tpl) = consumer.assignment() {
