@@ -246,6 +246,7 @@ async fn run_kafka(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let parse = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
         v.as_deref()
