@@ -287,6 +287,12 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&paths[index])?)
         .with_context(|| format!("invalid config {}", paths[index].display()))?;
     if config.kind == Kind::KafkaEviction {
+        if args.replot {
+            bail!(
+                "'--replot' is not supported by {}: its charts are written by the run itself",
+                config.name
+            );
+        }
         let spec = config.kafka.as_ref().with_context(|| {
             format!(
                 "config {}: kind kafka-eviction needs \"kafka\"",
