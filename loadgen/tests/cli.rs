@@ -140,7 +140,10 @@ fn kafka_flags_are_checked_before_anything_connects() {
         "no-equals-sign",
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--kafka-option") && err.contains("KEY=VALUE"), "{err}");
+    assert!(
+        err.contains("--kafka-option") && err.contains("KEY=VALUE"),
+        "{err}"
+    );
     let (code, _, err) = loadgen(&[
         "process",
         "--source",
