@@ -8,17 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use reactive::flow::{Aimd, RateSignal, Stage, StageSnapshot, find_bottleneck, slow_source};
-use reactive::queue::{QueueConfig, QueueStats};
-use reactive::sink::{
-    DeadLetters, Delivery, Failure, Partitioning as Parts, Retry, RetryPolicy, WorkerStats,
-    WorkersConfig, workers,
-};
+use reactive::queue::QueueStats;
+use reactive::sink::{DeadLetters, Delivery, Failure, Retry, RetryPolicy, WorkerStats, workers};
 use reactive::{Publisher, PublisherExt};
 use sinkd::SinkClient;
 use sinkd::wire::{Event, Format};
 use tokio::time::Instant;
 
-use crate::cli::{OnLimit, Partitioning, Policy, QueueKind, SinkMode};
+use crate::cli::{OnLimit, Policy, SinkMode};
 use crate::generator::{self, EventShape, GeneratorStats};
 use crate::plan::{Plan, SinkTarget};
 use crate::progress::Progress;
@@ -282,32 +279,16 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
         e.payload.make_ascii_uppercase();
         e
     });
-    let config = match plan.queue {
-        QueueKind::Bounded => QueueConfig::bounded(plan.queue_cap).overflow(plan.overflow()),
-        QueueKind::Unbounded => match plan.safety_cap {
-            Some(cap) => QueueConfig::unbounded().safety_cap(cap),
-            None => QueueConfig::unbounded(),
-        },
-        QueueKind::Pull => QueueConfig::pull(),
-    }
-    .weigh(|e: &Event| (std::mem::size_of::<Event>() + e.payload.capacity()) as u64)
-    .priority(|e: &Event| e.priority);
+    let config = plan
+        .queue_config()
+        .weigh(|e: &Event| (std::mem::size_of::<Event>() + e.payload.capacity()) as u64)
+        .priority(|e: &Event| e.priority);
     let queue = transformed.queue(config);
     let queue_stats = queue.stats();
 
-    let workers_config = WorkersConfig {
-        workers: plan.sink_workers,
-        window: plan.worker_window,
-        partitioning: match plan.partitioning {
-            Partitioning::RoundRobin => Parts::RoundRobin,
-            Partitioning::Key => Parts::Key,
-        },
-        batch: plan.batch_size,
-        linger: plan.batch_linger,
-    };
     let c = ctx.clone();
     let (subscriber, pool) = workers(
-        workers_config,
+        plan.workers_config(),
         |e: &Event| e.key,
         move |_, batch: Vec<Event>| {
             let c = c.clone();
@@ -520,26 +501,7 @@ fn build_report(
         total: q.dropped() + abandoned,
     };
     let lost = produced as i64 - delivered as i64 - dropped.total as i64 - dead_lettered as i64;
-    let h = ctx.latency.lock().unwrap_or_else(|p| p.into_inner());
-    let ms = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
-    let latency = Latency {
-        p50: ms(0.5),
-        p90: ms(0.9),
-        p99: ms(0.99),
-        p999: ms(0.999),
-        max: if h.is_empty() {
-            0.0
-        } else {
-            h.max() as f64 / 1000.0
-        },
-    };
-    drop(h);
+    let latency = Latency::from_histogram(&ctx.latency.lock().unwrap_or_else(|p| p.into_inner()));
 
     // The overload window: where the offered events/s exceed what the sink can take; skip its
     // first second (or tenth) so the transient does not count.

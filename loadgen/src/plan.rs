@@ -376,6 +376,35 @@ impl Plan {
         })
     }
 
+    /// The queue between transform and sink, for items of any type (weights and priorities are
+    /// the caller's).
+    pub fn queue_config<T>(&self) -> reactive::QueueConfig<T> {
+        use reactive::QueueConfig;
+        match self.queue {
+            QueueKind::Bounded => QueueConfig::bounded(self.queue_cap).overflow(self.overflow()),
+            QueueKind::Unbounded => match self.safety_cap {
+                Some(cap) => QueueConfig::unbounded().safety_cap(cap),
+                None => QueueConfig::unbounded(),
+            },
+            QueueKind::Pull => QueueConfig::pull(),
+        }
+    }
+
+    /// The sink workers.
+    pub fn workers_config(&self) -> reactive::sink::WorkersConfig {
+        use reactive::sink::Partitioning as Parts;
+        reactive::sink::WorkersConfig {
+            workers: self.sink_workers,
+            window: self.worker_window,
+            partitioning: match self.partitioning {
+                Partitioning::RoundRobin => Parts::RoundRobin,
+                Partitioning::Key => Parts::Key,
+            },
+            batch: self.batch_size,
+            linger: self.batch_linger,
+        }
+    }
+
     pub fn overflow(&self) -> Overflow {
         match (self.policy, self.shed) {
             (Policy::Shed, Shed::DropNewest) => Overflow::DropNewest,

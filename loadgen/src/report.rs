@@ -75,6 +75,23 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// Percentiles in ms of a histogram in µs (all 0 when it is empty).
+    pub fn from_histogram(h: &hdrhistogram::Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct QueueSummary {
     pub high_water: u64,

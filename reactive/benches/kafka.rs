@@ -33,12 +33,16 @@ fn cpu_time() -> Duration {
 type Measured = (Duration, Duration);
 const PARTITIONS: u32 = 12;
 
-fn bare(bootstrap: &str, group: &str) -> Measured {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
+        .expect("runtime")
+}
+
+fn bare(bootstrap: &str, group: &str) -> Measured {
+    let runtime = runtime();
     runtime.block_on(async {
         let consumer: StreamConsumer = KafkaConfig::new(bootstrap, group, ["bench"])
             .client_config()
@@ -62,11 +66,7 @@ fn bare(bootstrap: &str, group: &str) -> Measured {
 }
 
 fn source(bootstrap: &str, group: &str) -> Measured {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
         let source = KafkaSource::new(KafkaConfig::new(bootstrap, group, ["bench"]));
         let handle = source.handle();

@@ -67,6 +67,14 @@ struct Reading {
     rebalances: f64,
 }
 
+/// A chart of one reading per processor: file, what it shows, y label, the reading.
+type ChartSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Reading) -> f64,
+);
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -396,33 +404,32 @@ async fn run_one(
             })
             .collect()
     };
-    write_chart(
-        &dir.join("partitions.svg"),
-        &Chart::new(
-            format!("{label}: partitions owned per processor"),
-            "seconds",
+    let charts: [ChartSpec; 3] = [
+        (
+            "partitions.svg",
+            "partitions owned per processor",
             "partitions",
-            series(|r| r.assigned),
+            |r| r.assigned,
         ),
-    )?;
-    write_chart(
-        &dir.join("lag.svg"),
-        &Chart::new(
-            format!("{label}: consumer-group lag per processor"),
-            "seconds",
+        (
+            "lag.svg",
+            "consumer-group lag per processor",
             "events",
-            series(|r| r.lag),
+            |r| r.lag,
         ),
-    )?;
-    write_chart(
-        &dir.join("evictions.svg"),
-        &Chart::new(
-            format!("{label}: evictions so far, per processor"),
-            "seconds",
+        (
+            "evictions.svg",
+            "evictions so far, per processor",
             "evictions",
-            series(|r| r.evictions),
+            |r| r.evictions,
         ),
-    )?;
+    ];
+    for (file, what, y_label, f) in charts {
+        write_chart(
+            &dir.join(file),
+            &Chart::new(format!("{label}: {what}"), "seconds", y_label, series(f)),
+        )?;
+    }
     std::fs::write(dir.join("readings.json"), serde_json::to_string(&readings)?)?;
     Ok(EvictionResult {
         label: label.to_string(),

@@ -25,13 +25,13 @@ use rdkafka::consumer::{
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use reactive::kafka::{Ack, KafkaConfig, KafkaHandle, KafkaRecord, KafkaSource, KafkaStats};
-use reactive::queue::{QueueConfig, QueueStats};
-use reactive::sink::{DeadLetters, Partitioning as Parts, WorkersConfig, workers};
+use reactive::queue::QueueStats;
+use reactive::sink::{DeadLetters, workers};
 use reactive::{Publisher, PublisherExt};
 use sinkd::wire::Event;
 use tokio::time::Instant;
 
-use crate::cli::{Partitioning, Policy, PollLoop, ProcessArgs, QueueKind};
+use crate::cli::{Policy, PollLoop, ProcessArgs};
 use crate::pipeline::{Ctx, Sample, rss_bytes, start_sink};
 use crate::plan::{Plan, parse_duration};
 use crate::progress::Progress;
@@ -160,19 +160,6 @@ pub fn consumer_config(args: &ProcessArgs, plan: &Plan) -> anyhow::Result<KafkaC
         config = config.set(key.trim(), value.trim());
     }
     Ok(config)
-}
-
-fn sink_config(plan: &Plan) -> WorkersConfig {
-    WorkersConfig {
-        workers: plan.sink_workers,
-        window: plan.worker_window,
-        partitioning: match plan.partitioning {
-            Partitioning::RoundRobin => Parts::RoundRobin,
-            Partitioning::Key => Parts::Key,
-        },
-        batch: plan.batch_size,
-        linger: plan.batch_linger,
-    }
 }
 
 /// Writes one batch: poison to its file, events to the sink; then acknowledges them all. A
@@ -311,18 +298,6 @@ pub async fn run(
     if let Some(running) = embedded {
         running.shutdown().await;
     }
-    let h = ctx
-        .latency
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let ms = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
     Ok(ProcessReport {
         poll_loop: args.kafka.poll_loop,
         consumed: k.delivered,
@@ -336,17 +311,9 @@ pub async fn run(
         commit_failures: k.commit_failures,
         lag_max,
         duration_s: started.elapsed().as_secs_f64(),
-        latency_ms: crate::report::Latency {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p999: ms(0.999),
-            max: if h.is_empty() {
-                0.0
-            } else {
-                h.max() as f64 / 1000.0
-            },
-        },
+        latency_ms: crate::report::Latency::from_histogram(
+            &ctx.latency.lock().unwrap_or_else(|p| p.into_inner()),
+        ),
     })
 }
 
@@ -376,25 +343,23 @@ fn decoupled(
 ) -> (KafkaHandle, Arc<QueueStats>, Shutdown) {
     let source = KafkaSource::new(config);
     let handle = source.handle();
-    let queue_config = match plan.queue {
-        QueueKind::Bounded => QueueConfig::bounded(plan.queue_cap).overflow(plan.overflow()),
-        QueueKind::Unbounded => match plan.safety_cap {
-            Some(cap) => QueueConfig::unbounded().safety_cap(cap),
-            None => QueueConfig::unbounded(),
-        },
-        QueueKind::Pull => QueueConfig::pull(),
-    }
-    .weigh(|j: &Job| match &j.event {
-        Ok(e) => (std::mem::size_of::<Job>() + e.payload.capacity()) as u64,
-        Err(_) => std::mem::size_of::<Job>() as u64,
-    })
-    .priority(|j: &Job| j.event.as_ref().map_or(u8::MAX, |e| e.priority));
+    let queue_config = plan
+        .queue_config()
+        .weigh(|j: &Job| match &j.event {
+            Ok(e) => (std::mem::size_of::<Job>() + e.payload.capacity()) as u64,
+            Err(_) => std::mem::size_of::<Job>() as u64,
+        })
+        .priority(|j: &Job| j.event.as_ref().map_or(u8::MAX, |e| e.priority));
     let queue = source.map(Job::new).queue(queue_config);
     let queue_stats = queue.stats();
-    let (subscriber, pool) = workers(sink_config(plan), Job::key, move |_, batch: Vec<Job>| {
-        let (ctx, poison, live) = (ctx.clone(), poison.clone(), live.clone());
-        async move { write_jobs(&ctx, &poison, &live, batch).await }
-    });
+    let (subscriber, pool) = workers(
+        plan.workers_config(),
+        Job::key,
+        move |_, batch: Vec<Job>| {
+            let (ctx, poison, live) = (ctx.clone(), poison.clone(), live.clone());
+            async move { write_jobs(&ctx, &poison, &live, batch).await }
+        },
+    );
     let connection = tokio::spawn(queue.connect(subscriber));
     let driver = tokio::spawn(pool);
     let h = handle.clone();

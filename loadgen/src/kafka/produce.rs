@@ -220,14 +220,6 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         eprintln!("produce: not every record was acknowledged within 60 s: {e}");
     }
     let c = producer.context();
-    let h = c.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let ms = |q: f64| {
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
-    };
     let report = ProduceReport {
         topic: args.topic.clone(),
         sent,
@@ -237,17 +229,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         target_rate: args.rate,
         send_rate: sent as f64 / elapsed.max(1e-9),
         missed_sends: stats.missed.load(Ordering::Relaxed),
-        latency_ms: crate::report::Latency {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p999: ms(0.999),
-            max: if h.is_empty() {
-                0.0
-            } else {
-                h.max() as f64 / 1000.0
-            },
-        },
+        latency_ms: crate::report::Latency::from_histogram(
+            &c.latency.lock().unwrap_or_else(|p| p.into_inner()),
+        ),
         signal_min_rate: if signal.is_some() { signal_min } else { 0.0 },
     };
     println!(
