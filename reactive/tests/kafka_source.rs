@@ -211,3 +211,18 @@ async fn two_members_split_the_partitions_and_one_takes_over_when_the_other_leav
     drop(inbox_a);
     a.close().await;
 }
+
+#[tokio::test]
+async fn a_consumer_that_cannot_be_created_ends_the_stream_with_the_reason() {
+    // No broker needed: librdkafka refuses the configuration before connecting.
+    let config = KafkaConfig::new("127.0.0.1:1", "g-bad", ["t"]).set("session.timeout.ms", "soon");
+    let (_handle, mut inbox) = connect(config);
+    inbox.request(1);
+    let item = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .expect("an answer within 10 s")
+        .expect("a terminal signal, not a silent end");
+    let error = item.expect_err("an error, not a record");
+    assert!(error.to_string().contains("session.timeout.ms"), "{error}");
+    assert!(inbox.next().await.is_none(), "nothing after the error");
+}
