@@ -226,3 +226,24 @@ async fn a_consumer_that_cannot_be_created_ends_the_stream_with_the_reason() {
     assert!(error.to_string().contains("session.timeout.ms"), "{error}");
     assert!(inbox.next().await.is_none(), "nothing after the error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_settle_on_drop_a_dropped_record_counts_as_acknowledged() {
+    let broker = broker_or_skip!();
+    broker.create_topic("settle", 2);
+    broker.produce("settle", 200, record);
+    let mut c = config(&broker, "g-settle", "settle");
+    c.settle_on_drop = true;
+    let (handle, mut inbox) = connect(c);
+    inbox.request(200);
+    for _ in 0..200 {
+        drop(next(&mut inbox).await); // shed on purpose: never acked
+    }
+    eventually("everything dropped is committed", || {
+        let s = handle.stats();
+        s.acked == 200 && s.total_lag() == 0 && s.lag.len() == 2
+    })
+    .await;
+    drop(inbox);
+    handle.close().await;
+}
