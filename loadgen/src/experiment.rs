@@ -287,12 +287,6 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&paths[index])?)
         .with_context(|| format!("invalid config {}", paths[index].display()))?;
     if config.kind == Kind::KafkaEviction {
-        if args.replot {
-            bail!(
-                "'--replot' is not supported by {}: its charts are written by the run itself",
-                config.name
-            );
-        }
         let spec = config.kafka.as_ref().with_context(|| {
             format!(
                 "config {}: kind kafka-eviction needs \"kafka\"",
@@ -310,6 +304,9 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|r| (r.label.clone(), r.args.clone()))
             .collect();
+        if args.replot {
+            return crate::kafka::eviction::replot(&runs, &out);
+        }
         // Validate every run's processor flags before anything starts.
         for (label, flags) in &runs {
             let mut argv = vec!["loadgen".to_string(), "process".into()];

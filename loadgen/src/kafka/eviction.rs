@@ -58,13 +58,75 @@ pub struct EvictionResult {
     pub first_eviction_s: Option<f64>,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Reading {
     t: f64,
     assigned: f64,
     lag: f64,
     evictions: f64,
     rebalances: f64,
+}
+
+/// Draws the run's charts from its readings: partitions, lag and evictions per processor.
+fn write_charts(dir: &Path, label: &str, readings: &[Vec<Reading>]) -> anyhow::Result<()> {
+    let series = |f: fn(&Reading) -> f64| -> Vec<Series> {
+        readings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Series {
+                name: format!("processor {}", i + 1),
+                points: r.iter().map(|x| (x.t, f(x))).collect(),
+            })
+            .collect()
+    };
+    let charts: [ChartSpec; 3] = [
+        (
+            "partitions.svg",
+            "partitions owned per processor",
+            "partitions",
+            |r| r.assigned,
+        ),
+        (
+            "lag.svg",
+            "consumer-group lag per processor",
+            "events",
+            |r| r.lag,
+        ),
+        (
+            "evictions.svg",
+            "evictions so far, per processor",
+            "evictions",
+            |r| r.evictions,
+        ),
+    ];
+    for (file, what, y_label, f) in charts {
+        write_chart(
+            &dir.join(file),
+            &Chart::new(format!("{label}: {what}"), "seconds", y_label, series(f)),
+        )?;
+    }
+    Ok(())
+}
+
+/// `--replot`: redraws every run's charts from the readings a previous run left in `out`.
+pub fn replot(runs: &[(String, Vec<String>)], out: &Path) -> anyhow::Result<ExitCode> {
+    for (i, (label, _)) in runs.iter().enumerate() {
+        let dir = out.join(format!("run-{}", i + 1));
+        let path = dir.join("readings.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}: run the experiment first", path.display()))?;
+        let readings: Vec<Vec<Reading>> =
+            serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+        write_charts(&dir, label, &readings)?;
+    }
+    if let Ok(md) = std::fs::read_to_string(out.join("summary.md")) {
+        println!("{md}");
+    }
+    println!(
+        "redrew {}/run-*/{{partitions,lag,evictions}}.svg",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A chart of one reading per processor: file, what it shows, y label, the reading.
@@ -394,42 +456,7 @@ async fn run_one(
             .fold(0.0, f64::max)
     });
 
-    let series = |f: fn(&Reading) -> f64| -> Vec<Series> {
-        readings
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Series {
-                name: format!("processor {}", i + 1),
-                points: r.iter().map(|x| (x.t, f(x))).collect(),
-            })
-            .collect()
-    };
-    let charts: [ChartSpec; 3] = [
-        (
-            "partitions.svg",
-            "partitions owned per processor",
-            "partitions",
-            |r| r.assigned,
-        ),
-        (
-            "lag.svg",
-            "consumer-group lag per processor",
-            "events",
-            |r| r.lag,
-        ),
-        (
-            "evictions.svg",
-            "evictions so far, per processor",
-            "evictions",
-            |r| r.evictions,
-        ),
-    ];
-    for (file, what, y_label, f) in charts {
-        write_chart(
-            &dir.join(file),
-            &Chart::new(format!("{label}: {what}"), "seconds", y_label, series(f)),
-        )?;
-    }
+    write_charts(dir, label, &readings)?;
     std::fs::write(dir.join("readings.json"), serde_json::to_string(&readings)?)?;
     Ok(EvictionResult {
         label: label.to_string(),
