@@ -240,11 +240,9 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
 
     while !shared.stop.load(Ordering::Acquire) {
         let fetching = shared.fetching.load(Ordering::Acquire);
-        let credit = if fetching {
-            shared.granted.load(Ordering::Acquire).saturating_sub(sent)
-        } else {
-            0
-        };
+        // Demand left; while draining it is spent only on records fetched already (the stash).
+        let demand = shared.granted.load(Ordering::Acquire).saturating_sub(sent);
+        let credit = if fetching { demand } else { 0 };
         if !fetching && !drained && stash.is_empty() {
             drained = true;
             let _ = tx.send(Msg::Drained);
@@ -284,13 +282,14 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
         }
 
         let mut raw: Vec<Raw> = Vec::new();
-        let limit = (credit.min(max_batch as u64)) as usize;
-        while raw.len() < limit {
+        let from_stash = demand.min(max_batch as u64) as usize;
+        while raw.len() < from_stash {
             match stash.pop_front() {
                 Some(r) => raw.push(r),
                 None => break,
             }
         }
+        let limit = credit.min(max_batch as u64) as usize;
         if raw.is_empty() {
             let mut timeout = if paused { PAUSED_POLL } else { ACTIVE_POLL };
             loop {
