@@ -137,6 +137,50 @@ type ChartSpec = (
     fn(&Reading) -> f64,
 );
 
+/// `loadgen produce` to `topic` at `rate` for `secs`, with a seed and first id, reporting to
+/// `report`.
+fn produce_argv(
+    bootstrap: &str,
+    topic: &str,
+    rate: f64,
+    secs: f64,
+    (seed, first_id): (u64, u64),
+    report: &Path,
+) -> Vec<String> {
+    [
+        "produce",
+        "--quiet",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([
+        "--rate".into(),
+        rate.to_string(),
+        "--duration".into(),
+        format!("{secs}s"),
+        "--seed".into(),
+        seed.to_string(),
+        "--first-id".into(),
+        first_id.to_string(),
+        "--report".into(),
+        report.display().to_string(),
+    ])
+    .collect()
+}
+
+/// Events a producer's report says it sent (0 without a report).
+fn sent(report: &Path) -> u64 {
+    std::fs::read_to_string(report)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["sent"].as_u64())
+        .unwrap_or(0)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -282,24 +326,18 @@ async fn run_one(
     let sink = sinkd::start(config).await.context("cannot start sinkd")?;
     let sink_url = sink.url();
 
-    // The backlog, then a steady producer.
+    // The backlog, then a steady producer; each reports what it sent.
     let s = |x: &str| x.to_string();
     let backlog_rate = 20_000.0f64;
-    let backlog_s = spec.backlog as f64 / backlog_rate;
-    let out = loadgen(&[
-        s("produce"),
-        s("--quiet"),
-        s("--bootstrap-servers"),
-        s(bootstrap),
-        s("--topic"),
-        s(topic),
-        s("--rate"),
-        backlog_rate.to_string(),
-        s("--duration"),
-        format!("{backlog_s}s"),
-        s("--seed"),
-        s("1"),
-    ])
+    let backlog_report = dir.join("backlog-producer.json");
+    let out = loadgen(&produce_argv(
+        bootstrap,
+        topic,
+        backlog_rate,
+        spec.backlog as f64 / backlog_rate,
+        (1, 0),
+        &backlog_report,
+    ))
     .await?;
     if !out.status.success() {
         bail!(
@@ -307,26 +345,16 @@ async fn run_one(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let backlog = spec.backlog;
+    let steady_report = dir.join("producer.json");
     let mut producer = spawn_loadgen(
-        &[
-            s("produce"),
-            s("--quiet"),
-            s("--bootstrap-servers"),
-            s(bootstrap),
-            s("--topic"),
-            s(topic),
-            s("--rate"),
-            spec.produce_rate.to_string(),
-            s("--duration"),
-            format!("{}s", duration.as_secs_f64()),
-            s("--seed"),
-            s("2"),
-            s("--first-id"),
-            spec.backlog.to_string(),
-            s("--report"),
-            dir.join("producer.json").display().to_string(),
-        ],
+        &produce_argv(
+            bootstrap,
+            topic,
+            spec.produce_rate,
+            duration.as_secs_f64(),
+            (2, spec.backlog),
+            &steady_report,
+        ),
         &dir.join("producer.log"),
     )?;
 
@@ -387,12 +415,7 @@ async fn run_one(
         }
     }
     let _ = producer.wait().await;
-    let produced_steady: u64 = std::fs::read_to_string(dir.join("producer.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["sent"].as_u64())
-        .unwrap_or(0);
-    let produced = backlog + produced_steady;
+    let produced = sent(&backlog_report) + sent(&steady_report);
     // Let the group finish the backlog (at most a minute), then stop it.
     let drain_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < drain_until {

@@ -217,11 +217,7 @@ pub async fn run(
     );
 
     let started = Instant::now();
-    let (stats, queue, shutdown): (
-        Box<dyn Fn() -> KafkaStats + Send + Sync>,
-        Option<_>,
-        Shutdown,
-    ) = match args.kafka.poll_loop {
+    let (stats, queue, shutdown): (StatsFn, Option<_>, Shutdown) = match args.kafka.poll_loop {
         PollLoop::Decoupled => {
             let (handle, queue, shutdown) =
                 decoupled(config, plan, ctx.clone(), poison.clone(), live.clone());
@@ -248,10 +244,12 @@ pub async fn run(
     let mut last_record = Instant::now();
     let mut lag_max = 0i64;
     let mut terminate = terminate_signal();
+    // Created once, so a Ctrl-C between two samples is not missed.
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         let stop = tokio::select! {
             _ = tick.tick() => false,
-            _ = tokio::signal::ctrl_c() => true,
+            _ = &mut interrupt => true,
             _ = &mut terminate => true,
         };
         let k = stats();

@@ -314,7 +314,6 @@ struct Shared {
     /// After close: acknowledgements no longer count.
     closed: AtomicBool,
     tracker: Mutex<Tracker>,
-    assigned: Mutex<Vec<(String, i32)>>,
     /// Bumped at each assignment, so the poll thread re-applies a pause.
     assignment_epoch: AtomicU64,
     lag: Mutex<Vec<PartitionLag>>,
@@ -388,7 +387,6 @@ impl KafkaSource {
                 stop: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 tracker: Mutex::new(Tracker::default()),
-                assigned: Mutex::new(Vec::new()),
                 assignment_epoch: AtomicU64::new(0),
                 lag: Mutex::new(Vec::new()),
                 counters: Counters::default(),
@@ -416,14 +414,14 @@ impl KafkaHandle {
     /// A snapshot of the counters, the assignment and the lag.
     pub fn stats(&self) -> KafkaStats {
         let c = &self.shared.counters;
-        let in_flight = self.shared.lock_tracker().in_flight_total() as u64;
+        let tracker = self.shared.lock_tracker();
+        let in_flight = tracker.in_flight_total() as u64;
         KafkaStats {
-            assigned: self
-                .shared
-                .assigned
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            assigned: tracker
+                .assigned()
+                .into_iter()
+                .map(|(topic, p)| (topic.to_string(), p))
+                .collect(),
             rebalances: c.rebalances.load(Ordering::Relaxed),
             evictions: c.evictions.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::{ClientContext, TopicPartitionList as Tpl};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList as Tpl};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::tracker::Tp;
@@ -77,11 +77,6 @@ impl ConsumerContext for SourceContext {
             .counters
             .revoked_in_flight
             .fetch_add(forgotten as u64, Ordering::Relaxed);
-        shared
-            .assigned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(topic, p)| !revoked.iter().any(|tp| &*tp.0 == topic && tp.1 == *p));
         tracing::info!(
             partitions = revoked.len(),
             lost,
@@ -96,15 +91,10 @@ impl ConsumerContext for SourceContext {
             Rebalance::Assign(tpl) => {
                 shared.counters.rebalances.fetch_add(1, Ordering::Relaxed);
                 let mut t = shared.lock_tracker();
-                let mut assigned = shared.assigned.lock().unwrap_or_else(|p| p.into_inner());
                 for e in tpl.elements() {
                     t.assign((Arc::from(e.topic()), e.partition()));
-                    let entry = (e.topic().to_string(), e.partition());
-                    if !assigned.contains(&entry) {
-                        assigned.push(entry);
-                    }
                 }
-                assigned.sort();
+                drop(t);
                 shared.assignment_epoch.fetch_add(1, Ordering::Release);
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
             }
@@ -160,9 +150,9 @@ fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, only: Option<
 }
 
 fn assignment_tpl(shared: &Shared) -> Tpl {
-    let assigned = shared.assigned.lock().unwrap_or_else(|p| p.into_inner());
-    let mut tpl = TopicPartitionList::with_capacity(assigned.len());
-    for (topic, p) in assigned.iter() {
+    let assigned = shared.lock_tracker().assigned();
+    let mut tpl = Tpl::with_capacity(assigned.len());
+    for (topic, p) in &assigned {
         tpl.add_partition(topic, *p);
     }
     tpl
@@ -364,13 +354,7 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
     shared.closed.store(true, Ordering::Release);
     consumer.unsubscribe();
     let deadline = Instant::now() + REQUEST_TIMEOUT;
-    while Instant::now() < deadline
-        && !shared
-            .assigned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-    {
+    while Instant::now() < deadline && !shared.lock_tracker().is_empty() {
         let _ = consumer.poll(PAUSED_POLL);
     }
     if let Some(Some(thread)) = lag_thread {

@@ -134,6 +134,18 @@ impl Tracker {
             .map_or(0, |t| t.pending.iter().filter(|(_, acked)| !acked).count())
     }
 
+    /// The partitions tracked now, that is, assigned to this member, in order.
+    pub(crate) fn assigned(&self) -> Vec<Tp> {
+        let mut v: Vec<Tp> = self.parts.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Whether no partition is assigned.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
     /// Records delivered but not yet acknowledged, over every partition.
     pub(crate) fn in_flight_total(&self) -> usize {
         self.parts.keys().map(|tp| self.in_flight(tp)).sum()
