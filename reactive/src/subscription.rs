@@ -80,8 +80,6 @@ impl Subscription {
     /// [`Error::BadRequest`] through `on_error` and the subscription is cancelled (rule 3.9).
     /// After `cancel`, `request` does nothing (rule 3.6). Never panics.
     pub fn request(&self, n: u64) {
-        #[cfg(feature = "tck")]
-        crate::tck::note_subscription_call();
         let cell = &*self.cell;
         if cell.flags.load(Ordering::Relaxed) & CANCELLED != 0 {
             return;
@@ -117,16 +115,22 @@ impl Subscription {
     /// Asks the publisher to stop and to release the subscriber. Idempotent; never panics
     /// (rules 3.5, 3.7, 3.15).
     pub fn cancel(&self) {
-        #[cfg(feature = "tck")]
-        crate::tck::note_subscription_call();
         if self.cell.flags.fetch_or(CANCELLED, Ordering::AcqRel) & CANCELLED == 0 {
             self.cell.waker.wake();
         }
     }
 
-    /// Whether `cancel` was called, or the subscription ended through `request(0)`.
+    /// Whether the subscription has ended: `cancel` or `request(0)` was called, the publisher
+    /// signalled a terminal signal, or its connection was dropped.
     pub fn is_cancelled(&self) -> bool {
         self.cell.flags.load(Ordering::Acquire) != 0
+    }
+
+    /// Why the subscription ended, if it did: what its publisher would find with
+    /// [`Demand::check`]. For operators that forward items from another connection and must
+    /// stop at once when their own subscriber stops.
+    pub(crate) fn stopped(&self) -> Option<Stop> {
+        stop_of(self.cell.flags.load(Ordering::Acquire))
     }
 
     /// Marks the subscription ended by its publisher (rule 1.6), for operators that hand the
@@ -138,6 +142,14 @@ impl Subscription {
     /// Whether `self` and `other` are handles of the same subscription.
     pub fn same_as(&self, other: &Subscription) -> bool {
         Arc::ptr_eq(&self.cell, &other.cell)
+    }
+}
+
+fn stop_of(flags: u8) -> Option<Stop> {
+    match flags {
+        0 => None,
+        flags if flags & CANCELLED != 0 => Some(Stop::Cancelled),
+        _ => Some(Stop::BadRequest),
     }
 }
 
@@ -233,10 +245,83 @@ impl Demand {
     /// Whether the subscriber asked to stop.
     #[inline]
     pub fn check(&self) -> Result<(), Stop> {
-        match self.cell.flags.load(Ordering::Relaxed) {
-            0 => Ok(()),
-            flags if flags & CANCELLED != 0 => Err(Stop::Cancelled),
-            _ => Err(Stop::BadRequest),
+        match stop_of(self.cell.flags.load(Ordering::Relaxed)) {
+            None => Ok(()),
+            Some(stop) => Err(stop),
+        }
+    }
+
+    /// Registers the task to be woken by `request`, `cancel` or `request(0)`, *then* checks
+    /// whether the subscriber asked to stop: `Ready` with the reason, or `Pending` with the
+    /// waker registered.
+    ///
+    /// This is the step a publisher must take before it returns `Pending` while it waits on
+    /// something other than demand (an upstream, a timer, a channel), demand outstanding or
+    /// not. Register first and check second: a `cancel` that lands between the two is then
+    /// either seen by the check or wakes the registered task, never lost. Checking first and
+    /// registering second loses it, and the connection (with its subscriber and its source)
+    /// then lives until the next item arrives, which for an idle source is never.
+    ///
+    /// # Examples
+    /// A publisher that emits what a channel delivers, and still ends at once when cancelled
+    /// while the channel is silent:
+    /// ```
+    /// use std::future::Future;
+    /// use std::pin::Pin;
+    /// use std::task::{Context, Poll};
+    /// use reactive::{Subscriber, subscription::{self, Demand}};
+    ///
+    /// struct Relay<S> { rx: tokio::sync::mpsc::Receiver<u64>, demand: Demand, subscriber: Option<S> }
+    ///
+    /// impl<S: Subscriber<u64> + Unpin> Future for Relay<S> {
+    ///     type Output = ();
+    ///     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    ///         let this = &mut *self;
+    ///         loop {
+    ///             let Some(subscriber) = this.subscriber.as_mut() else { return Poll::Ready(()) };
+    ///             match this.demand.poll_ready(cx) {
+    ///                 Poll::Ready(Ok(_)) => {}
+    ///                 Poll::Ready(Err(stop)) => {
+    ///                     if let Some(e) = stop.into_error() { subscriber.on_error(e); }
+    ///                     this.subscriber = None;
+    ///                     continue;
+    ///                 }
+    ///                 Poll::Pending => return Poll::Pending, // waits on demand: registered
+    ///             }
+    ///             match this.rx.poll_recv(cx) {
+    ///                 Poll::Ready(Some(x)) => { this.demand.consume(); subscriber.on_next(x); }
+    ///                 Poll::Ready(None) => { subscriber.on_complete(); this.subscriber = None; }
+    ///                 // Waits on the channel with demand outstanding: a cancel must still wake us.
+    ///                 Poll::Pending => match this.demand.poll_stop(cx) {
+    ///                     Poll::Ready(_) => continue, // poll_ready reports the stop
+    ///                     Poll::Pending => return Poll::Pending,
+    ///                 },
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// # struct Ignore;
+    /// # impl Subscriber<u64> for Ignore {
+    /// #     fn on_subscribe(&mut self, _: reactive::Subscription) {}
+    /// #     fn on_next(&mut self, _: u64) {}
+    /// #     fn on_error(&mut self, _: reactive::Error) {}
+    /// #     fn on_complete(&mut self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (_tx, rx) = tokio::sync::mpsc::channel(1); // alive and silent
+    /// let (subscription, demand) = subscription::pair();
+    /// subscription.request(10);
+    /// let relay = tokio::spawn(Relay { rx, demand, subscriber: Some(Ignore) });
+    /// tokio::task::yield_now().await; // the relay now waits on the channel, demand outstanding
+    /// subscription.cancel();
+    /// relay.await.unwrap(); // it ends: the cancel woke it
+    /// # }
+    /// ```
+    pub fn poll_stop(&self, cx: &mut Context<'_>) -> Poll<Stop> {
+        self.cell.waker.register(cx.waker());
+        match self.check() {
+            Ok(()) => Poll::Pending,
+            Err(stop) => Poll::Ready(stop),
         }
     }
 
@@ -249,6 +334,15 @@ impl Demand {
     /// Permits granted but not yet used: local plus shared. For metrics and tests.
     pub fn outstanding(&self) -> u64 {
         demand::add(self.local, self.cell.demand.load(Ordering::Acquire))
+    }
+}
+
+/// Dropping the publisher's side ends the subscription: once the connection that emits is
+/// gone, nothing can be emitted any more, so the subscriber's handle reports itself cancelled
+/// and its later calls are no-ops.
+impl Drop for Demand {
+    fn drop(&mut self) {
+        self.cell.flags.fetch_or(CANCELLED, Ordering::AcqRel);
     }
 }
 
@@ -302,6 +396,37 @@ mod tests {
         s.request(0);
         assert_eq!(d.try_ready(), Err(Stop::Cancelled));
         assert_eq!(d.outstanding(), 0);
+    }
+
+    #[test]
+    fn dropping_the_demand_cancels_the_subscription() {
+        let (s, d) = pair();
+        assert!(!s.is_cancelled());
+        drop(d);
+        assert!(s.is_cancelled());
+        s.request(1); // a no-op, not a panic
+    }
+
+    #[test]
+    fn poll_stop_registers_before_it_checks() {
+        use std::sync::Arc;
+        use std::task::Wake;
+        struct Flag(std::sync::atomic::AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let (s, mut d) = pair();
+        s.request(3);
+        assert_eq!(d.try_ready(), Ok(3)); // demand outstanding: poll_ready would not register
+        let flag = Arc::new(Flag(false.into()));
+        let waker = std::task::Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(d.poll_stop(&mut cx).is_pending());
+        s.cancel();
+        assert!(flag.0.load(Ordering::SeqCst), "the cancel woke the task");
+        assert_eq!(d.poll_stop(&mut cx), Poll::Ready(Stop::Cancelled));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use reactive::tck::PublisherVerification;
+use reactive::tck::{PublisherVerification, Upstream};
 use reactive::{Publisher, PublisherExt};
 use tokio::time::Instant;
 
@@ -167,7 +167,7 @@ async fn requests_far_beyond_u64_do_not_overflow() {
 
 reactive::publisher_tck!(
     batch_of_one,
-    PublisherVerification::new(|n| reactive::iter(0..n).batch(1, Duration::from_secs(1)))
+    PublisherVerification::over(|up| up.batch(1, Duration::from_secs(1)))
 );
 
 reactive::publisher_tck!(
@@ -175,4 +175,6 @@ reactive::publisher_tck!(
     PublisherVerification::new(
         |n| reactive::iter(0..n.saturating_mul(3)).batch(3, Duration::from_secs(1))
     )
+    .with_pending(|n| Upstream::pausing(n.saturating_mul(3)).batch(3, Duration::from_secs(1)))
+    .with_idle(|| Upstream::idle().batch(3, Duration::from_secs(1)))
 );

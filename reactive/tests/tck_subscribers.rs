@@ -94,3 +94,50 @@ reactive::subscriber_tck!(
         |i| i
     )
 );
+
+#[test]
+fn a_subscriber_that_calls_its_subscription_from_a_terminal_signal_breaks_rule_2_03() {
+    #[derive(Default)]
+    struct Rude {
+        subscription: Option<reactive::Subscription>,
+        cancel: bool,
+    }
+    impl reactive::Subscriber<u64> for Rude {
+        fn on_subscribe(&mut self, s: reactive::Subscription) {
+            s.request(8);
+            self.subscription = Some(s);
+        }
+        fn on_next(&mut self, _: u64) {}
+        fn on_error(&mut self, _: reactive::Error) {
+            self.on_complete();
+        }
+        fn on_complete(&mut self) {
+            if let Some(s) = &self.subscription {
+                if self.cancel {
+                    s.cancel()
+                } else {
+                    s.request(1)
+                }
+            }
+        }
+    }
+    for cancel in [false, true] {
+        let verification = SubscriberVerification::new(
+            move || Rude {
+                cancel,
+                ..Rude::default()
+            },
+            |i| i,
+        );
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reactive::tck::run(
+                verification.rule_2_03_terminal_signals_do_not_call_the_subscription(),
+            )
+        }));
+        assert!(
+            result.is_err(),
+            "the tck must reject a subscriber that {} from on_complete",
+            if cancel { "cancels" } else { "requests" }
+        );
+    }
+}

@@ -605,8 +605,9 @@ impl<S: Subscriber<KafkaRecord>> Future for KafkaConnection<S> {
                 Poll::Ready(Some(Msg::Failed(e))) => return this.end(Some(Error::upstream(e))),
                 Poll::Ready(Some(Msg::Drained)) | Poll::Ready(None) => return this.end(None),
                 Poll::Pending => {
-                    this.demand.register(cx);
-                    if this.demand.check().is_err() {
+                    // Waiting on the poll thread with demand outstanding: a stop must still
+                    // wake us.
+                    if this.demand.poll_stop(cx).is_ready() {
                         continue;
                     }
                     return Poll::Pending;

@@ -52,6 +52,9 @@ pub enum DropReason {
     Oldest,
     /// Shed for its priority class ([`Overflow::Priority`]).
     Priority(u8),
+    /// Discarded when an unbounded queue's safety cap ended the stream: the item that found
+    /// the cap, and every item still queued (the error is signalled ahead of them).
+    Overflow,
 }
 
 /// What became of an offered item.

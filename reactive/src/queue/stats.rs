@@ -27,6 +27,7 @@ pub struct QueueStats {
     dropped_newest: AtomicU64,
     dropped_oldest: AtomicU64,
     dropped_priority: [AtomicU64; 16],
+    dropped_overflow: AtomicU64,
     // Written by the output side only.
     popped: AtomicU64,
     bytes_out: AtomicU64,
@@ -71,6 +72,9 @@ pub struct QueueSnapshot {
     pub dropped_oldest: u64,
     /// Items shed per priority class (index = class).
     pub dropped_priority: Vec<u64>,
+    /// Items discarded when the safety cap ended the stream: the one that found the cap and
+    /// those still queued.
+    pub dropped_overflow: u64,
     /// Time the upstream spent blocked by a full queue (in pull mode: with no downstream demand).
     pub blocked: Duration,
     /// Whether an unbounded queue hit its safety cap.
@@ -80,7 +84,10 @@ pub struct QueueSnapshot {
 impl QueueSnapshot {
     /// All items dropped, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_newest + self.dropped_oldest + self.dropped_priority.iter().sum::<u64>()
+        self.dropped_newest
+            + self.dropped_oldest
+            + self.dropped_priority.iter().sum::<u64>()
+            + self.dropped_overflow
     }
 
     /// Depth as a fraction of capacity (0 when unbounded or pull).
@@ -106,6 +113,7 @@ impl QueueStats {
             dropped_newest: AtomicU64::new(0),
             dropped_oldest: AtomicU64::new(0),
             dropped_priority: Default::default(),
+            dropped_overflow: AtomicU64::new(0),
             popped: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
@@ -156,6 +164,7 @@ impl QueueStats {
             DropReason::Newest => &self.dropped_newest,
             DropReason::Oldest => &self.dropped_oldest,
             DropReason::Priority(c) => &self.dropped_priority[usize::from(c).min(15)],
+            DropReason::Overflow => &self.dropped_overflow,
         };
         bump(counter, 1);
     }
@@ -225,6 +234,7 @@ impl QueueStats {
             dropped_newest: self.dropped_newest.load(Ordering::Relaxed),
             dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
             dropped_priority,
+            dropped_overflow: self.dropped_overflow.load(Ordering::Relaxed),
             blocked,
             overflowed: self.overflowed.load(Ordering::Relaxed),
         }

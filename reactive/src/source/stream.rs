@@ -178,8 +178,7 @@ where
                 }
                 Poll::Pending => {
                     // Waiting on the stream, not on demand: make sure a cancel still wakes us.
-                    this.demand.register(cx);
-                    if this.demand.check().is_err() {
+                    if this.demand.poll_stop(cx).is_ready() {
                         continue;
                     }
                     return Poll::Pending;

@@ -31,13 +31,14 @@
 mod probe;
 mod publisher;
 mod subscriber;
+mod upstream;
 
-use std::cell::Cell;
 use std::future::Future;
 
 pub use probe::{Probe, ProbeHandle, Signal};
 pub use publisher::PublisherVerification;
 pub use subscriber::SubscriberVerification;
+pub use upstream::{Upstream, UpstreamConnection};
 
 /// What a rule check concluded, when it did not panic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,32 +66,10 @@ pub fn run<F: Future<Output = Outcome>>(check: F) -> Outcome {
     outcome
 }
 
-thread_local! {
-    /// Counts subscription calls made on this thread while a terminal signal is delivered.
-    static TERMINAL_CALLS: Cell<Option<u32>> = const { Cell::new(None) };
-}
-
-/// Called by `Subscription::request` and `cancel` (feature `tck` only): one thread-local read.
-#[inline]
-pub(crate) fn note_subscription_call() {
-    TERMINAL_CALLS.with(|calls| {
-        if let Some(n) = calls.get() {
-            calls.set(Some(n + 1));
-        }
-    });
-}
-
-/// Runs `f` and returns how many subscription calls it made on this thread.
-pub(crate) fn count_subscription_calls(f: impl FnOnce()) -> u32 {
-    TERMINAL_CALLS.with(|calls| calls.set(Some(0)));
-    f();
-    TERMINAL_CALLS
-        .with(|calls| calls.replace(None))
-        .unwrap_or(0)
-}
-
 /// Expands into a module of `#[test]` functions, one per publisher rule, for the
-/// [`PublisherVerification`] that `$make` builds.
+/// [`PublisherVerification`] that `$make` builds, and a module `pending` that runs every rule
+/// again over its pausing upstream (skipped when it has none; see
+/// [`PublisherVerification::over`]).
 #[macro_export]
 macro_rules! publisher_tck {
     ($name:ident, $make:expr) => {
@@ -101,31 +80,72 @@ macro_rules! publisher_tck {
             fn verification() -> $crate::tck::PublisherVerification {
                 $make
             }
-            $crate::__tck_tests!(verification;
-                rule_1_01_on_next_never_exceeds_requested,
-                rule_1_02_may_complete_with_fewer_items_than_requested,
-                rule_1_03_signals_are_serial,
-                rule_1_04_failure_is_signalled_with_on_error,
-                rule_1_05_completes_after_the_last_item,
-                rule_1_06_terminal_signal_cancels_the_subscription,
-                rule_1_07_no_signal_follows_a_terminal_signal,
-                rule_1_08_cancel_eventually_stops_signals,
-                rule_1_09_on_subscribe_comes_first_and_once,
-                rule_2_12_on_subscribe_is_called_once_per_subscriber,
-                rule_3_02_request_from_on_next_is_allowed,
-                rule_3_03_request_recursion_is_bounded,
-                rule_3_05_cancel_is_thread_safe,
-                rule_3_06_request_after_cancel_is_a_no_op,
-                rule_3_07_cancel_after_cancel_is_a_no_op,
-                rule_3_08_request_registers_demand,
-                rule_3_09_request_zero_signals_error,
-                rule_3_12_cancel_stops_signals,
-                rule_3_13_cancel_releases_the_subscriber,
-                rule_3_15_cancel_returns_normally,
-                rule_3_16_request_returns_normally,
-                rule_3_17_demand_saturates_at_unbounded
-            );
+            $crate::__publisher_rules!(__tck_tests; verification);
+            mod pending {
+                fn verification() -> ::core::option::Option<$crate::tck::PublisherVerification> {
+                    super::verification().pending_variant()
+                }
+                $crate::__publisher_rules!(__tck_pending_tests; verification);
+            }
         }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __publisher_rules {
+    ($tests:ident; $verification:ident) => {
+        $crate::$tests!($verification;
+            rule_1_01_on_next_never_exceeds_requested,
+            rule_1_02_may_complete_with_fewer_items_than_requested,
+            rule_1_03_signals_are_serial,
+            rule_1_04_failure_is_signalled_with_on_error,
+            rule_1_05_completes_after_the_last_item,
+            rule_1_05_completes_on_exact_demand,
+            rule_1_06_terminal_signal_cancels_the_subscription,
+            rule_1_07_no_signal_follows_a_terminal_signal,
+            rule_1_08_cancel_eventually_stops_signals,
+            rule_1_09_on_subscribe_comes_first_and_once,
+            rule_2_12_on_subscribe_is_called_once_per_subscriber,
+            rule_3_02_request_from_on_next_is_allowed,
+            rule_3_03_request_recursion_is_bounded,
+            rule_3_05_cancel_is_thread_safe,
+            rule_3_06_request_after_cancel_is_a_no_op,
+            rule_3_07_cancel_after_cancel_is_a_no_op,
+            rule_3_08_request_registers_demand,
+            rule_3_09_request_zero_signals_error,
+            rule_3_09_idle_request_zero_signals_error,
+            rule_3_12_cancel_stops_signals,
+            rule_3_12_cancel_in_on_next_stops_the_next_item,
+            rule_3_12_cancel_from_another_thread_stops_at_once,
+            rule_3_13_cancel_releases_the_subscriber,
+            rule_3_13_dropping_the_connection_cancels,
+            rule_3_13_idle_cancel_releases_subscriber_and_source,
+            rule_3_13_idle_dropped_connection_releases_the_source,
+            rule_3_15_cancel_returns_normally,
+            rule_3_16_request_returns_normally,
+            rule_3_17_demand_saturates_at_unbounded
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tck_pending_tests {
+    ($verification:ident; $($rule:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $rule() {
+                match $verification() {
+                    ::core::option::Option::Some(v) => {
+                        $crate::tck::run(async move { v.$rule().await });
+                    }
+                    ::core::option::Option::None => {
+                        ::std::eprintln!("skipped: no pausing upstream (PublisherVerification::over or with_pending)");
+                    }
+                }
+            }
+        )*
     };
 }
 

@@ -31,6 +31,9 @@ struct Shared {
     max_depth: AtomicU32,
     released: AtomicBool,
     request_in_on_next: u64,
+    /// Cancel from inside this `on_next` (1-based); 0: never.
+    cancel_at: u64,
+    nexts: AtomicU64,
 }
 
 thread_local! {
@@ -53,10 +56,22 @@ impl Probe {
     /// A probe and its handle. With `request_in_on_next > 0`, the probe calls
     /// `request(request_in_on_next)` from inside each `on_next`.
     pub fn new(request_in_on_next: u64) -> (Probe, ProbeHandle) {
-        let shared = Arc::new(Shared {
+        Self::with(Shared {
             request_in_on_next,
             ..Shared::default()
-        });
+        })
+    }
+
+    /// A probe that cancels its subscription from inside its `n`-th `on_next`.
+    pub fn cancelling_at(n: u64) -> (Probe, ProbeHandle) {
+        Self::with(Shared {
+            cancel_at: n,
+            ..Shared::default()
+        })
+    }
+
+    fn with(shared: Shared) -> (Probe, ProbeHandle) {
+        let shared = Arc::new(shared);
         (
             Probe {
                 shared: shared.clone(),
@@ -77,10 +92,17 @@ impl Probe {
         shared.max_depth.fetch_max(depth, Ordering::Relaxed);
         let next = matches!(signal, Signal::Next);
         lock(&shared.log).push(signal);
-        if next && shared.request_in_on_next > 0 {
-            let subscription = lock(&shared.subscription).clone();
-            if let Some(subscription) = subscription {
-                subscription.request(shared.request_in_on_next);
+        if next {
+            let nth = shared.nexts.fetch_add(1, Ordering::AcqRel) + 1;
+            if shared.request_in_on_next > 0 || shared.cancel_at == nth {
+                let subscription = lock(&shared.subscription).clone();
+                if let Some(subscription) = subscription {
+                    if shared.cancel_at == nth {
+                        subscription.cancel();
+                    } else {
+                        subscription.request(shared.request_in_on_next);
+                    }
+                }
             }
         }
         DEPTH.with(|d| d.set(d.get() - 1));

@@ -5,7 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Outcome, Probe, ProbeHandle, Signal};
+use super::upstream::tracking;
+use super::{Outcome, Probe, ProbeHandle, Signal, Upstream};
 use crate::demand::UNBOUNDED;
 use crate::{Error, Publisher};
 
@@ -13,7 +14,28 @@ type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
 type Factory = Arc<dyn Fn(u64, Probe) -> Connection + Send + Sync>;
 type FailedFactory = Arc<dyn Fn(Probe) -> Connection + Send + Sync>;
 
+fn boxed<P, F>(factory: F) -> Factory
+where
+    F: Fn(u64) -> P + Send + Sync + 'static,
+    P: Publisher,
+    P::Connection<Probe>: Send + 'static,
+    Probe: crate::Subscriber<P::Item>,
+{
+    Arc::new(move |n, probe| Box::pin(factory(n).connect(probe)))
+}
+
 /// Verifies a publisher, built by a factory from the number of items it should emit.
+///
+/// # Three kinds of upstream
+/// A publisher is checked first as the factory builds it. An operator (a queue, a batcher,
+/// anything that sits on an upstream) should also be checked over an upstream that pauses
+/// between items and over one that is idle, because a lost wake-up hides behind an upstream
+/// that is always ready. [`over`](Self::over) does all three from one closure that puts the
+/// operator on an [`Upstream`] the suite provides; [`with_pending`](Self::with_pending) and
+/// [`with_idle`](Self::with_idle) take the other two factories one by one. The
+/// [`publisher_tck!`](crate::publisher_tck) macro runs every rule a second time over the
+/// pausing upstream (the tests in its `pending` module), and the `idle` rules over the idle
+/// one.
 ///
 /// ```
 /// use reactive::tck::{run, Outcome, PublisherVerification};
@@ -23,10 +45,14 @@ type FailedFactory = Arc<dyn Fn(Probe) -> Connection + Send + Sync>;
 #[derive(Clone)]
 pub struct PublisherVerification {
     factory: Factory,
+    pending: Option<Factory>,
+    idle: Option<Factory>,
     failed: Option<FailedFactory>,
     max_elements: u64,
     timeout: Duration,
     settle: Duration,
+    /// Why the publisher needs one more request to find out it is done, if it does.
+    extra_request_to_complete: Option<&'static str>,
 }
 
 impl std::fmt::Debug for PublisherVerification {
@@ -34,6 +60,8 @@ impl std::fmt::Debug for PublisherVerification {
         f.debug_struct("PublisherVerification")
             .field("max_elements", &self.max_elements)
             .field("has_failed_publisher", &self.failed.is_some())
+            .field("has_pending_upstream", &self.pending.is_some())
+            .field("has_idle_upstream", &self.idle.is_some())
             .finish()
     }
 }
@@ -44,6 +72,16 @@ const LONG: u64 = 1_000_000;
 struct Run {
     probe: ProbeHandle,
     task: tokio::task::JoinHandle<()>,
+    /// Release flags of the [`Upstream`]s the factory built.
+    upstreams: Vec<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Run {
+    fn upstreams_released(&self) -> bool {
+        self.upstreams
+            .iter()
+            .all(|r| r.load(std::sync::atomic::Ordering::Acquire))
+    }
 }
 
 impl PublisherVerification {
@@ -57,14 +95,89 @@ impl PublisherVerification {
         P::Connection<Probe>: Send + 'static,
         Probe: crate::Subscriber<P::Item>,
     {
-        let factory: Factory = Arc::new(move |n, probe| Box::pin(factory(n).connect(probe)));
         PublisherVerification {
-            factory,
+            factory: boxed(factory),
+            pending: None,
+            idle: None,
             failed: None,
             max_elements: u64::MAX - 1,
             timeout: Duration::from_secs(2),
             settle: Duration::from_millis(20),
+            extra_request_to_complete: None,
         }
+    }
+
+    /// Verifies the operator that `operator` puts on an [`Upstream`]: over an upstream of `n`
+    /// items that is always ready, then (the `pending` tests) over one that pauses between
+    /// items, and (the `idle` rules) over one that never emits.
+    ///
+    /// ```
+    /// use reactive::PublisherExt;
+    /// use reactive::queue::QueueConfig;
+    /// use reactive::tck::{run, Outcome, PublisherVerification};
+    /// let verification = PublisherVerification::over(|up| up.queue(QueueConfig::bounded(4)));
+    /// assert_eq!(run(verification.rule_3_13_idle_cancel_releases_subscriber_and_source()), Outcome::Passed);
+    /// ```
+    pub fn over<P, F>(operator: F) -> Self
+    where
+        F: Fn(Upstream) -> P + Send + Sync + 'static,
+        P: Publisher,
+        P::Connection<Probe>: Send + 'static,
+        Probe: crate::Subscriber<P::Item>,
+    {
+        let operator = Arc::new(operator);
+        let (a, b, c) = (operator.clone(), operator.clone(), operator);
+        PublisherVerification::new(move |n| a(Upstream::ready(n)))
+            .with_pending(move |n| b(Upstream::pausing(n)))
+            .with_idle(move || c(Upstream::idle()))
+    }
+
+    /// Also runs every rule over the publishers `factory(n)` makes whose items arrive with
+    /// pauses (the `pending` tests of [`publisher_tck!`](crate::publisher_tck)).
+    pub fn with_pending<P, F>(mut self, factory: F) -> Self
+    where
+        F: Fn(u64) -> P + Send + Sync + 'static,
+        P: Publisher,
+        P::Connection<Probe>: Send + 'static,
+        Probe: crate::Subscriber<P::Item>,
+    {
+        self.pending = Some(boxed(factory));
+        self
+    }
+
+    /// Checks the `idle` rules (cancel, `request(0)` and a dropped connection end everything
+    /// at once) on the publishers `factory` makes, which must never emit on their own: an
+    /// operator over a silent source.
+    pub fn with_idle<P, F>(mut self, factory: F) -> Self
+    where
+        F: Fn() -> P + Send + Sync + 'static,
+        P: Publisher,
+        P::Connection<Probe>: Send + 'static,
+        Probe: crate::Subscriber<P::Item>,
+    {
+        self.idle = Some(boxed(move |_| factory()));
+        self
+    }
+
+    /// Declares that the publisher cannot know it is done until it is asked for one more
+    /// item (a stream must be polled once more to return `None`; a filter cannot know that
+    /// no later item would pass). The rule "completes on exact demand" is then skipped with
+    /// this reason. Everything that knows its length must complete without it.
+    pub fn needs_a_request_to_complete(mut self, why: &'static str) -> Self {
+        self.extra_request_to_complete = Some(why);
+        self
+    }
+
+    /// The same verification with the pausing upstream as its publisher, if it has one.
+    pub fn pending_variant(&self) -> Option<Self> {
+        let pending = self.pending.clone()?;
+        Some(PublisherVerification {
+            factory: pending,
+            pending: None,
+            idle: None,
+            failed: None,
+            ..self.clone()
+        })
     }
 
     /// Also checks the failure rules (1.4, 1.7) with a publisher that signals `on_error`,
@@ -102,10 +215,15 @@ impl PublisherVerification {
 
     fn start_with(&self, n: u64, request_in_on_next: u64) -> Run {
         let (probe, handle) = Probe::new(request_in_on_next);
-        let connection = (self.factory)(n.min(self.max_elements), probe);
+        self.launch(&self.factory, n.min(self.max_elements), probe, handle)
+    }
+
+    fn launch(&self, factory: &Factory, n: u64, probe: Probe, handle: ProbeHandle) -> Run {
+        let (connection, upstreams) = tracking(|| factory(n, probe));
         Run {
             probe: handle,
             task: tokio::spawn(connection),
+            upstreams,
         }
     }
 
@@ -217,6 +335,7 @@ impl PublisherVerification {
         let run = Run {
             probe: handle,
             task: tokio::spawn(failed(probe)),
+            upstreams: Vec::new(),
         };
         // A stream-backed publisher discovers its failure only by polling, which takes demand.
         run.probe.request(16);
@@ -248,6 +367,30 @@ impl PublisherVerification {
             "rule 1.5 broken"
         );
         self.finish(run, "1.5").await;
+        Outcome::Passed
+    }
+
+    /// Rule 1.5, strictly: a finite publisher that knows it is done completes on exactly the
+    /// demand for its items, without one more request, and an empty one without any.
+    pub async fn rule_1_05_completes_on_exact_demand(&self) -> Outcome {
+        if let Some(why) = self.extra_request_to_complete {
+            return Outcome::Skipped(why);
+        }
+        if !self.finite() || self.max_elements < 3 {
+            return Outcome::Skipped("rule 1.5 needs a finite publisher of 3 items");
+        }
+        for n in [3, 0] {
+            let run = self.start(n);
+            if n > 0 {
+                run.probe.request(n);
+            }
+            self.expect(&run, "1.5", "on_complete without a further request", |p| {
+                p.completed()
+            })
+            .await;
+            assert_eq!(run.probe.nexts(), n, "rule 1.5 broken: wrong item count");
+            self.finish(run, "1.5").await;
+        }
         Outcome::Passed
     }
 
@@ -289,6 +432,7 @@ impl PublisherVerification {
             let run = Run {
                 probe: handle,
                 task: tokio::spawn(failed(probe)),
+                upstreams: Vec::new(),
             };
             run.probe.request(UNBOUNDED);
             runs.push(run);
@@ -514,6 +658,56 @@ impl PublisherVerification {
         Outcome::Passed
     }
 
+    /// Rule 3.12, at once: a `cancel` from inside `on_next` stops the very next emission,
+    /// whatever demand is outstanding.
+    pub async fn rule_3_12_cancel_in_on_next_stops_the_next_item(&self) -> Outcome {
+        if self.max_elements < 10 {
+            return Outcome::Skipped("needs a publisher of 10 items");
+        }
+        for demand in [10, UNBOUNDED] {
+            let (probe, handle) = Probe::cancelling_at(3);
+            let run = self.launch(&self.factory, LONG.min(self.max_elements), probe, handle);
+            run.probe.request(demand);
+            self.expect(&run, "3.12", "3 items", |p| p.nexts() >= 3)
+                .await;
+            self.settle().await;
+            assert_eq!(
+                run.probe.nexts(),
+                3,
+                "rule 3.12 broken: items after a cancel in on_next #3 (demand {demand})"
+            );
+            self.finish(run, "3.12").await;
+        }
+        Outcome::Passed
+    }
+
+    /// Rule 3.12, across threads: once `cancel` has returned on another thread, at most the
+    /// one item being delivered at that moment still arrives (rule 2.8).
+    pub async fn rule_3_12_cancel_from_another_thread_stops_at_once(&self) -> Outcome {
+        let run = self.start(LONG);
+        run.probe.request(UNBOUNDED);
+        self.expect(&run, "3.12", "items", |p| {
+            p.nexts() > 0 || p.terminals() > 0
+        })
+        .await;
+        let probe = run.probe.clone();
+        let at_cancel = std::thread::spawn(move || {
+            probe.cancel();
+            probe.nexts()
+        })
+        .join()
+        .expect("cancel panicked (rule 3.15)");
+        self.settle().await;
+        let after = run.probe.nexts();
+        assert!(
+            after <= at_cancel + 1,
+            "rule 3.12 broken: {} items arrived after cancel returned",
+            after - at_cancel
+        );
+        self.finish(run, "3.12").await;
+        Outcome::Passed
+    }
+
     /// Rule 3.13: after `cancel`, the publisher drops the subscriber.
     pub async fn rule_3_13_cancel_releases_the_subscriber(&self) -> Outcome {
         let run = self.start(LONG);
@@ -524,6 +718,120 @@ impl PublisherVerification {
         })
         .await;
         self.finish(run, "3.13").await;
+        Outcome::Passed
+    }
+
+    /// Dropping the connection ends the subscription: the subscriber's handle reports itself
+    /// cancelled, and the subscriber is released.
+    pub async fn rule_3_13_dropping_the_connection_cancels(&self) -> Outcome {
+        let run = self.start(LONG);
+        run.probe.request(1);
+        self.settle().await;
+        let subscription = run.probe.subscription();
+        run.task.abort();
+        let _ = run.task.await;
+        assert!(
+            subscription.is_cancelled(),
+            "rule 3.13 broken: the connection is gone but its subscription is not cancelled"
+        );
+        assert!(
+            run.probe.released(),
+            "rule 3.13 broken: the subscriber outlived its connection"
+        );
+        Outcome::Passed
+    }
+
+    fn start_idle(&self) -> Option<Run> {
+        let idle = self.idle.as_ref()?;
+        let (probe, handle) = Probe::new(0);
+        Some(self.launch(idle, 0, probe, handle))
+    }
+
+    /// Waits for the subscriber, the connection and the source of an idle run to be gone.
+    async fn expect_released(&self, run: Run, rule: &str, after: &str) {
+        self.expect(
+            &run,
+            rule,
+            &format!("the subscriber released after {after} with an idle upstream"),
+            |p| p.released(),
+        )
+        .await;
+        let upstreams = run.upstreams.clone();
+        let upstreams_released = || {
+            upstreams
+                .iter()
+                .all(|r| r.load(std::sync::atomic::Ordering::Acquire))
+        };
+        self.finish(run, rule).await;
+        assert!(
+            upstreams_released(),
+            "rule {rule} broken: the source was not released after {after}"
+        );
+    }
+
+    /// Rule 3.13 over an idle upstream: `cancel`, with demand outstanding or not, releases the
+    /// subscriber and the source and ends the connection, though no item ever comes to wake
+    /// the publisher.
+    pub async fn rule_3_13_idle_cancel_releases_subscriber_and_source(&self) -> Outcome {
+        for demand in [5, 0] {
+            let Some(run) = self.start_idle() else {
+                return Outcome::Skipped("needs an idle upstream (over or with_idle)");
+            };
+            self.expect(&run, "3.13", "on_subscribe", |p| !p.signals().is_empty())
+                .await;
+            if demand > 0 {
+                run.probe.request(demand);
+            }
+            self.settle().await;
+            run.probe.cancel();
+            self.expect_released(run, "3.13", "cancel").await;
+        }
+        Outcome::Passed
+    }
+
+    /// Rule 3.9 over an idle upstream: `request(0)` is answered with [`Error::BadRequest`] at
+    /// once, and everything is released.
+    pub async fn rule_3_09_idle_request_zero_signals_error(&self) -> Outcome {
+        let Some(run) = self.start_idle() else {
+            return Outcome::Skipped("needs an idle upstream (over or with_idle)");
+        };
+        self.expect(&run, "3.9", "on_subscribe", |p| !p.signals().is_empty())
+            .await;
+        run.probe.request(5);
+        self.settle().await;
+        run.probe.request(0);
+        self.expect(&run, "3.9", "on_error", |p| p.error().is_some())
+            .await;
+        assert!(
+            matches!(run.probe.error(), Some(Error::BadRequest)),
+            "rule 3.9 broken: wrong error {:?}",
+            run.probe.error()
+        );
+        self.expect_released(run, "3.9", "request(0)").await;
+        Outcome::Passed
+    }
+
+    /// Dropping the connection over an idle upstream releases the source and cancels the
+    /// subscription.
+    pub async fn rule_3_13_idle_dropped_connection_releases_the_source(&self) -> Outcome {
+        let Some(mut run) = self.start_idle() else {
+            return Outcome::Skipped("needs an idle upstream (over or with_idle)");
+        };
+        self.expect(&run, "3.13", "on_subscribe", |p| !p.signals().is_empty())
+            .await;
+        run.probe.request(5);
+        self.settle().await;
+        let subscription = run.probe.subscription();
+        run.task.abort();
+        let _ = (&mut run.task).await;
+        assert!(
+            subscription.is_cancelled(),
+            "rule 3.13 broken: the connection is gone but its subscription is not cancelled"
+        );
+        assert!(
+            run.upstreams_released(),
+            "rule 3.13 broken: the source outlived the dropped connection"
+        );
         Outcome::Passed
     }
 
@@ -590,6 +898,7 @@ impl PublisherVerification {
             rule_1_03_signals_are_serial,
             rule_1_04_failure_is_signalled_with_on_error,
             rule_1_05_completes_after_the_last_item,
+            rule_1_05_completes_on_exact_demand,
             rule_1_06_terminal_signal_cancels_the_subscription,
             rule_1_07_no_signal_follows_a_terminal_signal,
             rule_1_08_cancel_eventually_stops_signals,
@@ -602,8 +911,14 @@ impl PublisherVerification {
             rule_3_07_cancel_after_cancel_is_a_no_op,
             rule_3_08_request_registers_demand,
             rule_3_09_request_zero_signals_error,
+            rule_3_09_idle_request_zero_signals_error,
             rule_3_12_cancel_stops_signals,
+            rule_3_12_cancel_in_on_next_stops_the_next_item,
+            rule_3_12_cancel_from_another_thread_stops_at_once,
             rule_3_13_cancel_releases_the_subscriber,
+            rule_3_13_dropping_the_connection_cancels,
+            rule_3_13_idle_cancel_releases_subscriber_and_source,
+            rule_3_13_idle_dropped_connection_releases_the_source,
             rule_3_15_cancel_returns_normally,
             rule_3_16_request_returns_normally,
             rule_3_17_demand_saturates_at_unbounded

@@ -3,13 +3,16 @@
 //! The verification plays the publisher: it hands the subscriber a real
 //! [`Subscription`](crate::Subscription) and watches the demand it signals.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Outcome, count_subscription_calls};
+use super::Outcome;
 use crate::subscription::{self, Demand};
 use crate::{Error, Subscriber, Subscription};
 
@@ -139,20 +142,32 @@ impl<T: 'static> SubscriberVerification<T> {
     }
 
     /// Rule 2.3: `on_complete` and `on_error` do not call the subscription.
+    ///
+    /// Seen through the publisher's waker, not through a hook in [`Subscription`]: before the
+    /// terminal signal the stand-in publisher takes all demand and registers a waker that
+    /// notes being woken on the signalling thread while the signal runs. A `request`, a
+    /// `request(0)` or a `cancel` made there wakes it. Calls from the subscriber's other
+    /// threads (a consumer task replenishing demand) are not the signal's and are ignored; a
+    /// `request` that finds the demand unbounded wakes nobody and goes unseen.
     pub async fn rule_2_03_terminal_signals_do_not_call_the_subscription(&self) -> Outcome {
         for fail in [false, true] {
             let mut feed = self.subscribe("2.3");
             self.send(&mut feed, 2, "2.3").await;
-            let calls = count_subscription_calls(|| {
-                signal("2.3", "a terminal signal", || {
-                    if fail {
-                        feed.subscriber
-                            .on_error(Error::upstream(std::io::Error::other("tck")))
-                    } else {
-                        feed.subscriber.on_complete()
-                    }
-                })
+            let watch = Arc::new(CallWatch::default());
+            let waker = Waker::from(watch.clone());
+            let _ = feed.demand.try_ready(); // empties the counter, so a request will wake
+            feed.demand.register(&mut Context::from_waker(&waker));
+            IN_TERMINAL.with(|t| t.set(true));
+            signal("2.3", "a terminal signal", || {
+                if fail {
+                    feed.subscriber
+                        .on_error(Error::upstream(std::io::Error::other("tck")))
+                } else {
+                    feed.subscriber.on_complete()
+                }
             });
+            IN_TERMINAL.with(|t| t.set(false));
+            let calls = watch.calls.load(Ordering::Acquire);
             assert_eq!(
                 calls, 0,
                 "rule 2.3 broken: {calls} subscription calls from a terminal signal"
@@ -227,6 +242,29 @@ impl<T: 'static> SubscriberVerification<T> {
         self.send(&mut feed, 5, "2.13").await;
         signal("2.13", "on_complete", || feed.subscriber.on_complete());
         Outcome::Passed
+    }
+}
+
+thread_local! {
+    /// Set on the thread that delivers a terminal signal, while it does.
+    static IN_TERMINAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The stand-in publisher's waker during a terminal signal: counts the wake-ups that come
+/// from the signalling thread, which only a subscription call made by the signal can cause.
+#[derive(Default)]
+struct CallWatch {
+    calls: AtomicU32,
+}
+
+impl Wake for CallWatch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if IN_TERMINAL.with(Cell::get) {
+            self.calls.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
