@@ -65,10 +65,15 @@
 //! ```
 //!
 //! # Cancellation
-//! [`Subscription::cancel`] is idempotent and callable from any thread. The publisher checks for
-//! it before every emission, then drops the subscriber (rules 3.5–3.7, 3.12, 3.13). A
-//! subscriber must tolerate the one item that may be in flight when it cancels (rule 2.8).
-//! Dropping a connection, or a stream made by [`PublisherExt::into_stream`], also cancels.
+//! [`Subscription::cancel`] is idempotent and callable from any thread. Every publisher of this
+//! crate checks for it before every emission (a pull queue included, though its items come
+//! from another connection), then drops the subscriber and its source (rules 3.5–3.7, 3.12,
+//! 3.13). A subscriber must tolerate the one item that may be in flight when it cancels from
+//! another thread (rule 2.8). A cancel is noticed at once even while the source is idle: a
+//! publisher waiting on something other than demand registers for it first
+//! ([`Demand::poll_stop`](subscription::Demand::poll_stop)). Dropping a connection, or a stream
+//! made by [`PublisherExt::into_stream`] or [`PublisherExt::spawn_stream`], also cancels, and
+//! the subscription then reports [`is_cancelled`](Subscription::is_cancelled).
 //!
 //! ```
 //! use futures::StreamExt;
@@ -93,7 +98,10 @@
 //! # Terminal signals
 //! At most one of `on_error` / `on_complete`, after which the connection ends, the subscription
 //! counts as cancelled and no signal follows (rules 1.6, 1.7). A publisher may complete
-//! without demand once it knows it is empty.
+//! without demand once it knows it is empty, and those that know (`iter` over an exact-size
+//! iterator, the queue once its upstream completed and its buffer is empty) do: a subscriber
+//! that requests exactly what it needs gets its `on_complete`. `from_stream` and `filter`
+//! cannot know without pulling once more, which takes one more unit of demand.
 //!
 //! ```
 //! use futures::StreamExt;

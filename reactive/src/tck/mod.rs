@@ -15,7 +15,42 @@
 //!     my_range,
 //!     reactive::tck::PublisherVerification::new(|n| reactive::iter(0..n))
 //! );
+//! // An operator: checked over an upstream that is always ready, one that pauses between
+//! // items (the `my_queue::pending::*` tests) and one that is idle (the `*_idle_*` rules).
+//! reactive::publisher_tck!(
+//!     my_queue,
+//!     reactive::tck::PublisherVerification::over(|up| {
+//!         reactive::PublisherExt::queue(up, reactive::QueueConfig::bounded(8))
+//!     })
+//! );
 //! ```
+//!
+//! # What is checked beyond the letter of the rules
+//! - **Every rule over a pausing upstream**, not only one that is always ready: a lost
+//!   wake-up hides behind an upstream that is always about to poll again.
+//! - **Release over an idle upstream** (`*_idle_*`): after `cancel` (with demand outstanding
+//!   or not), `request(0)`, or a dropped connection, the subscriber and the source are
+//!   released and the connection ends within the timeout, though nothing ever arrives to wake
+//!   the publisher.
+//! - **Completion on exact demand** (1.5): a publisher that knows it is done completes on the
+//!   demand for exactly its items, and an empty one without any demand. Publishers that
+//!   cannot know (a stream, a filter) declare it with
+//!   [`needs_a_request_to_complete`](PublisherVerification::needs_a_request_to_complete).
+//! - **Items after cancel** (3.12): a cancel from inside `on_next` stops the next emission;
+//!   after a cancel from another thread has returned, at most the one item in flight arrives.
+//! - **A dropped connection cancels** (3.13): the subscription reports itself cancelled.
+//!
+//! # What is not checked
+//! - Rules that need a particular publisher failure (1.4, 1.7 with an error) run only with
+//!   [`with_failed`](PublisherVerification::with_failed).
+//! - Memory: the suite sees that the subscriber and an [`Upstream`] are released, not what
+//!   else a publisher keeps.
+//! - Rule 2.3 is seen through the publisher's waker (see
+//!   [`SubscriberVerification::rule_2_03_terminal_signals_do_not_call_the_subscription`]):
+//!   a `request` made when the demand is already unbounded wakes nobody and goes unseen.
+//! - Timing is bounded by timeouts, so a publisher that ends "eventually" but later than the
+//!   timeout (2 s) fails; one that emits an unexpected signal later than the settle time
+//!   (20 ms) passes.
 //!
 //! # How rules map to Rust
 //! - "Returns normally" means "does not panic". "Throws NullPointerException" rules do not
