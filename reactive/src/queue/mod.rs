@@ -28,9 +28,7 @@ mod pull;
 mod shed;
 mod stats;
 
-pub use buffered::QueueSubscriber;
 pub use config::{Mode, QueueConfig};
 pub use operator::{Queue, QueueConnection};
-pub use pull::PullSubscriber;
 pub use shed::{DropReason, Offer, Overflow, ShedBuffer};
 pub use stats::{QueueSnapshot, QueueStats};
