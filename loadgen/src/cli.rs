@@ -65,6 +65,32 @@ pub enum PollLoop {
     /// The common anti-pattern, kept for experiment 6: poll --poll-batch records, write them
     /// all, commit, poll again. A slow sink delays the next poll.
     Inline,
+    /// Experiment 6's control: a plain rdkafka consumer that never pauses (its backlog is
+    /// unbounded) and commits what it wrote; nothing is purged on a revocation.
+    Bare,
+    /// The control with the pause most consumers start with: pause the assignment when the
+    /// backlog holds --queue-cap records, resume at half, tracking only its own last call.
+    BarePause,
+}
+
+/// The consumer-group protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// JoinGroup and SyncGroup; a member computes the assignment (--assignment-strategy).
+    Classic,
+    /// KIP-848: the broker assigns. Needs a broker that has it (Apache Kafka 4.0 and later).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value of librdkafka's `group.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -87,6 +113,17 @@ pub struct KafkaConsumerArgs {
     /// How often acknowledged offsets are committed.
     #[arg(long, default_value = "500ms")]
     pub commit_interval: String,
+    /// An assigned partition with records to fetch that gets none for this long, while the
+    /// pipeline asks for records, counts as stalled and is recovered (0s: never).
+    #[arg(long, default_value = "5s")]
+    pub stall_after: String,
+    /// partition.assignment.strategy: cooperative-sticky moves only the partitions that change
+    /// hands; range or roundrobin revoke every partition at each rebalance.
+    #[arg(long, default_value = "cooperative-sticky")]
+    pub assignment_strategy: String,
+    /// group.protocol: classic (JoinGroup/SyncGroup) or consumer (KIP-848; Kafka 4.0+ brokers).
+    #[arg(long, value_enum, default_value_t = GroupProtocol::Classic)]
+    pub group_protocol: GroupProtocol,
     /// decoupled (the reactive source) or inline (poll, process, commit: the anti-pattern).
     #[arg(long, value_enum, default_value_t = PollLoop::Decoupled)]
     pub poll_loop: PollLoop,

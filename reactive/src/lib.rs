@@ -161,6 +161,7 @@ mod handoff;
 pub mod kafka;
 pub mod ops;
 mod publisher;
+pub mod purge;
 pub mod queue;
 pub mod sink;
 pub mod source;

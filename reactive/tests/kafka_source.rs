@@ -200,7 +200,9 @@ async fn two_members_split_the_partitions_and_one_takes_over_when_the_other_leav
         a.stats().assigned.len() == 6
     })
     .await;
-    assert!(a.stats().rebalances >= 3, "{:?}", a.stats());
+    // At least its first assignment and the takeover (cooperative-sticky: a keeps its own
+    // partitions throughout, so there may be no revocation at all).
+    assert!(a.stats().rebalances >= 2, "{:?}", a.stats());
     inbox_a.request(600);
     let mut values = HashSet::new();
     while values.len() < 600 {

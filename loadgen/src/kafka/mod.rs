@@ -6,9 +6,13 @@
 //! ([`sinkd::wire::encode_one`]). A value that does not decode is a poison record: the processor
 //! writes it to its dead-letter file with the reason and moves on.
 
+pub mod bare;
 #[cfg(test)]
 mod compose_check;
+pub mod decoupled;
 pub mod eviction;
+pub mod inline;
+pub mod poison;
 pub mod process;
 pub mod produce;
 
@@ -102,7 +106,17 @@ pub fn exposition(stats: &KafkaStats, group: &str) -> String {
             l.topic, l.partition, l.lag
         ));
     }
-    let rows: [(&str, &str, &str, u64); 8] = [
+    out.push_str(
+        "# HELP kafka_consumer_partition_stalled_seconds How long a stalled partition has been stalled\n\
+         # TYPE kafka_consumer_partition_stalled_seconds gauge\n",
+    );
+    for (topic, partition, d) in &stats.stalled_partitions {
+        out.push_str(&format!(
+            "kafka_consumer_partition_stalled_seconds{{consumergroup=\"{group}\",topic=\"{topic}\",partition=\"{partition}\"}} {:.1}\n",
+            d.as_secs_f64()
+        ));
+    }
+    let rows: [(&str, &str, &str, u64); 13] = [
         (
             "kafka_consumer_assigned_partitions",
             "gauge",
@@ -150,6 +164,36 @@ pub fn exposition(stats: &KafkaStats, group: &str) -> String {
             "gauge",
             "Records handed to the pipeline and not yet acknowledged",
             stats.in_flight,
+        ),
+        (
+            "kafka_consumer_revoked_in_flight",
+            "counter",
+            "Records being written when their partition was revoked: what a rebalance can duplicate",
+            stats.revoked_in_flight,
+        ),
+        (
+            "kafka_consumer_revoked_unsent",
+            "counter",
+            "Records of revoked partitions purged before they reached the sink (the new owner reads them)",
+            stats.revoked_unsent,
+        ),
+        (
+            "kafka_consumer_stalled_partitions",
+            "gauge",
+            "Partitions assigned, with records to fetch, and none fetched for --stall-after while the pipeline asks",
+            stats.stalled,
+        ),
+        (
+            "kafka_consumer_stalls",
+            "counter",
+            "Stalls detected",
+            stats.stalls,
+        ),
+        (
+            "kafka_consumer_stall_recoveries",
+            "counter",
+            "Recovery steps taken for stalled partitions (resume, seek, rejoin)",
+            stats.stall_recoveries,
         ),
     ];
     for (name, kind, help, value) in rows {

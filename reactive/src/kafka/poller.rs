@@ -1,19 +1,23 @@
-//! The poll thread and the lag thread of a [`KafkaSource`](super::KafkaSource).
+//! The poll thread of a [`KafkaSource`](super::KafkaSource): membership, fetching against
+//! demand, pause and resume, commits, revocations and stall recovery.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList as Tpl};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::lag::lag_loop;
+use super::source::{Msg, Shared};
+use super::stall::{Recovery, Seen, StallWatch};
 use super::tracker::Tp;
-use super::{Ack, KafkaRecord, Msg, Shared, is_eviction};
+use super::{Ack, KafkaRecord};
 
 /// How long a poll blocks while the partitions are paused: the latency with which returning
 /// demand resumes them.
@@ -24,8 +28,16 @@ const ACTIVE_POLL: Duration = Duration::from_millis(100);
 /// librdkafka fetched ahead and a resume fetches it again, so the brief gaps while a subscriber
 /// replenishes its window are waited out (without polling) instead.
 pub(super) const PAUSE_AFTER: Duration = Duration::from_millis(100);
-/// Broker round trips made from the callbacks and the lag thread.
+/// How often stalls are looked for.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+/// Broker round trips made from the callbacks and at shutdown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether a client error is the eviction librdkafka reports when `max.poll.interval.ms`
+/// passed without a poll (`MAX_POLL_EXCEEDED`): the member has left its group.
+pub fn is_eviction(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded)
+}
 
 pub(super) struct SourceContext {
     shared: Arc<Shared>,
@@ -42,6 +54,21 @@ impl ClientContext for SourceContext {
     }
 }
 
+fn tps_of(tpl: &Tpl) -> Vec<Tp> {
+    tpl.elements()
+        .iter()
+        .map(|e| (Arc::from(e.topic()), e.partition()))
+        .collect()
+}
+
+fn tpl_of<'a>(tps: impl IntoIterator<Item = &'a Tp>) -> Tpl {
+    let mut tpl = Tpl::new();
+    for (topic, p) in tps {
+        tpl.add_partition(topic, *p);
+    }
+    tpl
+}
+
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(tpl) = rebalance else {
@@ -49,12 +76,14 @@ impl ConsumerContext for SourceContext {
         };
         let shared = &self.shared;
         shared.counters.rebalances.fetch_add(1, Ordering::Relaxed);
-        let revoked: Vec<Tp> = tpl
-            .elements()
-            .iter()
-            .map(|e| (Arc::from(e.topic()), e.partition()))
-            .collect();
+        let revoked = tps_of(tpl);
         let lost = consumer.assignment_lost();
+        // librdkafka keeps a partition's pause across a revoke and a later re-assign: resume
+        // it before it goes, or it may come back paused while this member believes it fetches.
+        let _ = consumer.resume(tpl);
+        // Stop handing their records on and purge them from the pipeline: only what is being
+        // written now can still be written twice.
+        shared.begin_revoke(&revoked);
         if !lost {
             // Give the records in flight a chance to be acknowledged, then commit them.
             let deadline = Instant::now() + shared.config.revoke_grace;
@@ -68,11 +97,21 @@ impl ConsumerContext for SourceContext {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
+        }
+        // Records that were on their way into the pipeline when it was first purged.
+        shared.run_revoke_hooks(&revoked);
+        if !lost {
             commit(consumer, shared, Some(&revoked));
         }
-        let mut t = shared.lock_tracker();
-        let forgotten: usize = revoked.iter().map(|tp| t.revoke(tp)).sum();
-        drop(t);
+        let forgotten: usize = {
+            let mut t = shared.lock_tracker();
+            revoked.iter().map(|tp| t.revoke(tp)).sum()
+        };
+        shared.end_revoke(&revoked);
+        if let Ok(mut positions) = shared.revoked_positions.lock() {
+            positions.extend(revoked.iter().cloned());
+        }
+        shared.assignment_epoch.fetch_add(1, Ordering::Release);
         shared
             .counters
             .revoked_in_flight
@@ -80,7 +119,7 @@ impl ConsumerContext for SourceContext {
         tracing::info!(
             partitions = revoked.len(),
             lost,
-            forgotten,
+            in_flight_forgotten = forgotten,
             "partitions revoked"
         );
     }
@@ -91,8 +130,8 @@ impl ConsumerContext for SourceContext {
             Rebalance::Assign(tpl) => {
                 shared.counters.rebalances.fetch_add(1, Ordering::Relaxed);
                 let mut t = shared.lock_tracker();
-                for e in tpl.elements() {
-                    t.assign((Arc::from(e.topic()), e.partition()));
+                for tp in tps_of(tpl) {
+                    t.assign(tp);
                 }
                 drop(t);
                 shared.assignment_epoch.fetch_add(1, Ordering::Release);
@@ -149,25 +188,32 @@ fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, only: Option<
     }
 }
 
-fn assignment_tpl(shared: &Shared) -> Tpl {
-    let assigned = shared.lock_tracker().assigned();
-    let mut tpl = Tpl::with_capacity(assigned.len());
-    for (topic, p) in &assigned {
-        tpl.add_partition(topic, *p);
-    }
-    tpl
-}
-
-/// Turns polled messages into records under one lock of the tracker. Messages of partitions
-/// no longer assigned are left out: they belong to the next owner.
-struct Raw {
-    tp: Tp,
+/// A polled message, copied out of librdkafka, not yet registered for acknowledgement.
+pub(super) struct Raw {
+    pub(super) tp: Tp,
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
     timestamp_ms: Option<i64>,
 }
 
+impl Raw {
+    fn new(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Raw {
+        Raw {
+            tp: (topic, m.partition()),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: match m.timestamp() {
+                Timestamp::NotAvailable => None,
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            },
+        }
+    }
+}
+
+/// Turns polled messages into records under one lock of the tracker. Messages of partitions
+/// no longer assigned are left out: they belong to the next owner.
 fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
     let mut t = shared.lock_tracker();
     raw.into_iter()
@@ -190,6 +236,34 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
             })
         })
         .collect()
+}
+
+/// The poll thread's own state between two rounds.
+struct Round {
+    topic_names: HashMap<String, Arc<str>>,
+    sent: u64,
+    paused: bool,
+    epoch_seen: u64,
+    drained: bool,
+    last_commit: Instant,
+    no_demand_since: Option<Instant>,
+    /// Per partition: the offset after the last one fetched in its current assignment.
+    fetched_to: HashMap<Tp, i64>,
+    /// Partitions fetched from since the last stall check.
+    progressed: HashSet<Tp>,
+    stalls: StallWatch,
+    last_check: Instant,
+}
+
+impl Round {
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.topic_names.get(name) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(name);
+        self.topic_names.insert(name.to_string(), t.clone());
+        t
+    }
 }
 
 pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
@@ -218,30 +292,36 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
             .ok()
     });
 
-    let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
-    let mut stash: VecDeque<Raw> = VecDeque::new();
-    let mut sent: u64 = 0;
-    let mut paused = false;
-    let mut epoch_seen = u64::MAX;
-    let mut drained = false;
-    let mut last_commit = Instant::now();
-    let mut no_demand_since: Option<Instant> = None;
+    let mut round = Round {
+        topic_names: HashMap::new(),
+        sent: 0,
+        paused: false,
+        epoch_seen: u64::MAX,
+        drained: false,
+        last_commit: Instant::now(),
+        no_demand_since: None,
+        fetched_to: HashMap::new(),
+        progressed: HashSet::new(),
+        stalls: StallWatch::new(shared.config.stall_after),
+        last_check: Instant::now(),
+    };
     let max_batch = shared.config.max_batch.max(1);
 
     while !shared.stop.load(Ordering::Acquire) {
         let fetching = shared.fetching.load(Ordering::Acquire);
         // Demand left; while draining it is spent only on records fetched already (the stash).
-        let demand = shared.granted.load(Ordering::Acquire).saturating_sub(sent);
+        let demand = shared
+            .granted
+            .load(Ordering::Acquire)
+            .saturating_sub(round.sent);
         let credit = if fetching { demand } else { 0 };
-        if !fetching && !drained && stash.is_empty() {
-            drained = true;
+        let stash_empty = shared.stash.lock().map_or(true, |s| s.is_empty());
+        if !fetching && !round.drained && stash_empty {
+            round.drained = true;
             let _ = tx.send(Msg::Drained);
         }
-        // Pause without demand, resume with it. An assignment made while paused starts
-        // fetching, so the pause is applied again after each one.
-        let epoch = shared.assignment_epoch.load(Ordering::Acquire);
-        if credit == 0 && fetching && !paused && stash.is_empty() {
-            let since = *no_demand_since.get_or_insert_with(Instant::now);
+        if credit == 0 && fetching && !round.paused && stash_empty {
+            let since = *round.no_demand_since.get_or_insert_with(Instant::now);
             let waited = since.elapsed();
             if waited < PAUSE_AFTER {
                 // The connection unparks this thread when demand arrives.
@@ -250,101 +330,48 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
             }
         }
         if credit > 0 {
-            no_demand_since = None;
+            round.no_demand_since = None;
         }
-        if credit == 0 {
-            if !paused || epoch != epoch_seen {
-                if let Ok(tpl) = consumer.assignment() {
-                    let _ = consumer.pause(&tpl);
-                }
-                if !paused {
-                    shared.counters.pauses.fetch_add(1, Ordering::Relaxed);
-                }
-                paused = true;
-                epoch_seen = epoch;
-            }
-        } else if paused {
-            if let Ok(tpl) = consumer.assignment() {
-                let _ = consumer.resume(&tpl);
-            }
-            paused = false;
-            epoch_seen = epoch;
-        }
+        apply_pause(&consumer, &shared, &mut round, credit == 0);
 
         let mut raw: Vec<Raw> = Vec::new();
         let from_stash = demand.min(max_batch as u64) as usize;
-        while raw.len() < from_stash {
-            match stash.pop_front() {
-                Some(r) => raw.push(r),
-                None => break,
+        if from_stash > 0 {
+            if let Ok(mut stash) = shared.stash.lock() {
+                while raw.len() < from_stash {
+                    match stash.pop_front() {
+                        Some(r) => raw.push(r),
+                        None => break,
+                    }
+                }
             }
         }
         let limit = credit.min(max_batch as u64) as usize;
         if raw.is_empty() {
-            let mut timeout = if paused { PAUSED_POLL } else { ACTIVE_POLL };
-            loop {
-                match consumer.poll(timeout) {
-                    Some(Ok(m)) => {
-                        let topic = match topic_names.get(m.topic()) {
-                            Some(t) => t.clone(),
-                            None => {
-                                let t: Arc<str> = Arc::from(m.topic());
-                                topic_names.insert(m.topic().to_string(), t.clone());
-                                t
-                            }
-                        };
-                        let r = Raw {
-                            tp: (topic, m.partition()),
-                            offset: m.offset(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            payload: m.payload().map(<[u8]>::to_vec),
-                            timestamp_ms: match m.timestamp() {
-                                Timestamp::NotAvailable => None,
-                                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-                            },
-                        };
-                        if raw.len() < limit {
-                            raw.push(r);
-                        } else {
-                            // Fetched before the pause took effect: keep it for later demand.
-                            stash.push_back(r);
-                            break;
-                        }
-                        if raw.len() >= limit {
-                            break;
-                        }
-                        timeout = Duration::ZERO;
-                    }
-                    Some(Err(e)) => {
-                        if is_eviction(&e) {
-                            shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!("evicted: max.poll.interval.ms passed without a poll");
-                        } else {
-                            shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "kafka consumer error");
-                        }
-                        break;
-                    }
-                    None => break,
-                }
-            }
+            poll_into(&consumer, &shared, &mut round, &mut raw, limit);
         }
         if !raw.is_empty() {
+            let epoch = shared.revoke_epoch.load(Ordering::Acquire);
             let records = to_records(&shared, raw);
             if !records.is_empty() {
-                sent += records.len() as u64;
+                round.sent += records.len() as u64;
                 shared
                     .counters
                     .delivered
                     .fetch_add(records.len() as u64, Ordering::Relaxed);
-                if tx.send(Msg::Records(records)).is_err() {
+                if tx.send(Msg::Records(records, epoch)).is_err() {
                     break;
                 }
             }
         }
-        if last_commit.elapsed() >= shared.config.commit_interval {
+        if round.last_commit.elapsed() >= shared.config.commit_interval {
             commit(&consumer, &shared, None);
-            last_commit = Instant::now();
+            round.last_commit = Instant::now();
+        }
+        if round.last_check.elapsed() >= STALL_CHECK {
+            round.last_check = Instant::now();
+            let wanted = fetching && credit > 0 && !round.paused;
+            check_stalls(&consumer, &shared, &mut round, wanted);
         }
     }
 
@@ -362,23 +389,202 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
     }
 }
 
-fn lag_loop(consumer: &BaseConsumer<SourceContext>, shared: &Shared) {
-    let interval = shared.config.lag_interval;
-    let mut next = Instant::now();
-    while !shared.stop.load(Ordering::Acquire) {
-        if Instant::now() < next {
-            std::thread::sleep(Duration::from_millis(20).min(interval));
-            continue;
+/// Pauses every assigned partition without demand and resumes them with it. Whenever the
+/// assignment changed, the wanted state is applied to all of it again, whatever this thread
+/// last did: librdkafka keeps a partition's pause across a rebalance, so a partition assigned
+/// back to this member may arrive paused although the member is fetching.
+fn apply_pause(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    round: &mut Round,
+    pause: bool,
+) {
+    let epoch = shared.assignment_epoch.load(Ordering::Acquire);
+    if pause == round.paused && epoch == round.epoch_seen {
+        return;
+    }
+    if let Ok(tpl) = consumer.assignment() {
+        let result = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, pause, "pause or resume failed");
         }
-        next = Instant::now() + interval;
-        let tpl = assignment_tpl(shared);
-        if tpl.count() == 0 {
-            shared.lag.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            continue;
+        tracing::debug!(partitions = tpl.count(), pause, "pause state applied");
+    }
+    if pause && !round.paused {
+        shared.counters.pauses.fetch_add(1, Ordering::Relaxed);
+    }
+    round.paused = pause;
+    round.epoch_seen = epoch;
+}
+
+/// Polls up to `limit` records into `raw` (what comes beyond it goes to the stash).
+fn poll_into(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    round: &mut Round,
+    raw: &mut Vec<Raw>,
+    limit: usize,
+) {
+    let mut timeout = if round.paused {
+        PAUSED_POLL
+    } else {
+        ACTIVE_POLL
+    };
+    loop {
+        let polled = consumer.poll(timeout);
+        // A revocation ran inside that poll: those partitions start again from their commit.
+        forget_revoked(shared, round);
+        match polled {
+            Some(Ok(m)) => {
+                let r = Raw::new(&m, round.topic(m.topic()));
+                note_fetched(round, &r);
+                if raw.len() < limit {
+                    raw.push(r);
+                } else {
+                    // Fetched before the pause took effect: keep it for later demand.
+                    if let Ok(mut stash) = shared.stash.lock() {
+                        stash.push_back(r);
+                    }
+                    return;
+                }
+                if raw.len() >= limit {
+                    return;
+                }
+                timeout = Duration::ZERO;
+            }
+            Some(Err(e)) => {
+                if is_eviction(&e) {
+                    shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("evicted: max.poll.interval.ms passed without a poll");
+                } else {
+                    shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+                return;
+            }
+            None => {
+                if raw.is_empty() && limit > 0 && !round.paused {
+                    round.stalls.ran_dry();
+                }
+                return;
+            }
         }
-        let Ok(lags) = super::read_lag(consumer, tpl, REQUEST_TIMEOUT) else {
+    }
+}
+
+/// Forgets the fetch positions of partitions revoked since the last look.
+fn forget_revoked(shared: &Shared, round: &mut Round) {
+    let Ok(mut revoked) = shared.revoked_positions.lock() else {
+        return;
+    };
+    for tp in revoked.drain(..) {
+        round.fetched_to.remove(&tp);
+        round.progressed.remove(&tp);
+    }
+}
+
+/// Notes fetch progress on a record's partition.
+fn note_fetched(round: &mut Round, r: &Raw) {
+    match round.fetched_to.get_mut(&r.tp) {
+        Some(to) => *to = r.offset + 1,
+        None => {
+            round.fetched_to.insert(r.tp.clone(), r.offset + 1);
+        }
+    }
+    if !round.progressed.contains(&r.tp) {
+        round.progressed.insert(r.tp.clone());
+    }
+}
+
+/// Looks for stalled partitions and takes the next recovery step for each.
+fn check_stalls(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    round: &mut Round,
+    wanted: bool,
+) {
+    let now = Instant::now();
+    let assigned: Vec<(Tp, u64)> = {
+        let t = shared.lock_tracker();
+        t.assigned()
+            .into_iter()
+            .filter_map(|tp| t.generation(&tp).map(|g| (tp, g)))
+            .collect()
+    };
+    let tps: Vec<Tp> = assigned.iter().map(|(tp, _)| tp.clone()).collect();
+    round.stalls.retain(&tps);
+    let lags = shared.lag();
+    let mut rejoin = false;
+    for (tp, generation) in &assigned {
+        let Some(lag) = lags
+            .iter()
+            .find(|l| l.partition == tp.1 && *l.topic == *tp.0)
+        else {
+            continue; // no reading yet
+        };
+        let position = round.fetched_to.get(tp).copied();
+        let seen = Seen {
+            generation: *generation,
+            fetchable: position.map_or(lag.lag, |p| lag.log_end - p),
+            progressed: round.progressed.contains(tp),
+        };
+        let Some(step) = round.stalls.check(now, tp, seen, wanted) else {
             continue;
         };
-        *shared.lag.lock().unwrap_or_else(|p| p.into_inner()) = lags;
+        let c = &shared.counters;
+        if step == Recovery::Resume {
+            c.stalls.fetch_add(1, Ordering::Relaxed);
+        }
+        c.stall_recoveries.fetch_add(1, Ordering::Relaxed);
+        let stalled_for = round.stalls.stalled_for(now, tp).unwrap_or_default();
+        tracing::warn!(
+            topic = %tp.0,
+            partition = tp.1,
+            stalled_s = stalled_for.as_secs_f64(),
+            fetchable = seen.fetchable,
+            ?step,
+            "partition stalled: assigned, with records to fetch, none fetched while the pipeline asks"
+        );
+        match step {
+            Recovery::Resume => {
+                let _ = consumer.resume(&tpl_of([tp]));
+            }
+            Recovery::Seek => {
+                let offset = position
+                    .or(lag.committed)
+                    .map_or(Offset::Stored, Offset::Offset);
+                if let Err(e) = consumer.seek(&tp.0, tp.1, offset, REQUEST_TIMEOUT) {
+                    tracing::warn!(error = %e, "seek failed");
+                }
+            }
+            Recovery::Rejoin => rejoin = true,
+        }
+    }
+    let stalled: Vec<(String, i32, Duration)> = tps
+        .iter()
+        .filter_map(|tp| {
+            let d = round.stalls.stalled_for(now, tp)?;
+            Some((tp.0.to_string(), tp.1, d))
+        })
+        .collect();
+    shared
+        .counters
+        .stalled
+        .store(stalled.len() as u64, Ordering::Relaxed);
+    if let Ok(mut s) = shared.stalled.lock() {
+        *s = stalled;
+    }
+    round.progressed.clear();
+    if rejoin {
+        tracing::warn!("rejoining the group to recover stalled partitions");
+        consumer.unsubscribe();
+        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            tracing::warn!(error = %e, "cannot subscribe again");
+        }
     }
 }

@@ -12,11 +12,23 @@ use std::sync::Arc;
 /// A topic and partition.
 pub(crate) type Tp = (Arc<str>, i32);
 
+/// Where a delivered record stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Handed downstream, not yet acknowledged.
+    InFlight,
+    /// Acknowledged: the commit point may pass it.
+    Acked,
+    /// Let go without an acknowledgement (purged before it reached the sink): not in flight
+    /// any more, but the commit point never passes it, so it is read again after a rebalance.
+    Released,
+}
+
 #[derive(Debug, Default)]
 struct Track {
     generation: u64,
-    /// Delivered and not yet released to the commit point, in offset order; `true` once acked.
-    pending: VecDeque<(i64, bool)>,
+    /// Delivered and not yet released to the commit point, in offset order.
+    pending: VecDeque<(i64, Mark)>,
     /// The offset after the last one delivered.
     next: Option<i64>,
     /// The last offset committed to the broker (the next one the group will read); before
@@ -25,9 +37,13 @@ struct Track {
 }
 
 impl Track {
+    fn count(&self, mark: Mark) -> usize {
+        self.pending.iter().filter(|(_, m)| *m == mark).count()
+    }
+
     /// Releases the acknowledged prefix and returns the offset to commit, if any.
     fn commit_point(&mut self) -> Option<i64> {
-        while self.pending.front().is_some_and(|&(_, acked)| acked) {
+        while self.pending.front().is_some_and(|&(_, m)| m == Mark::Acked) {
             self.pending.pop_front();
         }
         match self.pending.front() {
@@ -62,9 +78,12 @@ impl Tracker {
 
     /// Stops tracking a partition (revoked or lost). What it still had in flight is forgotten.
     pub(crate) fn revoke(&mut self, tp: &Tp) -> usize {
-        self.parts
-            .remove(tp)
-            .map_or(0, |t| t.pending.iter().filter(|(_, acked)| !acked).count())
+        self.parts.remove(tp).map_or(0, |t| t.count(Mark::InFlight))
+    }
+
+    /// The generation `tp` is assigned under, if it is assigned.
+    pub(crate) fn generation(&self, tp: &Tp) -> Option<u64> {
+        self.parts.get(tp).map(|t| t.generation)
     }
 
     /// Records that `offset` of `tp` went downstream; returns the generation to acknowledge it
@@ -74,7 +93,7 @@ impl Tracker {
         if track.committed.is_none() {
             track.committed = Some(offset);
         }
-        track.pending.push_back((offset, false));
+        track.pending.push_back((offset, Mark::InFlight));
         track.next = Some(offset + 1);
         Some(track.generation)
     }
@@ -82,6 +101,17 @@ impl Tracker {
     /// Marks a delivered record acknowledged. Returns false when it is unknown: from an earlier
     /// generation, already acknowledged, or never delivered.
     pub(crate) fn ack(&mut self, tp: &Tp, offset: i64, generation: u64) -> bool {
+        self.mark(tp, offset, generation, Mark::Acked)
+    }
+
+    /// Marks a delivered record let go without an acknowledgement: it no longer counts as in
+    /// flight, and the commit point stops before it. Returns false when it is unknown or not
+    /// in flight.
+    pub(crate) fn release(&mut self, tp: &Tp, offset: i64, generation: u64) -> bool {
+        self.mark(tp, offset, generation, Mark::Released)
+    }
+
+    fn mark(&mut self, tp: &Tp, offset: i64, generation: u64, mark: Mark) -> bool {
         let Some(track) = self.parts.get_mut(tp) else {
             return false;
         };
@@ -90,8 +120,8 @@ impl Tracker {
         }
         // Offsets are delivered in increasing order, so `pending` is sorted.
         match track.pending.binary_search_by_key(&offset, |&(o, _)| o) {
-            Ok(i) if !track.pending[i].1 => {
-                track.pending[i].1 = true;
+            Ok(i) if track.pending[i].1 == Mark::InFlight => {
+                track.pending[i].1 = mark;
                 true
             }
             _ => false,
@@ -129,9 +159,7 @@ impl Tracker {
 
     /// Records delivered but not yet acknowledged, for one partition.
     pub(crate) fn in_flight(&self, tp: &Tp) -> usize {
-        self.parts
-            .get(tp)
-            .map_or(0, |t| t.pending.iter().filter(|(_, acked)| !acked).count())
+        self.parts.get(tp).map_or(0, |t| t.count(Mark::InFlight))
     }
 
     /// The partitions tracked now, that is, assigned to this member, in order.
@@ -210,6 +238,27 @@ mod tests {
         assert_eq!(t.due(), vec![(tp(3), 1)]);
         t.committed(&tp(3), 1);
         assert!(t.due().is_empty());
+    }
+
+    #[test]
+    fn a_released_record_leaves_the_flight_but_holds_the_commit_point() {
+        let mut t = Tracker::default();
+        let g = t.assign(tp(0));
+        for o in 0..4 {
+            t.delivered(&tp(0), o);
+        }
+        assert!(t.ack(&tp(0), 0, g));
+        assert!(t.release(&tp(0), 1, g), "purged before it reached the sink");
+        assert!(t.ack(&tp(0), 2, g));
+        assert!(!t.release(&tp(0), 2, g), "an acked record is not released");
+        assert!(!t.ack(&tp(0), 1, g), "nor is a released one acked later");
+        assert_eq!(t.in_flight(&tp(0)), 1, "only offset 3 is still in flight");
+        assert_eq!(
+            t.due(),
+            vec![(tp(0), 1)],
+            "the commit stops at the released record: the next owner reads it again"
+        );
+        assert_eq!(t.revoke(&tp(0)), 1);
     }
 
     #[test]

@@ -23,37 +23,48 @@ use std::task::{Context, Poll};
 use super::{DropReason, Offer, Overflow, QueueConfig, QueueStats, ShedBuffer};
 use crate::demand::UNBOUNDED;
 use crate::handoff::{Handoff, wake};
+use crate::purge::{Predicate, Requests, Target};
 use crate::subscription::{self, Demand, Stop};
 use crate::{Error, Subscriber, Subscription};
 
 /// The most items moved out of the shared buffer per lock.
 const TAKE: u64 = 256;
 
-/// Builds the two halves of a buffered connection: the subscriber to connect upstream and the
-/// emitter that serves `downstream`. `capacity` is `None` for an unbounded queue.
-pub(super) fn connect<T, S: Subscriber<T>>(
-    mut downstream: S,
-    config: QueueConfig<T>,
-    stats: Arc<QueueStats>,
-    capacity: Option<usize>,
-    safety_cap: Option<usize>,
-) -> (QueueSubscriber<T>, Emitter<T, S>) {
-    let (down_subscription, demand) = subscription::pair();
-    let blocks = capacity.is_some() && !config.overflow.sheds();
+/// The state a buffered queue's two halves and its purgers share, made when the queue is
+/// (so a [`Purger`] can be handed out before it is connected). `capacity` is `None` for an
+/// unbounded queue.
+pub(super) fn shared<T>(capacity: Option<usize>, overflow: &Overflow) -> Arc<Shared<T>> {
+    let blocks = capacity.is_some() && !overflow.sheds();
     let capacity = capacity.unwrap_or(usize::MAX);
     let policy = if blocks || capacity == usize::MAX {
         Overflow::Block
     } else {
-        config.overflow.clone()
+        overflow.clone()
     };
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         state: Mutex::new(State {
             buffer: ShedBuffer::new(capacity, policy),
             handoff: Handoff::default(),
             outstanding: 0,
             overflowed: None,
         }),
-    });
+        purges: Requests::default(),
+        blocks,
+        capacity,
+    })
+}
+
+/// Builds the two halves of a buffered connection over `shared`: the subscriber to connect
+/// upstream and the emitter that serves `downstream`.
+pub(super) fn connect<T, S: Subscriber<T>>(
+    mut downstream: S,
+    shared: Arc<Shared<T>>,
+    config: QueueConfig<T>,
+    stats: Arc<QueueStats>,
+    safety_cap: Option<usize>,
+) -> (QueueSubscriber<T>, Emitter<T, S>) {
+    let (down_subscription, demand) = subscription::pair();
+    let (blocks, capacity) = (shared.blocks, shared.capacity);
     downstream.on_subscribe(down_subscription);
     let input = QueueSubscriber {
         shared: shared.clone(),
@@ -75,13 +86,67 @@ pub(super) fn connect<T, S: Subscriber<T>>(
         replenish: (capacity as u64 / 8).clamp(1, 64),
         taken: 0,
         local: VecDeque::new(),
+        purges_seen: 0,
     };
     (input, emitter)
 }
 
-#[derive(Debug)]
-struct Shared<T> {
+pub(super) struct Shared<T> {
     state: Mutex<State<T>>,
+    /// Purges for the items the emitter has taken out of the buffer and not yet emitted.
+    purges: Requests<T>,
+    blocks: bool,
+    capacity: usize,
+}
+
+impl<T> std::fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("blocks", &self.blocks)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// The purge target of a buffered queue: its shared buffer now, the emitter's hand soon.
+pub(super) struct Purging<T> {
+    pub(super) shared: Arc<Shared<T>>,
+    pub(super) config: QueueConfig<T>,
+    pub(super) stats: Arc<QueueStats>,
+}
+
+impl<T: Send> Target<T> for Purging<T> {
+    fn purge(&self, predicate: Predicate<T>) -> u64 {
+        let (removed, waker, regrant) = {
+            let mut state = self.shared.lock();
+            let removed = state.buffer.remove_where(|item| predicate(item));
+            for item in &removed {
+                self.stats.purged(self.config.weight(item));
+            }
+            let n = removed.len() as u64;
+            // A blocking queue granted its upstream one permit per place: the purged items'
+            // places are free again, so their permits go back upstream.
+            let regrant = (self.shared.blocks && n > 0 && state.handoff.end.is_none())
+                .then(|| {
+                    if state.outstanding == 0 {
+                        self.stats.set_blocked(false);
+                    }
+                    state.outstanding += n;
+                    state.handoff.upstream.clone()
+                })
+                .flatten();
+            (removed, state.handoff.take_waker(), regrant.map(|u| (u, n)))
+        };
+        // Dropped outside the lock: an item may own something that takes a lock of its own.
+        let count = removed.len() as u64;
+        drop(removed);
+        if let Some((upstream, n)) = regrant {
+            upstream.request(n);
+        }
+        self.shared.purges.push(predicate);
+        wake(waker);
+        count
+    }
 }
 
 #[derive(Debug)]
@@ -227,6 +292,8 @@ pub struct Emitter<T, S> {
     /// Items moved out of the shared buffer under one lock, emitted without it. They still
     /// count as queued until emitted.
     local: VecDeque<T>,
+    /// The last purge request applied to `local`.
+    purges_seen: u64,
 }
 
 impl<T, S> std::fmt::Debug for Emitter<T, S> {
@@ -260,6 +327,7 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
         if self.downstream.is_none() {
             return Poll::Ready(());
         }
+        self.apply_purges(cx);
         let mut budget = crate::source::YIELD_BUDGET;
         loop {
             if let Err(stop) = self.demand.check() {
@@ -286,7 +354,7 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
                 continue;
             };
             if self.blocks {
-                self.grant_upstream();
+                self.grant_upstream(1);
             }
             self.stats.popped(self.config.weight(&item));
             self.demand.consume();
@@ -340,9 +408,39 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
         }
     }
 
-    /// Blocking mode: hands the upstream more demand, a few items' worth at a time.
-    fn grant_upstream(&mut self) {
-        self.taken += 1;
+    /// Removes from the local hand what purges asked for since the last poll.
+    fn apply_purges(&mut self, cx: &mut Context<'_>) {
+        let predicates = self.shared.purges.take(&mut self.purges_seen, cx.waker());
+        if predicates.is_empty() || self.local.is_empty() {
+            return;
+        }
+        let mut removed = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.local.len());
+        for item in self.local.drain(..) {
+            if predicates.iter().any(|p| p(&item)) {
+                removed.push(item);
+            } else {
+                kept.push_back(item);
+            }
+        }
+        self.local = kept;
+        {
+            // The lock orders these counts with the input side's.
+            let _state = self.shared.lock();
+            for item in &removed {
+                self.stats.purged(self.config.weight(item));
+            }
+        }
+        if self.blocks {
+            // Their places are free: grant them upstream as if they had been emitted.
+            self.grant_upstream(removed.len() as u64);
+        }
+    }
+
+    /// Blocking mode: `n` places came free; hands the upstream more demand, a few items' worth
+    /// at a time.
+    fn grant_upstream(&mut self, n: u64) {
+        self.taken += n;
         if self.taken < self.replenish {
             return;
         }

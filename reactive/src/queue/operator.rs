@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use super::buffered::{self, Emitter, QueueSubscriber};
 use super::pull::{self, Forward, PullSubscriber};
 use super::{Mode, QueueConfig, QueueStats};
+use crate::purge::Purger;
 use crate::{Publisher, Subscriber};
 
 /// A queue between a publisher and its subscriber. See [`crate::queue`].
@@ -18,6 +19,7 @@ pub struct Queue<P: Publisher> {
     upstream: P,
     config: QueueConfig<P::Item>,
     stats: Arc<QueueStats>,
+    shared: Arc<buffered::Shared<P::Item>>,
 }
 
 impl<P: Publisher> std::fmt::Debug for Queue<P> {
@@ -35,16 +37,37 @@ impl<P: Publisher> Queue<P> {
             Mode::Unbounded { .. } => u64::MAX,
             Mode::Pull => 0,
         };
+        let shared = buffered::shared(
+            match config.mode {
+                Mode::Bounded(n) => Some(n),
+                _ => None,
+            },
+            &config.overflow,
+        );
         Queue {
             upstream,
             config,
             stats: Arc::new(QueueStats::new(capacity)),
+            shared,
         }
     }
 
     /// The queue's live counters: keep a clone to watch the queue while it runs.
     pub fn stats(&self) -> Arc<QueueStats> {
         self.stats.clone()
+    }
+
+    /// A handle that removes queued items on purpose (see [`crate::purge`]). In pull mode
+    /// nothing is ever queued, so it removes nothing.
+    pub fn purger(&self) -> Purger<P::Item>
+    where
+        P::Item: Send + 'static,
+    {
+        Purger::new(Arc::new(buffered::Purging {
+            shared: self.shared.clone(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }))
     }
 }
 
@@ -53,7 +76,7 @@ impl<P: Publisher> Publisher for Queue<P> {
     type Connection<S: Subscriber<P::Item>> = QueueConnection<P, S>;
 
     fn connect<S: Subscriber<P::Item>>(self, subscriber: S) -> Self::Connection<S> {
-        let (capacity, safety_cap) = match self.config.mode {
+        let safety_cap = match self.config.mode {
             Mode::Pull => {
                 let (input, forward) = pull::connect(subscriber, self.stats);
                 let inner = Inner::Pull {
@@ -62,11 +85,11 @@ impl<P: Publisher> Publisher for Queue<P> {
                 };
                 return QueueConnection { inner };
             }
-            Mode::Bounded(n) => (Some(n), None),
-            Mode::Unbounded { safety_cap } => (None, safety_cap),
+            Mode::Bounded(_) => None,
+            Mode::Unbounded { safety_cap } => safety_cap,
         };
         let (input, emitter) =
-            buffered::connect(subscriber, self.config, self.stats, capacity, safety_cap);
+            buffered::connect(subscriber, self.shared, self.config, self.stats, safety_cap);
         let inner = Inner::Buffered {
             upstream: Some(self.upstream.connect(input)),
             emitter,

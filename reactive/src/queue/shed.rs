@@ -182,6 +182,23 @@ impl<T> ShedBuffer<T> {
         self.per_class[slot] -= 1;
         Some(item)
     }
+
+    /// Takes out every item `remove` matches, keeping the others in order; returns them.
+    pub fn remove_where(&mut self, mut remove: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut removed = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.items.len());
+        for (p, item) in self.items.drain(..) {
+            if remove(&item) {
+                let slot = usize::from(p).min(self.per_class.len() - 1);
+                self.per_class[slot] -= 1;
+                removed.push(item);
+            } else {
+                kept.push_back((p, item));
+            }
+        }
+        self.items = kept;
+        removed
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use super::DropReason;
 /// Live counters of one queue, shared between the queue and whoever watches it (a progress
 /// bar, a metrics exporter, a slow-source controller). Cheap to read at any time.
 ///
-/// Each counter has exactly one writer (the queue's input side or its output side), so the hot
-/// path updates them with plain loads and stores, never a locked read-modify-write; depth is
-/// derived from what went in and what went out.
+/// Each counter has exactly one writer at a time (the queue's input side, its output side, or
+/// a purge, which holds the queue's lock as the input side does), so the hot path updates them
+/// with plain loads and stores, never a locked read-modify-write; depth is derived from what
+/// went in and what went out.
 #[derive(Debug)]
 pub struct QueueStats {
     capacity: u64,
@@ -28,6 +29,9 @@ pub struct QueueStats {
     dropped_oldest: AtomicU64,
     dropped_priority: [AtomicU64; 16],
     dropped_overflow: AtomicU64,
+    // Written under the queue's lock, by a purge.
+    purged: AtomicU64,
+    purged_bytes: AtomicU64,
     // Written by the output side only.
     popped: AtomicU64,
     bytes_out: AtomicU64,
@@ -75,6 +79,10 @@ pub struct QueueSnapshot {
     /// Items discarded when the safety cap ended the stream: the one that found the cap and
     /// those still queued.
     pub dropped_overflow: u64,
+    /// Items removed on purpose by a [`Purger`](crate::purge::Purger) (a revoked Kafka
+    /// partition's records, say). Not counted in [`dropped`](Self::dropped): their owner
+    /// delivers them again.
+    pub purged: u64,
     /// Time the upstream spent blocked by a full queue (in pull mode: with no downstream demand).
     pub blocked: Duration,
     /// Whether an unbounded queue hit its safety cap.
@@ -114,6 +122,8 @@ impl QueueStats {
             dropped_oldest: AtomicU64::new(0),
             dropped_priority: Default::default(),
             dropped_overflow: AtomicU64::new(0),
+            purged: AtomicU64::new(0),
+            purged_bytes: AtomicU64::new(0),
             popped: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
@@ -127,13 +137,15 @@ impl QueueStats {
         let pushed = bump(&self.pushed, 1);
         let bytes_in = bump(&self.bytes_in, bytes);
         let depth = pushed
-            - self.evicted.load(Ordering::Relaxed)
-            - self.popped.load(Ordering::Relaxed).min(pushed);
+            .saturating_sub(self.evicted.load(Ordering::Relaxed))
+            .saturating_sub(self.purged.load(Ordering::Relaxed))
+            .saturating_sub(self.popped.load(Ordering::Relaxed));
         if depth > self.high_water.load(Ordering::Relaxed) {
             self.high_water.store(depth, Ordering::Relaxed);
         }
         let depth_bytes = bytes_in
             .saturating_sub(self.evicted_bytes.load(Ordering::Relaxed))
+            .saturating_sub(self.purged_bytes.load(Ordering::Relaxed))
             .saturating_sub(self.bytes_out.load(Ordering::Relaxed));
         if depth_bytes > self.high_water_bytes.load(Ordering::Relaxed) {
             self.high_water_bytes.store(depth_bytes, Ordering::Relaxed);
@@ -169,6 +181,12 @@ impl QueueStats {
         bump(counter, 1);
     }
 
+    /// An item was purged (under the queue's lock).
+    pub(crate) fn purged(&self, bytes: u64) {
+        bump(&self.purged, 1);
+        bump(&self.purged_bytes, bytes);
+    }
+
     pub(crate) fn overflow(&self) {
         self.overflowed.store(true, Ordering::Relaxed);
     }
@@ -189,13 +207,16 @@ impl QueueStats {
     /// Items queued now.
     pub fn depth(&self) -> u64 {
         let pushed = self.pushed.load(Ordering::Relaxed);
-        let gone = self.popped.load(Ordering::Relaxed) + self.evicted.load(Ordering::Relaxed);
+        let gone = self.popped.load(Ordering::Relaxed)
+            + self.evicted.load(Ordering::Relaxed)
+            + self.purged.load(Ordering::Relaxed);
         pushed.saturating_sub(gone)
     }
 
     fn depth_bytes(&self) -> u64 {
-        let gone =
-            self.bytes_out.load(Ordering::Relaxed) + self.evicted_bytes.load(Ordering::Relaxed);
+        let gone = self.bytes_out.load(Ordering::Relaxed)
+            + self.evicted_bytes.load(Ordering::Relaxed)
+            + self.purged_bytes.load(Ordering::Relaxed);
         self.bytes_in.load(Ordering::Relaxed).saturating_sub(gone)
     }
 
@@ -235,6 +256,7 @@ impl QueueStats {
             dropped_oldest: self.dropped_oldest.load(Ordering::Relaxed),
             dropped_priority,
             dropped_overflow: self.dropped_overflow.load(Ordering::Relaxed),
+            purged: self.purged.load(Ordering::Relaxed),
             blocked,
             overflowed: self.overflowed.load(Ordering::Relaxed),
         }

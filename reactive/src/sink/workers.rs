@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
+use crate::purge::{Predicate, Purger, Requests, Target, retain};
 use crate::{Error, demand};
 
 /// How items are spread over the workers.
@@ -59,6 +60,7 @@ pub struct WorkerStats {
     completed: AtomicU64,
     busy_ns: AtomicU64,
     held: AtomicU64,
+    purged: AtomicU64,
 }
 
 impl WorkerStats {
@@ -77,6 +79,11 @@ impl WorkerStats {
     /// Items held by the pool now (queued at a worker or being written).
     pub fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
+    }
+    /// Items removed from the workers' queues by a [`Purger`](crate::purge::Purger) before they
+    /// were written.
+    pub fn purged(&self) -> u64 {
+        self.purged.load(Ordering::Relaxed)
     }
 }
 
@@ -134,6 +141,8 @@ where
         write,
         end: None,
         stats: Arc::new(WorkerStats::default()),
+        purges: Arc::new(Requests::default()),
+        purges_seen: 0,
     };
     (subscriber, driver)
 }
@@ -160,6 +169,8 @@ pub struct WorkersDriver<T, K, W, Fut> {
     write: W,
     end: Option<Option<Error>>,
     stats: Arc<WorkerStats>,
+    purges: Arc<Requests<T>>,
+    purges_seen: u64,
 }
 
 impl<T, K, W, Fut> std::fmt::Debug for WorkersDriver<T, K, W, Fut> {
@@ -178,6 +189,44 @@ impl<T, K, W, Fut> WorkersDriver<T, K, W, Fut> {
     /// The pool's live counters.
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.stats.clone()
+    }
+
+    /// A handle that removes items waiting in the workers' queues (not those being written);
+    /// see [`crate::purge`]. They are removed the next time the pool runs.
+    pub fn purger(&self) -> Purger<T>
+    where
+        T: Send + 'static,
+    {
+        Purger::new(Arc::new(Deferred(self.purges.clone())))
+    }
+
+    /// Applies the purges requested since the last poll.
+    fn apply_purges(&mut self, cx: &Context<'_>) {
+        let predicates = self.purges.take(&mut self.purges_seen, cx.waker());
+        if predicates.is_empty() {
+            return;
+        }
+        for (w, queue) in self.queues.iter_mut().enumerate() {
+            let removed = retain(queue, &predicates);
+            if removed > 0 {
+                self.held -= removed;
+                self.stats.purged.fetch_add(removed, Ordering::Relaxed);
+                if queue.is_empty() {
+                    self.since[w] = None;
+                }
+            }
+        }
+        self.stats.held.store(self.held, Ordering::Relaxed);
+    }
+}
+
+/// A purge target applied by its holder on its own task.
+struct Deferred<T>(Arc<Requests<T>>);
+
+impl<T: Send> Target<T> for Deferred<T> {
+    fn purge(&self, predicate: Predicate<T>) -> u64 {
+        self.0.push(predicate);
+        0
     }
 }
 
@@ -199,6 +248,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let n = this.queues.len();
+        this.apply_purges(cx);
         loop {
             let mut progressed = false;
             // Demand: the room the pool has, less what is already on its way.

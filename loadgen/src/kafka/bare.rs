@@ -1,0 +1,165 @@
+//! `--poll-loop bare` and `bare-pause`: the control of experiment 6. A plain rdkafka consumer
+//! with none of the reactive source's machinery, so that what the group does under it can be
+//! told apart from what the source does: churn seen here too comes from the broker.
+//!
+//! A thread polls without pause and puts each record in a backlog; a task writes the backlog
+//! to the sink in rounds and commits each round's highest offsets. With `bare-pause`, the poll
+//! thread pauses the assignment when the backlog holds `--queue-cap` records and resumes it at
+//! half, remembering only its own last call (the pattern most consumers start with); without,
+//! the backlog is unbounded. Nothing is purged on a revocation.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use reactive::kafka::{KafkaConfig, KafkaStats};
+
+use super::inline::{InlineContext, Polled, commit_list, spawn_lag_reader, write_round};
+use super::poison::PoisonLog;
+use super::process::{Shutdown, StatsFn};
+use crate::pipeline::Ctx;
+use crate::plan::Plan;
+
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    acked: AtomicU64,
+    commits: AtomicU64,
+    commit_failures: AtomicU64,
+    pauses: AtomicU64,
+}
+
+/// Starts the bare consumer: a poll thread and a writer task.
+pub fn bare(
+    config: KafkaConfig,
+    plan: &Plan,
+    pause: bool,
+    ctx: Arc<Ctx>,
+    poison: Arc<PoisonLog>,
+) -> anyhow::Result<(StatsFn, Shutdown)> {
+    let consumer: BaseConsumer<InlineContext> = config
+        .client_config()
+        .create_with_context(InlineContext::default())
+        .context("cannot create the Kafka consumer")?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .context("cannot subscribe to the topic")?;
+    let consumer = Arc::new(consumer);
+    let backlog: Arc<Mutex<VecDeque<Polled>>> = Arc::default();
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let lag = spawn_lag_reader(consumer.clone(), stop.clone());
+    let cap = plan.queue_cap.max(2);
+
+    let poller = {
+        let (consumer, backlog, counters, stop) = (
+            consumer.clone(),
+            backlog.clone(),
+            counters.clone(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("bare-poll".into())
+            .spawn(move || {
+                let mut paused = false;
+                while !stop.load(Ordering::Relaxed) {
+                    let held = backlog.lock().map_or(0, |b| b.len());
+                    if pause && !paused && held >= cap {
+                        if let Ok(tpl) = consumer.assignment() {
+                            let _ = consumer.pause(&tpl);
+                        }
+                        paused = true;
+                        counters.pauses.fetch_add(1, Ordering::Relaxed);
+                    } else if pause && paused && held < cap / 2 {
+                        if let Ok(tpl) = consumer.assignment() {
+                            let _ = consumer.resume(&tpl);
+                        }
+                        paused = false;
+                    }
+                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                        let record = (
+                            m.topic().to_string(),
+                            m.partition(),
+                            m.offset(),
+                            super::decode_or_poison(m.payload()),
+                        );
+                        counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut b) = backlog.lock() {
+                            b.push_back(record);
+                        }
+                    }
+                }
+            })
+            .context("cannot start the poll thread")?
+    };
+
+    let round_size = plan.batch_size.max(1) * plan.sink_workers.max(1);
+    let writer = {
+        let (consumer, backlog, counters, stop) = (
+            consumer.clone(),
+            backlog.clone(),
+            counters.clone(),
+            stop.clone(),
+        );
+        let batch_size = plan.batch_size.max(1);
+        let concurrency = plan.sink_workers.max(1);
+        tokio::spawn(async move {
+            loop {
+                let round: Vec<Polled> = {
+                    let mut b = backlog.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = b.len().min(round_size);
+                    b.drain(..n).collect()
+                };
+                if round.is_empty() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let (next, n) = write_round(&ctx, &poison, round, batch_size, concurrency).await;
+                counters.acked.fetch_add(n, Ordering::Relaxed);
+                let (c, tpl) = (consumer.clone(), commit_list(&next));
+                let committed =
+                    tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
+                match committed {
+                    Ok(Ok(())) => counters.commits.fetch_add(1, Ordering::Relaxed),
+                    _ => counters.commit_failures.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    let stats: StatsFn = {
+        let (consumer, counters, backlog) = (consumer.clone(), counters.clone(), backlog.clone());
+        Box::new(move || {
+            let c = consumer.context();
+            KafkaStats {
+                assigned: c.assigned(),
+                rebalances: c.rebalances.load(Ordering::Relaxed),
+                delivered: counters.delivered.load(Ordering::Relaxed),
+                acked: counters.acked.load(Ordering::Relaxed),
+                commits: counters.commits.load(Ordering::Relaxed),
+                commit_failures: counters.commit_failures.load(Ordering::Relaxed),
+                pauses: counters.pauses.load(Ordering::Relaxed),
+                in_flight: backlog.lock().map_or(0, |b| b.len() as u64),
+                lag: lag.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                ..KafkaStats::default()
+            }
+        })
+    };
+    let shutdown: Shutdown = Box::pin(async move {
+        // Stop polling; the writer finishes the backlog and commits it.
+        stop.store(true, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+        let _ = writer.await;
+        let c = consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || c.unsubscribe()).await;
+    });
+    Ok((stats, shutdown))
+}
