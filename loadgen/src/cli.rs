@@ -370,6 +370,9 @@ pub struct ExperimentArgs {
     /// Experiment 6: the Kafka cluster to use [default: a tansu broker started on loopback].
     #[arg(long, value_name = "HOSTS")]
     pub bootstrap_servers: Option<String>,
+    /// Experiments 6 and 6c: make each run this many times; the table gives min / median / max.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -94,10 +94,8 @@ struct StallAnalysis {
 
 /// Runs `loadgen run ARGS --out DIR` as a child process and reads back what it wrote.
 pub async fn run_child(args: &[String], dir: &Path, quiet: bool) -> anyhow::Result<Outcome> {
-    let exe = std::env::current_exe().context("cannot find the loadgen executable")?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(args)
-        .arg("--out")
+    let mut cmd = crate::child::loadgen(args)?;
+    cmd.arg("--out")
         .arg(dir)
         .stdout(std::process::Stdio::null());
     if quiet {
@@ -286,6 +284,15 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     }
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&paths[index])?)
         .with_context(|| format!("invalid config {}", paths[index].display()))?;
+    if args.repeat != 1 && config.kind != Kind::KafkaEviction {
+        bail!(
+            "invalid value '{}' for '--repeat': only the Kafka consumer-group experiments (6, 6c) repeat their runs",
+            args.repeat
+        );
+    }
+    if args.repeat == 0 {
+        bail!("invalid value '0' for '--repeat': at least 1");
+    }
     if config.kind == Kind::KafkaEviction {
         let spec = config.kafka.as_ref().with_context(|| {
             format!(
@@ -315,16 +322,14 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
                 bail!("config {} run '{label}': {e}", config.name);
             }
         }
-        return crate::kafka::eviction::run(
-            &config.name,
-            &config.title,
-            &config.question,
-            &runs,
+        let experiment = crate::kafka::eviction::Experiment {
+            name: &config.name,
+            title: &config.title,
+            question: &config.question,
+            runs: &runs,
             spec,
-            &args,
-            &out,
-        )
-        .await;
+        };
+        return crate::kafka::eviction::run(experiment, &args, &out).await;
     }
     for c in &config.charts {
         if field(&Sample::default(), &c.field).is_nan() {

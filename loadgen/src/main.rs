@@ -6,6 +6,7 @@
 mod chaos;
 mod chart;
 mod check;
+mod child;
 mod cli;
 mod experiment;
 mod generator;
@@ -18,6 +19,7 @@ mod produce;
 mod progress;
 mod report;
 mod sweep;
+mod telemetry;
 
 use std::io::Write;
 use std::path::PathBuf;

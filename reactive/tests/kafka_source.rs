@@ -249,3 +249,38 @@ async fn with_settle_on_drop_a_dropped_record_counts_as_acknowledged() {
     drop(inbox);
     handle.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_paused_behind_the_source_is_found_and_recovered() {
+    // A pause left over from an earlier assignment (librdkafka keeps one across a rebalance)
+    // leaves a partition assigned and never fetched. The detector must see it, say so and
+    // resume it.
+    let broker = broker_or_skip!();
+    broker.create_topic("stall", 2);
+    broker.produce("stall", 200, record);
+    let mut c = config(&broker, "g-stall", "stall");
+    c.stall_after = Duration::from_secs(1);
+    let (handle, mut inbox) = connect(c);
+    inbox.request(u64::MAX >> 2);
+    let mut values = HashSet::new();
+    while values.len() < 200 {
+        let r = next(&mut inbox).await;
+        values.insert(value(&r));
+        r.ack.ack();
+    }
+    handle.pause_behind_the_source("stall", 0);
+    // Give the poll thread a round to apply it, then produce to both partitions.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.produce("stall", 100, |i| record(200 + i));
+    while values.len() < 300 {
+        let r = next(&mut inbox).await;
+        values.insert(value(&r));
+        r.ack.ack();
+    }
+    let s = handle.stats();
+    assert!(s.stalls >= 1, "the stall was not detected: {s:?}");
+    assert!(s.stall_recoveries >= 1, "{s:?}");
+    eventually("nothing stays stalled", || handle.stats().stalled == 0).await;
+    drop(inbox);
+    handle.close().await;
+}

@@ -251,6 +251,8 @@ struct Round {
     fetched_to: HashMap<Tp, i64>,
     /// Partitions fetched from since the last stall check.
     progressed: HashSet<Tp>,
+    /// Whether a poll returned nothing, while the pipeline asked, since the last stall check.
+    ran_dry: bool,
     stalls: StallWatch,
     last_check: Instant,
 }
@@ -302,6 +304,7 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
         no_demand_since: None,
         fetched_to: HashMap::new(),
         progressed: HashSet::new(),
+        ran_dry: false,
         stalls: StallWatch::new(shared.config.stall_after),
         last_check: Instant::now(),
     };
@@ -333,6 +336,7 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
             round.no_demand_since = None;
         }
         apply_pause(&consumer, &shared, &mut round, credit == 0);
+        inject_faults(&consumer, &shared);
 
         let mut raw: Vec<Raw> = Vec::new();
         let from_stash = demand.min(max_batch as u64) as usize;
@@ -421,6 +425,17 @@ fn apply_pause(
     round.epoch_seen = epoch;
 }
 
+/// Test-only faults: partitions paused behind the loop's back.
+fn inject_faults(consumer: &BaseConsumer<SourceContext>, shared: &Shared) {
+    let Ok(mut tps) = shared.inject_pause.lock() else {
+        return;
+    };
+    if !tps.is_empty() {
+        let _ = consumer.pause(&tpl_of(tps.iter()));
+        tps.clear();
+    }
+}
+
 /// Polls up to `limit` records into `raw` (what comes beyond it goes to the stash).
 fn poll_into(
     consumer: &BaseConsumer<SourceContext>,
@@ -468,7 +483,7 @@ fn poll_into(
             }
             None => {
                 if raw.is_empty() && limit > 0 && !round.paused {
-                    round.stalls.ran_dry();
+                    round.ran_dry = true;
                 }
                 return;
             }
@@ -531,6 +546,7 @@ fn check_stalls(
             generation: *generation,
             fetchable: position.map_or(lag.lag, |p| lag.log_end - p),
             progressed: round.progressed.contains(tp),
+            ran_dry: round.ran_dry,
         };
         let Some(step) = round.stalls.check(now, tp, seen, wanted) else {
             continue;
@@ -579,6 +595,7 @@ fn check_stalls(
         *s = stalled;
     }
     round.progressed.clear();
+    round.ran_dry = false;
     if rejoin {
         tracing::warn!("rejoining the group to recover stalled partitions");
         consumer.unsubscribe();

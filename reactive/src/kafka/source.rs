@@ -46,6 +46,8 @@ pub(super) struct Shared {
     pub(super) revoke_hooks: Mutex<Vec<RevokeHook>>,
     /// The connection's task, woken at a revocation so it drops what it holds of them.
     pub(super) connection: AtomicWaker,
+    /// Partitions to pause behind the poll loop's back (a fault injected by tests).
+    pub(super) inject_pause: Mutex<Vec<Tp>>,
     /// Partitions revoked whose fetch positions the poll thread has yet to forget.
     pub(super) revoked_positions: Mutex<Vec<Tp>>,
     /// Records fetched before a pause took effect, kept for later demand (poll thread only).
@@ -147,6 +149,7 @@ impl KafkaSource {
                 revoke_epoch: AtomicU64::new(0),
                 revoke_hooks: Mutex::new(Vec::new()),
                 connection: AtomicWaker::new(),
+                inject_pause: Mutex::new(Vec::new()),
                 revoked_positions: Mutex::new(Vec::new()),
                 stash: Mutex::new(VecDeque::new()),
                 lag: Mutex::new(Vec::new()),
@@ -215,6 +218,14 @@ impl KafkaHandle {
     /// short: the group waits for the revocation.
     pub fn on_revoke(&self, hook: impl Fn(&[(Arc<str>, i32)]) + Send + Sync + 'static) {
         lock(&self.shared.revoke_hooks).push(Box::new(hook));
+    }
+
+    /// Fault injection for tests: pauses `partition` of `topic` in librdkafka without the poll
+    /// loop knowing, as a pause left over from an earlier assignment would. The stall detector
+    /// must find it and recover.
+    #[doc(hidden)]
+    pub fn pause_behind_the_source(&self, topic: &str, partition: i32) {
+        lock(&self.shared.inject_pause).push((Arc::from(topic), partition));
     }
 
     /// Stops fetching: the partitions stay paused, and the stream completes once the records

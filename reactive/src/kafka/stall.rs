@@ -7,10 +7,14 @@
 //! partition came back still paused from an earlier assignment (librdkafka keeps a partition's
 //! pause across a revoke and a re-assign).
 //!
+//! A partition's records can also wait behind other partitions' in librdkafka's fetch queue
+//! (it fetches a partition's records in large chunks), so the clock starts only once the
+//! consumer has run dry (a poll returned nothing while the pipeline asked) with the partition
+//! still owing records: only then is it certain that nothing of it is on its way.
+//!
 //! Recovery escalates while the stall lasts, one step per `after`: resume the partition (it
 //! may be paused), then seek it to the next offset the source needs (restarts its fetcher,
-//! drops nothing it has not delivered), then, if the consumer as a whole ran dry meanwhile,
-//! rejoin the group.
+//! drops nothing it has not delivered), then rejoin the group.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,14 +35,24 @@ pub(crate) enum Recovery {
 #[derive(Debug)]
 struct Watch {
     generation: u64,
-    /// Since when the partition has been wanted (fetchable records, demand) without progress.
+    /// Since when the partition has been wanted (fetchable records, demand) without progress,
+    /// counted from the first time the consumer ran dry meanwhile.
     waiting_since: Option<Instant>,
     /// The recoveries tried during the current stall.
     tried: u32,
     /// When the last recovery was tried.
     last_try: Option<Instant>,
-    /// Whether the consumer ran dry (a poll returned nothing) since the stall began.
-    dry: bool,
+}
+
+impl Watch {
+    fn new(generation: u64) -> Self {
+        Watch {
+            generation,
+            waiting_since: None,
+            tried: 0,
+            last_try: None,
+        }
+    }
 }
 
 /// The stall detector of one consumer.
@@ -57,6 +71,9 @@ pub(crate) struct Seen {
     pub(crate) fetchable: i64,
     /// Whether records of it were fetched since the last check.
     pub(crate) progressed: bool,
+    /// Whether the consumer ran dry (a poll returned nothing while the pipeline asked) since
+    /// the last check.
+    pub(crate) ran_dry: bool,
 }
 
 impl StallWatch {
@@ -74,15 +91,6 @@ impl StallWatch {
         self.parts.retain(|tp, _| assigned.contains(tp));
     }
 
-    /// Notes that a poll returned nothing while the source asked for records.
-    pub(crate) fn ran_dry(&mut self) {
-        for w in self.parts.values_mut() {
-            if w.waiting_since.is_some() {
-                w.dry = true;
-            }
-        }
-    }
-
     /// Checks one partition at `now`. `wanted` is whether the pipeline is asking for records
     /// (demand outstanding, partitions not paused for want of it). Returns the recovery to
     /// try now, if any.
@@ -96,24 +104,19 @@ impl StallWatch {
         if self.after.is_zero() {
             return None;
         }
-        let w = self.parts.entry(tp.clone()).or_insert(Watch {
-            generation: seen.generation,
-            waiting_since: None,
-            tried: 0,
-            last_try: None,
-            dry: false,
-        });
+        let w = self
+            .parts
+            .entry(tp.clone())
+            .or_insert_with(|| Watch::new(seen.generation));
         if w.generation != seen.generation || seen.progressed || !wanted || seen.fetchable <= 0 {
-            *w = Watch {
-                generation: seen.generation,
-                waiting_since: None,
-                tried: 0,
-                last_try: None,
-                dry: false,
-            };
+            *w = Watch::new(seen.generation);
             return None;
         }
-        let since = *w.waiting_since.get_or_insert(now);
+        // Records of it may still be queued behind others' until the consumer runs dry.
+        let Some(since) = w.waiting_since.or(seen.ran_dry.then_some(now)) else {
+            return None;
+        };
+        w.waiting_since = Some(since);
         let due = match w.last_try {
             None => now.duration_since(since) >= self.after,
             Some(last) => now.duration_since(last) >= self.after,
@@ -124,10 +127,7 @@ impl StallWatch {
         let step = match w.tried {
             0 => Recovery::Resume,
             1 => Recovery::Seek,
-            // Rejoining costs the whole group a rebalance: only when the consumer ran dry, so
-            // a partition that merely waits behind others' records never causes one.
-            _ if w.dry => Recovery::Rejoin,
-            _ => Recovery::Seek,
+            _ => Recovery::Rejoin,
         };
         w.tried += 1;
         w.last_try = Some(now);
@@ -165,6 +165,14 @@ mod tests {
             generation: 1,
             fetchable,
             progressed,
+            ran_dry: true,
+        }
+    }
+
+    fn busy(fetchable: i64) -> Seen {
+        Seen {
+            ran_dry: false,
+            ..seen(fetchable, false)
         }
     }
 
@@ -187,24 +195,36 @@ mod tests {
             w.check(t0 + 10 * S, &tp(0), seen(100, false), true),
             Some(Recovery::Seek)
         );
-        // Not dry: the consumer kept returning other partitions' records. Seek again, never
-        // a rejoin.
         assert_eq!(
             w.check(t0 + 15 * S, &tp(0), seen(100, false), true),
-            Some(Recovery::Seek)
-        );
-        w.ran_dry();
-        assert_eq!(
-            w.check(t0 + 20 * S, &tp(0), seen(100, false), true),
             Some(Recovery::Rejoin)
         );
         // Progress ends the stall and its escalation.
         assert_eq!(w.check(t0 + 21 * S, &tp(0), seen(100, true), true), None);
         assert_eq!(w.stalled(t0 + 21 * S), 0);
-        assert_eq!(w.check(t0 + 25 * S, &tp(0), seen(100, false), true), None);
+        assert_eq!(w.check(t0 + 22 * S, &tp(0), seen(100, false), true), None);
         assert_eq!(
-            w.check(t0 + 26 * S, &tp(0), seen(100, false), true),
+            w.check(t0 + 27 * S, &tp(0), seen(100, false), true),
             Some(Recovery::Resume)
+        );
+    }
+
+    #[test]
+    fn a_partition_queued_behind_others_is_not_stalled_until_the_consumer_runs_dry() {
+        let t0 = Instant::now();
+        let mut w = StallWatch::new(5 * S);
+        // Other partitions' records keep every poll busy: no clock yet.
+        for s in 0..30 {
+            assert_eq!(w.check(t0 + s * S, &tp(0), busy(100), true), None);
+        }
+        assert_eq!(w.stalled(t0 + 30 * S), 0);
+        // Then a poll comes back empty, and the partition still gets nothing.
+        assert_eq!(w.check(t0 + 31 * S, &tp(0), seen(100, false), true), None);
+        assert_eq!(w.check(t0 + 33 * S, &tp(0), busy(100), true), None);
+        assert_eq!(
+            w.check(t0 + 36 * S, &tp(0), busy(100), true),
+            Some(Recovery::Resume),
+            "once started, the clock runs whether later polls are dry or not"
         );
     }
 
