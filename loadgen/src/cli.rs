@@ -373,6 +373,10 @@ pub struct ExperimentArgs {
     /// Experiments 6 and 6c: make each run this many times; the table gives min / median / max.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    /// Experiments 6 and 6c: only these runs of the config, by number from 1 (comma-separated,
+    /// e.g. `--only 3` for the decoupled source alone).
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    pub only: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::chart::{Chart, Series};
 use crate::cli::{Cli, Command, ExperimentArgs, RunArgs};
-use crate::pipeline::{Outcome, Sample};
+use crate::pipeline::Outcome;
 use crate::plan::Plan;
 use crate::report::Report;
+use crate::telemetry::Sample;
 
 #[derive(Debug, Deserialize)]
 struct Config {
@@ -122,50 +123,12 @@ fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
 fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let v: Vec<f64> = line.split(',').map(|x| x.parse().unwrap_or(0.0)).collect();
-        if v.len() < 13 {
-            continue;
-        }
-        out.push(Sample {
-            t: v[0],
-            target_rate: v[1],
-            generated_rate: v[2],
-            delivered_rate: v[3],
-            writes_rate: v[4],
-            queue_depth: v[5] as u64,
-            queue_bytes: v[6] as u64,
-            source_backlog: v[7] as u64,
-            lag: v[8] as u64,
-            rss_bytes: v[9] as u64,
-            dropped: v[10] as u64,
-            p99_ms: v[11],
-            signal_rate: v[12],
-        });
-    }
-    Ok(out)
+    crate::telemetry::from_csv(&text).with_context(|| format!("invalid {}", path.display()))
 }
 
 fn field(s: &Sample, name: &str) -> f64 {
-    match name {
-        "rss_mb" => s.rss_bytes as f64 / 1e6,
-        "queue_mb" => s.queue_bytes as f64 / 1e6,
-        "generated_rate" => s.generated_rate,
-        "delivered_rate" => s.delivered_rate,
-        "writes_rate" => s.writes_rate,
-        "target_rate" => s.target_rate,
-        "lag" => s.lag as f64,
-        "source_backlog" => s.source_backlog as f64,
-        "queue_depth" => s.queue_depth as f64,
-        "dropped" => s.dropped as f64,
-        "p99_ms" => s.p99_ms,
-        "signal_rate" => s.signal_rate,
-        _ => f64::NAN,
-    }
+    s.field(name).unwrap_or(f64::NAN)
 }
-
-const FIELDS: &str = "rss_mb, queue_mb, generated_rate, delivered_rate, writes_rate, target_rate, lag, source_backlog, queue_depth, dropped, p99_ms, signal_rate";
 
 fn configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -284,11 +247,16 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     }
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&paths[index])?)
         .with_context(|| format!("invalid config {}", paths[index].display()))?;
-    if args.repeat != 1 && config.kind != Kind::KafkaEviction {
-        bail!(
-            "invalid value '{}' for '--repeat': only the Kafka consumer-group experiments (6, 6c) repeat their runs",
-            args.repeat
-        );
+    if config.kind != Kind::KafkaEviction {
+        if args.repeat != 1 {
+            bail!(
+                "invalid value '{}' for '--repeat': only the Kafka consumer-group experiments (6, 6c) repeat their runs",
+                args.repeat
+            );
+        }
+        if !args.only.is_empty() {
+            bail!("'--only' applies to the Kafka consumer-group experiments (6, 6c)");
+        }
     }
     if args.repeat == 0 {
         bail!("invalid value '0' for '--repeat': at least 1");
@@ -306,10 +274,19 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| PathBuf::from(format!("out/experiment-{}", config.name)));
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
+        if let Some(bad) = args.only.iter().find(|&&n| n == 0 || n > config.runs.len()) {
+            bail!(
+                "invalid value '{bad}' for '--only': config {} has runs 1 to {}",
+                config.name,
+                config.runs.len()
+            );
+        }
         let runs: Vec<(String, Vec<String>)> = config
             .runs
             .iter()
-            .map(|r| (r.label.clone(), r.args.clone()))
+            .enumerate()
+            .filter(|(i, _)| args.only.is_empty() || args.only.contains(&(i + 1)))
+            .map(|(_, r)| (r.label.clone(), r.args.clone()))
             .collect();
         if args.replot {
             return crate::kafka::eviction::replot(&runs, &out);
@@ -334,9 +311,10 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     for c in &config.charts {
         if field(&Sample::default(), &c.field).is_nan() {
             bail!(
-                "config {}: unknown chart field '{}' (valid: {FIELDS})",
+                "config {}: unknown chart field '{}' (valid: {})",
                 config.name,
-                c.field
+                c.field,
+                crate::telemetry::field_names()
             );
         }
     }

@@ -8,31 +8,12 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 
 use crate::chart::{Chart, Series};
-use crate::pipeline::{Outcome, Sample};
+use crate::pipeline::Outcome;
+use crate::telemetry::Sample;
 
 pub fn write_csv(path: &Path, series: &[Sample]) -> anyhow::Result<()> {
-    let mut out = String::from(
-        "t,target_rate,generated_rate,delivered_rate,writes_rate,queue_depth,queue_bytes,source_backlog,lag,rss_bytes,dropped,p99_ms,signal_rate\n",
-    );
-    for s in series {
-        out.push_str(&format!(
-            "{:.3},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{:.3},{:.1}\n",
-            s.t,
-            s.target_rate,
-            s.generated_rate,
-            s.delivered_rate,
-            s.writes_rate,
-            s.queue_depth,
-            s.queue_bytes,
-            s.source_backlog,
-            s.lag,
-            s.rss_bytes,
-            s.dropped,
-            s.p99_ms,
-            s.signal_rate
-        ));
-    }
-    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, crate::telemetry::to_csv(series))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn write_hlog(path: &Path, outcome: &Outcome) -> anyhow::Result<()> {

@@ -20,37 +20,7 @@ use crate::generator::{self, EventShape, GeneratorStats};
 use crate::plan::{Plan, SinkTarget};
 use crate::progress::Progress;
 use crate::report::{Dropped, Latency, QueueSummary, Report};
-
-/// One row of the time series.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Sample {
-    /// Seconds since the start.
-    pub t: f64,
-    /// The schedule's rate now, events/s.
-    pub target_rate: f64,
-    /// Events the generator emitted per second over the last period.
-    pub generated_rate: f64,
-    /// Events acknowledged by the sink per second.
-    pub delivered_rate: f64,
-    /// Sink write requests acknowledged per second.
-    pub writes_rate: f64,
-    /// Events queued between transform and sink.
-    pub queue_depth: u64,
-    /// Their bytes.
-    pub queue_bytes: u64,
-    /// Events due by the schedule and not yet emitted: held back at the source.
-    pub source_backlog: u64,
-    /// Events due and not yet delivered, dropped or dead-lettered: the health signal.
-    pub lag: u64,
-    /// Resident memory of this process.
-    pub rss_bytes: u64,
-    /// Events dropped so far.
-    pub dropped: u64,
-    /// p99 latency over the last period, milliseconds.
-    pub p99_ms: f64,
-    /// The slow-source signal's rate, if any.
-    pub signal_rate: f64,
-}
+use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
 
 /// What a run leaves behind.
 pub struct Outcome {
@@ -191,18 +161,6 @@ impl Ctx {
     }
 }
 
-/// The resident set size of this process, from /proc (0 where unavailable).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// Starts the embedded sinkd, if the plan has one.
 pub async fn start_sink(
     plan: &Plan,
@@ -316,7 +274,7 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate: skip it, so every sample covers a whole period.
     tick.tick().await;
-    let mut last = (Instant::now(), 0u64, 0u64, 0u64);
+    let mut sampler = Sampler::new(origin);
     let mut driver = driver;
     let mut drained = false;
     let mut stages: Vec<(f64, StageSnapshot, Duration, u64)> = Vec::new();
@@ -331,15 +289,14 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
                 }
             }
         }
-        let sample = take_sample(
+        let sample = sampler.sample(totals(
             plan,
             &ctx,
             &gen_stats,
             &queue_stats,
             signal.as_ref(),
             origin,
-            &mut last,
-        );
+        ));
         progress.update(&sample, total);
         stages.push((
             sample.t,
@@ -409,42 +366,35 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
     })
 }
 
-fn take_sample(
+/// The embedded pipeline's totals now.
+fn totals(
     plan: &Plan,
     ctx: &Ctx,
     generator: &GeneratorStats,
     queue: &QueueStats,
     signal: Option<&RateSignal>,
     origin: Instant,
-    last: &mut (Instant, u64, u64, u64),
-) -> Sample {
-    let now = Instant::now();
-    let t = now - origin;
-    let dt = (now - last.0).as_secs_f64().max(1e-9);
+) -> Totals {
+    let t = origin.elapsed();
     let emitted = generator.emitted.load(Ordering::Relaxed);
     let delivered = ctx.counters.delivered.load(Ordering::Relaxed);
-    let writes = ctx.counters.writes.load(Ordering::Relaxed);
     let snapshot = queue.snapshot();
     let dead = ctx.counters.dead_lettered.load(Ordering::Relaxed);
     let due = plan.schedule.due(t).floor() as u64;
-    let p99 = ctx.take_window_p99();
-    let sample = Sample {
-        t: t.as_secs_f64(),
+    Totals {
         target_rate: plan.schedule.rate_at(t),
-        generated_rate: (emitted - last.1) as f64 / dt,
-        delivered_rate: (delivered - last.2) as f64 / dt,
-        writes_rate: (writes - last.3) as f64 / dt,
+        emitted,
+        delivered,
+        writes: ctx.counters.writes.load(Ordering::Relaxed),
         queue_depth: snapshot.depth,
         queue_bytes: snapshot.depth_bytes,
         source_backlog: due.saturating_sub(emitted),
         lag: due.saturating_sub(delivered + snapshot.dropped() + dead),
         rss_bytes: rss_bytes(),
         dropped: snapshot.dropped(),
-        p99_ms: p99,
+        p99_ms: ctx.take_window_p99(),
         signal_rate: signal.map_or(0.0, RateSignal::get),
-    };
-    *last = (now, emitted, delivered, writes);
-    sample
+    }
 }
 
 /// Least-squares slope of `y` over `x`.

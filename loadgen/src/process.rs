@@ -17,98 +17,15 @@ use tokio::sync::watch;
 use std::sync::Arc;
 
 use crate::cli::{ProcessArgs, Source};
-use crate::pipeline::Sample;
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::telemetry::Sample;
 
 /// Prometheus text for the latest sample.
 pub fn exposition(s: &Sample) -> String {
-    let metrics: [(&str, &str, &str, f64); 12] = [
-        (
-            "loadgen_target_rate",
-            "gauge",
-            "Offered rate of the schedule, events/s",
-            s.target_rate,
-        ),
-        (
-            "loadgen_generated_rate",
-            "gauge",
-            "Events the generator emitted per second",
-            s.generated_rate,
-        ),
-        (
-            "loadgen_delivered_rate",
-            "gauge",
-            "Events the sink acknowledged per second",
-            s.delivered_rate,
-        ),
-        (
-            "loadgen_sink_writes_rate",
-            "gauge",
-            "Sink write requests acknowledged per second",
-            s.writes_rate,
-        ),
-        (
-            "loadgen_queue_depth",
-            "gauge",
-            "Events queued between transform and sink",
-            s.queue_depth as f64,
-        ),
-        (
-            "loadgen_queue_bytes",
-            "gauge",
-            "Bytes queued between transform and sink",
-            s.queue_bytes as f64,
-        ),
-        (
-            "loadgen_source_backlog",
-            "gauge",
-            "Events due and held back at the source",
-            s.source_backlog as f64,
-        ),
-        (
-            "loadgen_lag",
-            "gauge",
-            "Events due and not yet delivered, dropped or dead-lettered",
-            s.lag as f64,
-        ),
-        (
-            "loadgen_process_resident_memory_bytes",
-            "gauge",
-            "Resident memory of the processor",
-            s.rss_bytes as f64,
-        ),
-        (
-            "loadgen_dropped",
-            "counter",
-            "Events dropped so far",
-            s.dropped as f64,
-        ),
-        (
-            "loadgen_latency_p99_seconds",
-            "gauge",
-            "End-to-end p99 over the last sample period",
-            s.p99_ms / 1e3,
-        ),
-        (
-            "loadgen_slow_source_rate",
-            "gauge",
-            "The slow-source signal's rate, events/s (0 when off)",
-            s.signal_rate,
-        ),
-    ];
-    let mut out = String::new();
-    for (name, kind, help, value) in metrics {
-        let name = if kind == "counter" {
-            format!("{name}_total")
-        } else {
-            name.to_string()
-        };
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    }
-    out
+    let mut registry = prometheus_client::registry::Registry::default();
+    crate::telemetry::register(&mut registry, s);
+    crate::telemetry::encode(&registry)
 }
 
 /// A heap profile in pprof format (gzipped protobuf), or why there is none.
@@ -163,7 +80,7 @@ async fn serve(listener: tokio::net::TcpListener, expose: Exposer) {
                     let response = match req.uri().path() {
                         "/metrics" => respond(
                             http::StatusCode::OK,
-                            "text/plain; version=0.0.4",
+                            crate::telemetry::CONTENT_TYPE,
                             expose().0,
                         ),
                         "/pressure" => respond(
@@ -303,18 +220,4 @@ async fn run_kafka(
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_exposition_names_every_metric_once() {
-        let text = super::exposition(&super::Sample {
-            lag: 42,
-            ..Default::default()
-        });
-        assert!(text.contains("\nloadgen_lag 42\n"));
-        assert!(text.contains("# TYPE loadgen_dropped_total counter"));
-        assert_eq!(text.matches("# HELP").count(), 12);
-    }
 }

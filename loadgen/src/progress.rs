@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::pipeline::Sample;
 use crate::report::mb;
+use crate::telemetry::Sample;
 
 pub struct Progress {
     bar: ProgressBar,

@@ -227,10 +227,10 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         }],
         ..KafkaStats::default()
     };
-    let mut have = exported(&crate::process::exposition(
-        &crate::pipeline::Sample::default(),
-    ));
-    have.extend(exported(&super::exposition(&stats, "g")));
+    let mut registry = prometheus_client::registry::Registry::default();
+    crate::telemetry::register(&mut registry, &crate::telemetry::Sample::default());
+    super::register(&mut registry, &stats, "g");
+    let mut have = exported(&crate::telemetry::encode(&registry));
     let config = sinkd::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         ..sinkd::Config::default()

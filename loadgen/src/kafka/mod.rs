@@ -18,7 +18,14 @@ pub mod produce;
 
 use std::time::Duration;
 
+use std::sync::atomic::AtomicU64;
+
 use anyhow::Context;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -93,120 +100,128 @@ pub async fn create_topic(
     Ok(())
 }
 
-/// Prometheus text for the consumer: lag per partition, assignment, rebalances, evictions.
-pub fn exposition(stats: &KafkaStats, group: &str) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP kafka_consumergroup_lag Log-end offset minus the group's committed offset, per assigned partition\n\
-         # TYPE kafka_consumergroup_lag gauge\n",
-    );
+/// A partition of the group, as a label set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    consumergroup: String,
+    topic: String,
+    partition: String,
+}
+
+/// The group, as a label set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    consumergroup: String,
+}
+
+/// Registers the consumer's metrics in `registry`: lag per partition, stalled partitions,
+/// assignment, rebalances, evictions, commits, and what rebalances cost.
+pub fn register(registry: &mut Registry, stats: &KafkaStats, group: &str) {
+    let partition = |topic: &str, p: i32| PartitionLabels {
+        consumergroup: group.to_string(),
+        topic: topic.to_string(),
+        partition: p.to_string(),
+    };
+    let lag: Family<PartitionLabels, Gauge> = Family::default();
     for l in &stats.lag {
-        out.push_str(&format!(
-            "kafka_consumergroup_lag{{consumergroup=\"{group}\",topic=\"{}\",partition=\"{}\"}} {}\n",
-            l.topic, l.partition, l.lag
-        ));
+        lag.get_or_create(&partition(&l.topic, l.partition))
+            .set(l.lag);
     }
-    out.push_str(
-        "# HELP kafka_consumer_partition_stalled_seconds How long a stalled partition has been stalled\n\
-         # TYPE kafka_consumer_partition_stalled_seconds gauge\n",
+    registry.register(
+        "kafka_consumergroup_lag",
+        "Log-end offset minus the group's committed offset, per assigned partition",
+        lag,
     );
-    for (topic, partition, d) in &stats.stalled_partitions {
-        out.push_str(&format!(
-            "kafka_consumer_partition_stalled_seconds{{consumergroup=\"{group}\",topic=\"{topic}\",partition=\"{partition}\"}} {:.1}\n",
-            d.as_secs_f64()
-        ));
+    let stalled: Family<PartitionLabels, Gauge<f64, AtomicU64>> = Family::default();
+    for (topic, p, d) in &stats.stalled_partitions {
+        stalled
+            .get_or_create(&partition(topic, *p))
+            .set(d.as_secs_f64());
     }
-    let rows: [(&str, &str, &str, u64); 13] = [
+    registry.register(
+        "kafka_consumer_partition_stalled_seconds",
+        "How long a stalled partition has been stalled",
+        stalled,
+    );
+    let labels = GroupLabels {
+        consumergroup: group.to_string(),
+    };
+    let gauges: [(&str, &str, u64); 3] = [
         (
             "kafka_consumer_assigned_partitions",
-            "gauge",
             "Partitions assigned to this member (from the rebalance callbacks)",
             stats.assigned.len() as u64,
         ),
         (
+            "kafka_consumer_in_flight",
+            "Records handed to the pipeline and not yet acknowledged",
+            stats.in_flight,
+        ),
+        (
+            "kafka_consumer_stalled_partitions",
+            "Partitions assigned, with records to fetch, and none fetched for --stall-after while the pipeline asks",
+            stats.stalled,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let family: Family<GroupLabels, Gauge> = Family::default();
+        family.get_or_create(&labels).set(value as i64);
+        registry.register(name, help, family);
+    }
+    // Names without `_total`: the encoder adds it to counters.
+    let counters: [(&str, &str, u64); 10] = [
+        (
             "kafka_consumer_rebalances",
-            "counter",
             "Rebalance events (assignments and revocations)",
             stats.rebalances,
         ),
         (
             "kafka_consumer_evictions",
-            "counter",
             "Times the client left the group because max.poll.interval.ms passed without a poll",
             stats.evictions,
         ),
         (
             "kafka_consumer_records",
-            "counter",
             "Records handed to the pipeline",
             stats.delivered,
         ),
         (
             "kafka_consumer_acked",
-            "counter",
             "Records the sink acknowledged",
             stats.acked,
         ),
         (
             "kafka_consumer_commits",
-            "counter",
             "Successful offset commits",
             stats.commits,
         ),
         (
             "kafka_consumer_commit_failures",
-            "counter",
             "Failed offset commits",
             stats.commit_failures,
         ),
         (
-            "kafka_consumer_in_flight",
-            "gauge",
-            "Records handed to the pipeline and not yet acknowledged",
-            stats.in_flight,
-        ),
-        (
             "kafka_consumer_revoked_in_flight",
-            "counter",
             "Records being written when their partition was revoked: what a rebalance can duplicate",
             stats.revoked_in_flight,
         ),
         (
             "kafka_consumer_revoked_unsent",
-            "counter",
             "Records of revoked partitions purged before they reached the sink (the new owner reads them)",
             stats.revoked_unsent,
         ),
-        (
-            "kafka_consumer_stalled_partitions",
-            "gauge",
-            "Partitions assigned, with records to fetch, and none fetched for --stall-after while the pipeline asks",
-            stats.stalled,
-        ),
-        (
-            "kafka_consumer_stalls",
-            "counter",
-            "Stalls detected",
-            stats.stalls,
-        ),
+        ("kafka_consumer_stalls", "Stalls detected", stats.stalls),
         (
             "kafka_consumer_stall_recoveries",
-            "counter",
             "Recovery steps taken for stalled partitions (resume, seek, rejoin)",
             stats.stall_recoveries,
         ),
     ];
-    for (name, kind, help, value) in rows {
-        let name = if kind == "counter" {
-            format!("{name}_total")
-        } else {
-            name.to_string()
-        };
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{consumergroup=\"{group}\"}} {value}\n"
-        ));
+    for (name, help, value) in counters {
+        let family: Family<GroupLabels, Counter> = Family::default();
+        family.get_or_create(&labels).inc_by(value);
+        registry.register(name, help, family);
     }
-    out
 }
 
 #[cfg(test)]
@@ -248,7 +263,9 @@ mod tests {
             }],
             ..KafkaStats::default()
         };
-        let text = exposition(&stats, "g");
+        let mut r = Registry::default();
+        register(&mut r, &stats, "g");
+        let text = crate::telemetry::encode(&r);
         assert!(text.contains(
             "kafka_consumergroup_lag{consumergroup=\"g\",topic=\"events\",partition=\"5\"} 40\n"
         ));

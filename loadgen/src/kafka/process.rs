@@ -16,9 +16,12 @@ use tokio::time::Instant;
 
 use super::poison::PoisonLog;
 use crate::cli::{Policy, PollLoop, ProcessArgs};
-use crate::pipeline::{Ctx, Sample, rss_bytes, start_sink};
+use crate::pipeline::{Ctx, start_sink};
 use crate::plan::{Plan, parse_duration};
 use crate::progress::Progress;
+use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 /// What the processor shares between its loop, its samples and its metrics.
 pub struct Live {
@@ -38,14 +41,17 @@ impl Live {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let kafka = self.kafka.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut text = crate::process::exposition(&sample);
-        text.push_str(&super::exposition(&kafka, &self.group));
-        text.push_str(&format!(
-            "# HELP loadgen_poison_records_total Records that were not events, dead-lettered\n\
-             # TYPE loadgen_poison_records_total counter\nloadgen_poison_records_total {}\n",
-            self.poison.load(Ordering::Relaxed)
-        ));
-        text
+        let mut registry = Registry::default();
+        crate::telemetry::register(&mut registry, &sample);
+        super::register(&mut registry, &kafka, &self.group);
+        let poison: Counter = Counter::default();
+        poison.inc_by(self.poison.load(Ordering::Relaxed));
+        registry.register(
+            "loadgen_poison_records",
+            "Records that were not events, dead-lettered",
+            poison,
+        );
+        crate::telemetry::encode(&registry)
     }
 
     /// `/pressure`: lag over `--pressure-lag`, or the queue's fill if higher.
@@ -176,7 +182,8 @@ pub async fn run(
     // Sample until told to stop.
     let mut tick = tokio::time::interval(plan.sample);
     tick.tick().await;
-    let mut last = (Instant::now(), 0u64, 0u64, 0u64);
+    let mut sampler = Sampler::new(started);
+    let mut last_delivered = 0;
     let mut last_record = Instant::now();
     let mut lag_max = 0i64;
     let mut terminate = terminate_signal();
@@ -190,21 +197,17 @@ pub async fn run(
         };
         let k = stats();
         let now = Instant::now();
-        let dt = (now - last.0).as_secs_f64().max(1e-9);
-        let delivered = ctx.counters.delivered.load(Ordering::Relaxed);
-        let writes = ctx.counters.writes.load(Ordering::Relaxed);
-        if k.delivered > last.1 {
+        if k.delivered > last_delivered {
             last_record = now;
+            last_delivered = k.delivered;
         }
         let q = queue.as_ref().map(|q| q.snapshot());
         let lag = k.total_lag();
         lag_max = lag_max.max(lag);
-        let sample = Sample {
-            t: (now - started).as_secs_f64(),
-            target_rate: 0.0,
-            generated_rate: (k.delivered - last.1) as f64 / dt,
-            delivered_rate: (delivered - last.2) as f64 / dt,
-            writes_rate: (writes - last.3) as f64 / dt,
+        let sample = sampler.sample(Totals {
+            emitted: k.delivered,
+            delivered: ctx.counters.delivered.load(Ordering::Relaxed),
+            writes: ctx.counters.writes.load(Ordering::Relaxed),
             queue_depth: q.as_ref().map_or(k.in_flight, |q| q.depth),
             queue_bytes: q.as_ref().map_or(0, |q| q.depth_bytes),
             source_backlog: lag.max(0) as u64,
@@ -212,9 +215,8 @@ pub async fn run(
             rss_bytes: rss_bytes(),
             dropped: q.as_ref().map_or(0, |q| q.dropped()),
             p99_ms: ctx.take_window_p99(),
-            signal_rate: 0.0,
-        };
-        last = (now, k.delivered, delivered, writes);
+            ..Totals::default()
+        });
         progress.update(&sample, stopping.after.unwrap_or(Duration::from_secs(3600)));
         *live.sample.lock().unwrap_or_else(|p| p.into_inner()) = sample;
         *live.kafka.lock().unwrap_or_else(|p| p.into_inner()) = k;

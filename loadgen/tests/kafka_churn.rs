@@ -1,0 +1,254 @@
+//! A consumer group under churn, against the real broker: a member stopped past its session
+//! timeout, a member killed with `kill -9` and replaced, a member added and then removed. The
+//! group must lose nothing, a rebalance may duplicate only what was being written (and a
+//! crashed or stopped member what it had not committed), and no live member may sit on a
+//! partition whose lag grows without fetching it for longer than the stall threshold plus one
+//! recovery.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sinkd::SinkClient;
+use support::{Processor, produce, start_sinkd, temp, wait_for};
+use testbroker::broker_or_skip;
+
+const TOPIC: &str = "churn";
+const BACKLOG: u64 = 15_000;
+const RATE: u64 = 1_000;
+const PRODUCE_SECS: u64 = 60;
+const COMMIT_INTERVAL_S: f64 = 1.0;
+const STALL_AFTER_S: f64 = 3.0;
+const WORKERS: u64 = 4;
+/// Records a worker may hold (queued at it or being written): the workers' window.
+const WORKER_WINDOW: u64 = 16;
+
+fn member(bootstrap: &str, sink: &str, name: &str) -> Processor {
+    Processor::start(
+        bootstrap,
+        TOPIC,
+        sink,
+        &temp(&format!("churn-{name}")),
+        &[
+            "--commit-interval",
+            "1s",
+            "--stall-after",
+            "3s",
+            "--queue-cap",
+            "2000",
+            "--sink-workers",
+            "4",
+            "--max-poll-interval",
+            "20s",
+        ],
+    )
+}
+
+fn signal(p: &Processor, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &p.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig}");
+}
+
+/// Per live member, per partition: the lag readings, one a second.
+type Lags = HashMap<(usize, i32), Vec<f64>>;
+
+/// Reads each answering member's per-partition lag and its longest stall so far.
+fn read(members: &[(usize, &Processor)], lags: &mut Lags, longest_stall: &mut f64) {
+    for (id, p) in members {
+        let Some(text) = p.metrics_text() else {
+            continue; // stopped or gone
+        };
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let partition = key
+                .split("partition=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            match (key.split('{').next(), partition) {
+                (Some("kafka_consumergroup_lag"), Some(p)) => {
+                    lags.entry((*id, p)).or_default().push(value);
+                }
+                (Some("kafka_consumer_partition_stalled_seconds"), _) => {
+                    *longest_stall = longest_stall.max(value);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The longest run of consecutive readings over which a lag kept growing.
+fn longest_growth(series: &[f64]) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for w in series.windows(2) {
+        run = if w[1] > w[0] { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_under_churn_loses_nothing_duplicates_little_and_never_stalls() {
+    let broker = broker_or_skip!();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic(TOPIC, 12);
+    // The sink is slower than the backlog arrives, so queues are full when partitions move:
+    // without the purge on revoke, each move would replay a queue.
+    let sink = start_sinkd(Some(1_500.0)).await;
+    let client = SinkClient::new(&sink.url()).expect("client");
+    let (ok, out) = produce(&bootstrap, TOPIC, 20_000, "750ms", &[]);
+    assert!(ok, "{out}");
+    let p1 = member(&bootstrap, &sink.url(), "1");
+    let mut p2 = member(&bootstrap, &sink.url(), "2");
+    let p3 = member(&bootstrap, &sink.url(), "3");
+    wait_for(
+        "12 partitions split over 3 members",
+        Duration::from_secs(60),
+        async || {
+            let a: Vec<f64> = [&p1, &p2, &p3]
+                .iter()
+                .map(|p| p.metric("kafka_consumer_assigned_partitions"))
+                .collect::<Option<_>>()?;
+            (a.iter().sum::<f64>() == 12.0 && a.iter().all(|&n| n > 0.0)).then_some(())
+        },
+    )
+    .await;
+    let producer = {
+        let bootstrap = bootstrap.clone();
+        std::thread::spawn(move || {
+            produce(
+                &bootstrap,
+                TOPIC,
+                RATE as u32,
+                &format!("{PRODUCE_SECS}s"),
+                &["--first-id", &BACKLOG.to_string(), "--seed", "2"],
+            )
+        })
+    };
+
+    let start = Instant::now();
+    let mut lags = Lags::new();
+    let mut longest_stall = 0.0f64;
+    let mut p2b: Option<Processor> = None;
+    let mut p4: Option<Processor> = None;
+    let mut step = 0;
+    // The churn, one event at a time, reading every live member each second.
+    while start.elapsed() < Duration::from_secs(PRODUCE_SECS + 5) {
+        let t = start.elapsed().as_secs();
+        match (step, t) {
+            (0, 5..) => {
+                signal(&p1, "-STOP"); // past its 6 s session
+                step = 1;
+            }
+            (1, 15..) => {
+                signal(&p1, "-CONT");
+                step = 2;
+            }
+            (2, 25..) => {
+                p2.child.kill().expect("kill -9");
+                let _ = p2.child.wait();
+                step = 3;
+            }
+            (3, 33..) => {
+                // Its replacement, after the session timed out (tansu rebalances on a join).
+                p2b = Some(member(&bootstrap, &sink.url(), "2b"));
+                step = 4;
+            }
+            (4, 43..) => {
+                p4 = Some(member(&bootstrap, &sink.url(), "4"));
+                step = 5;
+            }
+            (5, 53..) => {
+                if let Some(p) = p4.take() {
+                    p.terminate(); // a clean leave
+                }
+                step = 6;
+            }
+            _ => {}
+        }
+        let mut live: Vec<(usize, &Processor)> = vec![(1, &p1), (3, &p3)];
+        if step < 3 {
+            live.push((2, &p2));
+        }
+        live.extend(p2b.iter().map(|p| (4, p)));
+        live.extend(p4.iter().map(|p| (5, p)));
+        read(&live, &mut lags, &mut longest_stall);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (ok, out) = producer.join().expect("the producer thread");
+    assert!(ok, "{out}");
+    let produced = BACKLOG + RATE * PRODUCE_SECS;
+    let stats = wait_for(
+        "sinkd has every event",
+        Duration::from_secs(120),
+        async || {
+            let s = client.stats(Some((0, produced))).await.ok()?;
+            (s.distinct_ids >= produced).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(
+        stats.missing.as_ref().map(|m| m.count),
+        Some(0),
+        "nothing lost: {stats:?}"
+    );
+
+    // What rebalances may duplicate: the writes under way at each one (reported by every
+    // member still up), and what a stopped or killed member had written but not committed.
+    let survivors = [&p1, &p3].into_iter().chain(p2b.iter());
+    let (mut in_flight, mut rebalances) = (0.0, 0.0);
+    for p in survivors {
+        in_flight += p
+            .metric("kafka_consumer_revoked_in_flight_total")
+            .unwrap_or(0.0);
+        rebalances += p.metric("kafka_consumer_rebalances_total").unwrap_or(0.0);
+    }
+    let crashes = 2.0; // the stop and the kill
+    let per_member_rate = 1_500.0 / 3.0;
+    let bound = in_flight
+        + rebalances * (WORKERS * WORKER_WINDOW) as f64
+        + crashes * per_member_rate * (COMMIT_INTERVAL_S + 1.0) * 3.0;
+    assert!(
+        (stats.duplicates as f64) <= bound,
+        "{} duplicates, more than the in-flight bound {bound:.0} ({rebalances} rebalances, {in_flight} in flight at revocations)",
+        stats.duplicates
+    );
+
+    // No live member held a partition whose lag kept growing for longer than the stall
+    // threshold plus one recovery (readings are a second apart; a commit every second).
+    let limit = (2.0 * STALL_AFTER_S + 3.0) as usize;
+    for ((m, p), series) in &lags {
+        let grew = longest_growth(series);
+        assert!(
+            grew <= limit,
+            "member {m} held partition {p} with its lag growing for {grew} s: {series:?}"
+        );
+    }
+    assert!(
+        longest_stall <= 2.0 * STALL_AFTER_S + 2.0,
+        "a partition stayed stalled {longest_stall} s"
+    );
+    for p in [p1, p3].into_iter().chain(p2b) {
+        let out = p.terminate();
+        assert!(out.contains("evictions 0"), "{out}");
+    }
+    sink.shutdown().await;
+}
+
+#[test]
+fn growth_runs_are_measured_between_readings() {
+    assert_eq!(longest_growth(&[1.0, 2.0, 3.0, 2.0, 3.0]), 2);
+    assert_eq!(longest_growth(&[5.0, 5.0, 5.0]), 0);
+    assert_eq!(longest_growth(&[]), 0);
+}
