@@ -185,6 +185,22 @@ impl Check {
     }
 }
 
+/// Parses every `--check` before anything runs, so a typo fails fast.
+pub fn parse_checks(texts: &[String]) -> anyhow::Result<Vec<Check>> {
+    texts.iter().map(|t| Check::parse(t)).collect()
+}
+
+/// Prints one line per check, after `prefix`; returns whether all held.
+pub fn apply_checks(checks: &[Check], report: &Report, prefix: &str) -> bool {
+    let mut all = true;
+    for c in checks {
+        let (ok, line) = c.evaluate(report);
+        println!("{prefix}{line}");
+        all &= ok;
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,7 @@ fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         report,
         series,
-        latency: crate::pipeline::histogram(),
+        latency: crate::sink::histogram(),
     })
 }
 
@@ -215,7 +215,7 @@ fn analyse_stall(spec: StallSpec, scale: f64, series: &[Sample]) -> StallAnalysi
 }
 
 pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
-    let checks = crate::parse_checks(&args.checks)?;
+    let checks = crate::check::parse_checks(&args.checks)?;
     let paths = configs(&args.configs)?;
     let names: Vec<String> = paths
         .iter()
@@ -365,11 +365,7 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("run '{}'", spec.label))?
         };
         println!("== {} ==\n{}", spec.label, outcome.report.summary());
-        for c in &checks {
-            let (ok, line) = c.evaluate(&outcome.report);
-            println!("{line}");
-            all_ok &= ok;
-        }
+        all_ok &= crate::check::apply_checks(&checks, &outcome.report, "");
         let stall = config
             .stall
             .map(|s| analyse_stall(s, args.time_scale, &outcome.series));

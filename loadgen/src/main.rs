@@ -18,19 +18,16 @@ mod process;
 mod produce;
 mod progress;
 mod report;
+mod run;
+mod sink;
 mod sweep;
 mod telemetry;
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::check::Check;
 use crate::cli::{Cli, Command, RunArgs};
-use crate::plan::Plan;
-use crate::progress::Progress;
 
 /// With `--features heap-profile`: jemalloc, sampling allocations for `/debug/pprof/heap`.
 #[cfg(feature = "heap-profile")]
@@ -60,7 +57,7 @@ fn main() -> ExitCode {
             .command
             .unwrap_or_else(|| Command::Run(RunArgs::default()))
         {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run::run(args).await,
             Command::Experiment(args) => experiment::run(args).await,
             Command::Sweep(args) => sweep::run(args).await,
             Command::Chaos(args) => chaos::run(args).await,
@@ -84,79 +81,3 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses every `--check` before anything runs, so a typo fails fast.
-pub fn parse_checks(texts: &[String]) -> anyhow::Result<Vec<Check>> {
-    texts.iter().map(|t| Check::parse(t)).collect()
-}
-
-/// Prints one line per check; returns whether all held.
-pub fn apply_checks(checks: &[Check], report: &report::Report) -> bool {
-    let mut all = true;
-    for c in checks {
-        let (ok, line) = c.evaluate(report);
-        println!("{line}");
-        all &= ok;
-    }
-    all
-}
-
-fn describe(plan: &Plan) -> String {
-    let schedule: Vec<String> = plan
-        .schedule
-        .segments
-        .iter()
-        .map(|s| format!("{:.0}/s for {:.0}s", s.rate, s.duration.as_secs_f64()))
-        .collect();
-    let sink = match &plan.sink {
-        plan::SinkTarget::Embedded { rate, .. } => {
-            format!("an embedded sinkd capped at {rate:.0} writes/s")
-        }
-        plan::SinkTarget::External { url } => format!("the sinkd at {url}"),
-        plan::SinkTarget::Null => "a null sink".into(),
-    };
-    format!(
-        "Offering {} of {}-byte events, through a {:?} queue (cap {}, policy {:?}), {} {:?} writer(s) ({} per write), into {}.",
-        schedule.join(", then "),
-        plan.msg_size,
-        plan.queue,
-        plan.queue_cap,
-        plan.policy,
-        plan.sink_workers,
-        plan.partitioning,
-        plan.batch_size,
-        sink
-    )
-    .to_lowercase()
-    .replacen("offering", "Offering", 1)
-}
-
-async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let checks = parse_checks(&args.checks)?;
-    let mut plan = Plan::from_args(&args)?;
-    if plan.out.is_none() {
-        plan.out = Some(PathBuf::from("out/run"));
-    }
-    let dir = plan.out.clone().unwrap_or_default();
-    println!("{}\n", describe(&plan));
-    let progress = Progress::new(plan.quiet, "run");
-    let outcome = pipeline::run(&plan, &progress).await?;
-    progress.finish();
-    output::write_run(&dir, "loadgen run", &outcome)?;
-    if let Some(path) = &plan.report {
-        std::fs::write(path, serde_json::to_string_pretty(&outcome.report)?)?;
-    }
-    let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{}", outcome.report.summary())?;
-    writeln!(stdout, "\n{}", outcome.report.interpretation())?;
-    writeln!(
-        stdout,
-        "\nwrote {}/{{report.json, timeseries.csv, latency.hlog, rates.svg, memory.svg, lag.svg}}",
-        dir.display()
-    )?;
-    drop(stdout);
-    Ok(if apply_checks(&checks, &outcome.report) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}

@@ -1,23 +1,22 @@
 //! One pipeline run: generator -> transform -> queue -> sink workers -> sink, sampled into a
 //! time series, ended by a drain, summed up in a report.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use reactive::flow::{Aimd, RateSignal, Stage, StageSnapshot, find_bottleneck, slow_source};
 use reactive::queue::QueueStats;
-use reactive::sink::{DeadLetters, Delivery, Failure, Retry, RetryPolicy, WorkerStats, workers};
+use reactive::sink::{WorkerStats, workers};
 use reactive::{Publisher, PublisherExt};
-use sinkd::SinkClient;
-use sinkd::wire::{Event, Format};
+use sinkd::wire::Event;
 use tokio::time::Instant;
 
-use crate::cli::{OnLimit, Policy, SinkMode};
+use crate::cli::Policy;
 use crate::generator::{self, EventShape, GeneratorStats};
-use crate::plan::{Plan, SinkTarget};
+use crate::plan::Plan;
+use crate::sink::{SinkWriter, start_sink};
 use crate::progress::Progress;
 use crate::report::{Dropped, Latency, QueueSummary, Report};
 use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
@@ -29,189 +28,10 @@ pub struct Outcome {
     pub latency: Histogram<u64>,
 }
 
-#[derive(Default)]
-pub struct Counters {
-    pub delivered: AtomicU64,
-    pub writes: AtomicU64,
-    pub dead_lettered: AtomicU64,
-}
-
-/// The sink side of a pipeline: the client, retries and dead letters, and what was delivered.
-pub struct Ctx {
-    client: Option<SinkClient>,
-    single: bool,
-    pub retry: Retry<Vec<Event>>,
-    pub counters: Counters,
-    pub latency: Mutex<Histogram<u64>>,
-    pub window: Mutex<Histogram<u64>>,
-    origin: Instant,
-    origin_epoch_ns: i64,
-}
-
-pub fn histogram() -> Histogram<u64> {
-    // Microseconds, 1 µs to 1 hour, 3 significant figures.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
-}
-
-impl Ctx {
-    /// The sink side for `plan`, dead-lettering into `out_dir/dead-letters.jsonl`.
-    pub fn new(
-        plan: &Plan,
-        client: Option<SinkClient>,
-        out_dir: &std::path::Path,
-    ) -> anyhow::Result<Ctx> {
-        std::fs::create_dir_all(out_dir)
-            .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        let dead_path = out_dir.join("dead-letters.jsonl");
-        let _ = std::fs::remove_file(&dead_path);
-        let dead = DeadLetters::open(&dead_path, |b: &Vec<Event>| {
-            serde_json::to_string(b).unwrap_or_else(|_| "null".into())
-        })
-        .with_context(|| format!("cannot open {}", dead_path.display()))?;
-        let retry = Retry::new(
-            RetryPolicy {
-                max_attempts: plan.max_attempts,
-                seed: plan.seed,
-                ..RetryPolicy::default()
-            },
-            dead,
-        );
-        Ok(Ctx {
-            client,
-            single: plan.sink_mode == SinkMode::Single,
-            retry,
-            counters: Counters::default(),
-            latency: Mutex::new(histogram()),
-            window: Mutex::new(histogram()),
-            origin: Instant::now(),
-            origin_epoch_ns: generator::now_epoch_ns(),
-        })
-    }
-
-    /// The p99 of the latency window, in ms, and a fresh window.
-    pub fn take_window_p99(&self) -> f64 {
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        let p = if w.is_empty() {
-            0.0
-        } else {
-            w.value_at_quantile(0.99) as f64 / 1000.0
-        };
-        w.reset();
-        p
-    }
-
-    fn record(&self, batch: &[Event]) {
-        let now = self.origin.elapsed().as_nanos() as i64;
-        let mut all = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        for e in batch {
-            let intended = e.ts_ns - self.origin_epoch_ns;
-            let micros = ((now - intended).max(0) / 1_000).max(1) as u64;
-            all.saturating_record(micros);
-            window.saturating_record(micros);
-        }
-        self.counters
-            .delivered
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.counters.writes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    async fn attempt(&self, batch: Vec<Event>) -> Result<(), Failure> {
-        let Some(client) = &self.client else {
-            return Ok(());
-        };
-        let reply = if self.single && batch.len() == 1 {
-            client.write(&batch[0], Format::Binary).await
-        } else {
-            client.write_batch(&batch, Format::Binary).await
-        };
-        match reply {
-            Ok(r) if r.is_success() => Ok(()),
-            Ok(r) => {
-                let reason = format!("{} {}", r.status.as_u16(), String::from_utf8_lossy(&r.body));
-                if r.is_retriable() {
-                    Err(Failure::Retriable {
-                        reason,
-                        retry_after: r.retry_after,
-                    })
-                } else {
-                    Err(Failure::Fatal { reason })
-                }
-            }
-            Err(e) => Err(Failure::Retriable {
-                reason: e.to_string(),
-                retry_after: None,
-            }),
-        }
-    }
-
-    /// Writes a batch with retries; it ends delivered or dead-lettered.
-    pub async fn write(&self, batch: Vec<Event>) {
-        if self.client.is_none() {
-            self.record(&batch);
-            return;
-        }
-        let n = batch.len() as u64;
-        match self.retry.run(batch.clone(), |b| self.attempt(b)).await {
-            Delivery::Delivered { .. } => self.record(&batch),
-            Delivery::DeadLettered { .. } => {
-                self.counters.dead_lettered.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// Starts the embedded sinkd, if the plan has one.
-pub async fn start_sink(
-    plan: &Plan,
-) -> anyhow::Result<(Option<sinkd::Running>, Option<SinkClient>, f64)> {
-    match &plan.sink {
-        SinkTarget::Null => Ok((None, None, f64::INFINITY)),
-        SinkTarget::External { url } => {
-            let client = SinkClient::new(url)?;
-            let text = client
-                .metrics()
-                .await
-                .with_context(|| format!("cannot read {url}/metrics"))?;
-            let limit = text
-                .lines()
-                .find_map(|l| l.strip_prefix("sinkd_rate_limit "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|r| *r > 0.0)
-                .unwrap_or(f64::INFINITY);
-            Ok((None, Some(client), limit))
-        }
-        SinkTarget::Embedded {
-            rate,
-            on_limit,
-            latency,
-            stall,
-        } => {
-            let mut config = sinkd::Config::default();
-            config.listen = "127.0.0.1:0".parse()?;
-            config.rate = Some(*rate);
-            config.burst = (rate / 10.0).max(1.0);
-            config.on_limit = match on_limit {
-                OnLimit::Delay => sinkd::config::OnLimit::Delay,
-                OnLimit::Reject => sinkd::config::OnLimit::Reject,
-            };
-            config.max_held = 100_000;
-            config.latency = *latency;
-            config.stall = stall.map(|s| (s.at, s.duration, s.rate));
-            config.admin_token = Some("loadgen".into());
-            let running = sinkd::start(config)
-                .await
-                .context("cannot start the embedded sinkd")?;
-            let client = SinkClient::new(&running.url())?.with_admin_token("loadgen");
-            Ok((Some(running), Some(client), *rate))
-        }
-    }
-}
-
 pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
     let (embedded, client, ceiling) = start_sink(plan).await?;
     let out_dir = plan.out.clone().unwrap_or_else(std::env::temp_dir);
-    let ctx = Arc::new(Ctx::new(plan, client, &out_dir)?);
+    let ctx = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
     let (origin, origin_epoch_ns) = (ctx.origin, ctx.origin_epoch_ns);
 
     // The source, obeying the slow-source signal when there is one.
@@ -369,7 +189,7 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
 /// The embedded pipeline's totals now.
 fn totals(
     plan: &Plan,
-    ctx: &Ctx,
+    ctx: &SinkWriter,
     generator: &GeneratorStats,
     queue: &QueueStats,
     signal: Option<&RateSignal>,
@@ -416,7 +236,7 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 #[allow(clippy::too_many_arguments)]
 fn build_report(
     plan: &Plan,
-    ctx: &Ctx,
+    ctx: &SinkWriter,
     produced: u64,
     generator: &GeneratorStats,
     queue: &QueueStats,

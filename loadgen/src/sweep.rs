@@ -156,7 +156,7 @@ fn expand(args: &SweepArgs) -> anyhow::Result<(Vec<Point>, Option<String>)> {
 }
 
 pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
-    let checks = crate::parse_checks(&args.base.checks)?;
+    let checks = crate::check::parse_checks(&args.base.checks)?;
     let (points, axis) = expand(&args)?;
     let out = args
         .base
@@ -191,11 +191,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             r.ordering_violations,
             r.sink_utilization
         ));
-        for c in &checks {
-            let (ok, line) = c.evaluate(r);
-            println!("{label}: {line}");
-            all_ok &= ok;
-        }
+        all_ok &= crate::check::apply_checks(&checks, r, &format!("{label}: "));
         rows.push((p.x, rate, r.latency_ms.p99));
     }
     if let Some(axis) = axis {

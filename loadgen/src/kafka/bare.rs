@@ -21,7 +21,7 @@ use reactive::kafka::{KafkaConfig, KafkaStats};
 use super::inline::{InlineContext, Polled, commit_list, spawn_lag_reader, write_round};
 use super::poison::PoisonLog;
 use super::process::{Shutdown, StatsFn};
-use crate::pipeline::Ctx;
+use crate::sink::SinkWriter;
 use crate::plan::Plan;
 
 #[derive(Default)]
@@ -38,7 +38,7 @@ pub fn bare(
     config: KafkaConfig,
     plan: &Plan,
     pause: bool,
-    ctx: Arc<Ctx>,
+    ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
 ) -> anyhow::Result<(StatsFn, Shutdown)> {
     let consumer: BaseConsumer<InlineContext> = config

@@ -14,7 +14,7 @@ use sinkd::wire::Event;
 
 use super::poison::PoisonLog;
 use super::process::Shutdown;
-use crate::pipeline::Ctx;
+use crate::sink::SinkWriter;
 use crate::plan::Plan;
 
 /// One record on its way to the sink.
@@ -41,7 +41,7 @@ impl Job {
 
 /// Writes one batch: poison to its file, events to the sink; then acknowledges them all. A
 /// batch that fails every retry is dead-lettered, which also counts as handled.
-async fn write_jobs(ctx: &Ctx, poison: &PoisonLog, batch: Vec<Job>) {
+async fn write_jobs(ctx: &SinkWriter, poison: &PoisonLog, batch: Vec<Job>) {
     let mut events = Vec::with_capacity(batch.len());
     let mut acks = Vec::with_capacity(batch.len());
     for job in batch {
@@ -65,7 +65,7 @@ async fn write_jobs(ctx: &Ctx, poison: &PoisonLog, batch: Vec<Job>) {
 pub fn decoupled(
     config: KafkaConfig,
     plan: &Plan,
-    ctx: Arc<Ctx>,
+    ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
 ) -> (KafkaHandle, Arc<QueueStats>, Shutdown) {
     let source = KafkaSource::new(config);

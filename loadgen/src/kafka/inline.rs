@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::poison::PoisonLog;
 use super::process::{Shutdown, StatsFn};
-use crate::pipeline::Ctx;
+use crate::sink::SinkWriter;
 use crate::plan::Plan;
 
 /// Rebalance bookkeeping for a consumer without the reactive source.
@@ -109,7 +109,7 @@ pub type Polled = (String, i32, i64, Result<Event, (String, String)>);
 /// `batch_size`, `concurrency` at a time. Returns the offset to commit per partition (after
 /// the highest written) and how many events were written.
 pub async fn write_round(
-    ctx: &Ctx,
+    ctx: &SinkWriter,
     poison: &PoisonLog,
     records: Vec<Polled>,
     batch_size: usize,
@@ -162,7 +162,7 @@ pub fn inline(
     config: KafkaConfig,
     plan: &Plan,
     poll_batch: usize,
-    ctx: Arc<Ctx>,
+    ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
 ) -> anyhow::Result<(StatsFn, Shutdown)> {
     let consumer: StreamConsumer<InlineContext> = config

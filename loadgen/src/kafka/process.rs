@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::poison::PoisonLog;
 use crate::cli::{Policy, PollLoop, ProcessArgs};
-use crate::pipeline::{Ctx, start_sink};
+use crate::sink::{SinkWriter, start_sink};
 use crate::plan::{Plan, parse_duration};
 use crate::progress::Progress;
 use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
@@ -150,7 +150,7 @@ pub async fn run(
     let config = consumer_config(args, plan)?;
     let (embedded, client, _) = start_sink(plan).await?;
     let out_dir = plan.out.clone().unwrap_or_else(std::env::temp_dir);
-    let ctx = Arc::new(Ctx::new(plan, client, &out_dir)?);
+    let ctx = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
     let poison = Arc::new(PoisonLog::open(&out_dir, live.poison.clone())?);
 
     let started = Instant::now();

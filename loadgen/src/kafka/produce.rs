@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::cli::ProduceArgs;
 use crate::generator::{self, EventShape, GeneratorStats};
-use crate::pipeline::histogram;
+use crate::sink::histogram;
 use crate::plan::{Schedule, parse_duration};
 
 /// Counts deliveries and their latency, on librdkafka's delivery thread.
