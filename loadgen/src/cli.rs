@@ -219,7 +219,7 @@ pub enum OnLimit {
 }
 
 /// The pipeline's flags, shared by `run`, `experiment` (as overrides) and `sweep`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Parser)]
 pub struct RunArgs {
     /// Peak source rate, events/s.
     #[arg(long, default_value_t = 8000.0)]
@@ -330,13 +330,9 @@ pub struct RunArgs {
 }
 
 impl Default for RunArgs {
+    /// Every flag at its default, as `loadgen run` with none.
     fn default() -> Self {
-        match Cli::try_parse_from(["loadgen", "run"]) {
-            Ok(Cli {
-                command: Some(Command::Run(a)),
-            }) => a,
-            _ => unreachable!("the defaults parse"),
-        }
+        RunArgs::parse_from(["run"])
     }
 }
 

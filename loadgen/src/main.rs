@@ -3,6 +3,7 @@
 //! Layers, as ripgrep keeps them: [`cli`] (the flags as typed) → [`plan`] (validated: what will
 //! run) → [`pipeline`] (the run) → [`report`], [`output`] (what it leaves).
 
+mod analysis;
 mod chaos;
 mod chart;
 mod check;
@@ -80,4 +81,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -390,6 +390,14 @@ impl Plan {
         }
     }
 
+    /// A depth of the run's queue as a fraction of its capacity (0 for a queue without one).
+    pub fn queue_fill(&self, depth: u64) -> f64 {
+        match self.queue {
+            QueueKind::Bounded => depth as f64 / self.queue_cap.max(1) as f64,
+            QueueKind::Unbounded | QueueKind::Pull => 0.0,
+        }
+    }
+
     /// The sink workers.
     pub fn workers_config(&self) -> reactive::sink::WorkersConfig {
         use reactive::sink::Partitioning as Parts;

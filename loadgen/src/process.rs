@@ -131,10 +131,10 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_generator(plan: &Plan, listener: tokio::net::TcpListener) -> anyhow::Result<ExitCode> {
     let (tx, rx) = watch::channel(Sample::default());
-    let cap = plan.queue_cap.max(1) as f64;
+    let plan_for_fill = plan.clone();
     let expose: Exposer = Arc::new(move || {
         let s = rx.borrow().clone();
-        let pressure = s.queue_depth as f64 / cap;
+        let pressure = plan_for_fill.queue_fill(s.queue_depth);
         (exposition(&s), pressure)
     });
     tokio::spawn(serve(listener, expose));
@@ -183,18 +183,10 @@ async fn run_kafka(
         sample: Default::default(),
         kafka: Default::default(),
         poison: Default::default(),
+        queue_fill: Default::default(),
     });
-    let cap = plan.queue_cap.max(1) as f64;
     let l = live.clone();
-    let expose: Exposer = Arc::new(move || {
-        let fill = l
-            .sample
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .queue_depth as f64
-            / cap;
-        (l.exposition(), l.pressure(fill))
-    });
+    let expose: Exposer = Arc::new(move || (l.exposition(), l.pressure()));
     tokio::spawn(serve(listener, expose));
     let progress = Progress::new(plan.quiet, "process");
     let report = crate::kafka::process::run(args, plan, live, stopping, &progress).await?;

@@ -8,6 +8,10 @@ pub struct Report {
     pub produced: u64,
     /// Distinct events the sink acknowledged (its own audit when the sink is sinkd).
     pub delivered: u64,
+    /// Whether `delivered` comes from the sink's own audit (otherwise it counts the sink's
+    /// acknowledgements: what the sink kept is unknown).
+    #[serde(default)]
+    pub audited: bool,
     /// Events dropped, by reason.
     pub dropped: Dropped,
     /// Events that exhausted their retries or failed for good, in the dead-letter file.
@@ -24,6 +28,10 @@ pub struct Report {
     pub sink_ceiling_writes_per_s: f64,
     /// Acknowledged writes/s over the overload window, divided by the ceiling.
     pub sink_utilization: f64,
+    /// Whether the offered rate ever exceeded the sink's ceiling (then utilization and the RSS
+    /// slope are judged over those windows; otherwise over the whole schedule).
+    #[serde(default)]
+    pub overloaded: bool,
     /// The largest resident set size sampled.
     pub rss_peak_bytes: u64,
     /// How fast RSS grew over the overload window (least squares), bytes/s.
@@ -61,6 +69,9 @@ pub struct Dropped {
     pub oldest: u64,
     /// Per priority class.
     pub priority: Vec<u64>,
+    /// Discarded when an unbounded queue's safety cap ended the run.
+    #[serde(default)]
+    pub overflow: u64,
     /// Still queued when the drain timed out.
     pub abandoned: u64,
     pub total: u64,
@@ -105,14 +116,33 @@ pub fn mb(bytes: u64) -> String {
 }
 
 impl Report {
+    /// What the sink has, as far as is known.
+    pub fn delivery_line(&self) -> String {
+        if self.audited {
+            format!("the sink's audit has {} of them", self.delivered)
+        } else {
+            format!(
+                "the sink acknowledged {}; its audit could not be read, so what it kept is unknown",
+                self.delivered
+            )
+        }
+    }
+
     /// Where the excess went, in a sentence or two, from the numbers.
     pub fn interpretation(&self) -> String {
         let mut out = Vec::new();
         if self.sink_utilization > 0.0 {
-            out.push(format!(
-                "The sink ran at {:.0}% of its ceiling while it was overloaded.",
-                self.sink_utilization * 100.0
-            ));
+            out.push(if self.overloaded {
+                format!(
+                    "The sink ran at {:.0}% of its ceiling while it was overloaded.",
+                    self.sink_utilization * 100.0
+                )
+            } else {
+                format!(
+                    "The sink ran at {:.0}% of its ceiling; the offered load never exceeded it.",
+                    self.sink_utilization * 100.0
+                )
+            });
         }
         let queued_mb = self.queue.high_water_bytes as f64 / 1e6;
         if self.dropped.total > 0 {

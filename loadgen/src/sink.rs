@@ -196,4 +196,3 @@ pub async fn start_sink(
         }
     }
 }
-

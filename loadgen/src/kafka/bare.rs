@@ -21,8 +21,8 @@ use reactive::kafka::{KafkaConfig, KafkaStats};
 use super::inline::{InlineContext, Polled, commit_list, spawn_lag_reader, write_round};
 use super::poison::PoisonLog;
 use super::process::{Shutdown, StatsFn};
-use crate::sink::SinkWriter;
 use crate::plan::Plan;
+use crate::sink::SinkWriter;
 
 #[derive(Default)]
 struct Counters {

@@ -14,8 +14,8 @@ use sinkd::wire::Event;
 
 use super::poison::PoisonLog;
 use super::process::Shutdown;
-use crate::sink::SinkWriter;
 use crate::plan::Plan;
+use crate::sink::SinkWriter;
 
 /// One record on its way to the sink.
 struct Job {

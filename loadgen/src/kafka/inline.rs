@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use super::poison::PoisonLog;
 use super::process::{Shutdown, StatsFn};
-use crate::sink::SinkWriter;
 use crate::plan::Plan;
+use crate::sink::SinkWriter;
 
 /// Rebalance bookkeeping for a consumer without the reactive source.
 #[derive(Default)]

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 
 use super::poison::PoisonLog;
 use crate::cli::{Policy, PollLoop, ProcessArgs};
-use crate::sink::{SinkWriter, start_sink};
 use crate::plan::{Plan, parse_duration};
 use crate::progress::Progress;
+use crate::sink::{SinkWriter, start_sink};
 use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -30,6 +30,8 @@ pub struct Live {
     pub sample: Mutex<Sample>,
     pub kafka: Mutex<KafkaStats>,
     pub poison: Arc<AtomicU64>,
+    /// The queue's fill at the last sample (0 without a queue).
+    pub queue_fill: Mutex<f64>,
 }
 
 impl Live {
@@ -55,7 +57,8 @@ impl Live {
     }
 
     /// `/pressure`: lag over `--pressure-lag`, or the queue's fill if higher.
-    pub fn pressure(&self, queue_fill: f64) -> f64 {
+    pub fn pressure(&self) -> f64 {
+        let queue_fill = *self.queue_fill.lock().unwrap_or_else(|p| p.into_inner());
         let lag = self
             .kafka
             .lock()
@@ -220,6 +223,8 @@ pub async fn run(
         progress.update(&sample, stopping.after.unwrap_or(Duration::from_secs(3600)));
         *live.sample.lock().unwrap_or_else(|p| p.into_inner()) = sample;
         *live.kafka.lock().unwrap_or_else(|p| p.into_inner()) = k;
+        *live.queue_fill.lock().unwrap_or_else(|p| p.into_inner()) =
+            q.as_ref().map_or(0.0, |q| q.fill());
         let idle = stopping
             .idle
             .is_some_and(|idle| now - last_record >= idle && now - started >= idle);

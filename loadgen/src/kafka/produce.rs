@@ -22,8 +22,8 @@ use tokio::time::Instant;
 
 use crate::cli::ProduceArgs;
 use crate::generator::{self, EventShape, GeneratorStats};
-use crate::sink::histogram;
 use crate::plan::{Schedule, parse_duration};
+use crate::sink::histogram;
 
 /// Counts deliveries and their latency, on librdkafka's delivery thread.
 struct Deliveries {

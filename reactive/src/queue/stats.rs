@@ -100,11 +100,21 @@ impl QueueSnapshot {
 
     /// Depth as a fraction of capacity (0 when unbounded or pull).
     pub fn fill(&self) -> f64 {
-        if self.capacity == 0 || self.capacity == u64::MAX {
-            0.0
-        } else {
-            self.depth as f64 / self.capacity as f64
-        }
+        fraction(self.depth, self.capacity)
+    }
+
+    /// The high-water mark as a fraction of capacity, at most 1 (0 when unbounded or pull).
+    pub fn high_water_fill(&self) -> f64 {
+        fraction(self.high_water, self.capacity).min(1.0)
+    }
+}
+
+/// `n` as a fraction of `capacity`; 0 when the capacity means "none" (pull) or "no limit".
+fn fraction(n: u64, capacity: u64) -> f64 {
+    if capacity == 0 || capacity == u64::MAX {
+        0.0
+    } else {
+        n as f64 / capacity as f64
     }
 }
 
@@ -223,11 +233,7 @@ impl QueueStats {
     /// Depth as a fraction of capacity: the pressure signal a slow-source controller reads
     /// (0 when unbounded or pull).
     pub fn fill(&self) -> f64 {
-        if self.capacity == 0 || self.capacity == u64::MAX {
-            0.0
-        } else {
-            self.depth() as f64 / self.capacity as f64
-        }
+        fraction(self.depth(), self.capacity)
     }
 
     /// A copy of every counter.
