@@ -63,16 +63,16 @@ struct Window {
 
 impl Window {
     fn new(plan: &Plan, ceiling: f64) -> Window {
-        let ceiling_events = ceiling * plan.batch_size as f64;
+        let ceiling_events = ceiling * plan.batch_size() as f64;
         let overloads = plan
-            .schedule
+            .schedule()
             .overload_windows(ceiling_events)
             .into_iter()
             .map(|(a, b)| (a.as_secs_f64(), b.as_secs_f64()))
             .collect();
         Window {
             overloads,
-            schedule_s: plan.schedule.total().as_secs_f64(),
+            schedule_s: plan.schedule().total().as_secs_f64(),
         }
     }
 
@@ -214,8 +214,9 @@ impl Report {
             .filter(|s| s.t <= grew_until)
             .map(|s| (s.t, s.rss_bytes as f64))
             .collect();
-        let total = t.plan.schedule.total().as_secs_f64();
-        let due = t.plan.schedule.due(t.plan.schedule.total());
+        let schedule = t.plan.schedule();
+        let total = schedule.total().as_secs_f64();
+        let due = schedule.due(schedule.total());
         let audit = t.audit.as_ref();
         Report {
             produced: t.produced,
@@ -244,7 +245,7 @@ impl Report {
             lag_max: t.series.iter().map(|s| s.lag).max().unwrap_or(0),
             missed_sends: t.missed_sends,
             bottleneck: bottleneck(
-                t.plan.sink_workers,
+                t.plan.sink_workers(),
                 t.queue.high_water_fill(),
                 t.stages,
                 &window,
@@ -265,7 +266,7 @@ impl Report {
                 overflowed: t.queue.overflowed,
             },
             drained: t.drained,
-            plan: serde_json::to_value(t.plan).unwrap_or_default(),
+            plan: t.plan.to_json(),
         }
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use sinkd::SinkClient;
 
 use crate::cli::ChaosArgs;
-use crate::plan::parse_duration;
+use crate::units::duration as parse_duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -22,8 +22,9 @@ pub fn parse(item: &str) -> anyhow::Result<(Duration, Action)> {
     let (what, at) = item.split_once('@').with_context(|| {
         format!("invalid value '{item}' for '--schedule': expected ACTION@AT (e.g. pause@20s)")
     })?;
-    let at =
-        parse_duration(at).with_context(|| format!("invalid value '{item}' for '--schedule'"))?;
+    let at = parse_duration(at)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("invalid value '{item}' for '--schedule'"))?;
     let parts: Vec<&str> = what.split(':').collect();
     let number = |s: &str| -> anyhow::Result<f64> {
         let v: f64 = s.parse().with_context(|| {
@@ -41,6 +42,7 @@ pub fn parse(item: &str) -> anyhow::Result<(Duration, Action)> {
         ["stall", r, d] => Action::Stall {
             rate: number(r)?,
             duration: parse_duration(d)
+                .map_err(anyhow::Error::msg)
                 .with_context(|| format!("invalid value '{item}' for '--schedule'"))?,
         },
         _ => bail!(

@@ -1,8 +1,12 @@
 //! The flags as typed, in the lab's vocabulary. [`crate::plan`] validates them into a plan.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::plan::Schedule;
+use crate::units;
 
 /// Open-model load, backpressured pipelines, and the experiments that measure them.
 #[derive(Debug, Parser)]
@@ -105,18 +109,18 @@ pub struct KafkaConsumerArgs {
     #[arg(long, default_value = "loadgen")]
     pub group: String,
     /// max.poll.interval.ms: the longest between two polls before the client leaves the group.
-    #[arg(long, default_value = "300s")]
-    pub max_poll_interval: String,
+    #[arg(long, default_value = "300s", value_parser = units::duration)]
+    pub max_poll_interval: Duration,
     /// session.timeout.ms (capped at --max-poll-interval).
-    #[arg(long, default_value = "45s")]
-    pub session_timeout: String,
+    #[arg(long, default_value = "45s", value_parser = units::duration)]
+    pub session_timeout: Duration,
     /// How often acknowledged offsets are committed.
-    #[arg(long, default_value = "500ms")]
-    pub commit_interval: String,
+    #[arg(long, default_value = "500ms", value_parser = units::duration)]
+    pub commit_interval: Duration,
     /// An assigned partition with records to fetch that gets none for this long, while the
     /// pipeline asks for records, counts as stalled and is recovered (0s: never).
-    #[arg(long, default_value = "5s")]
-    pub stall_after: String,
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub stall_after: Duration,
     /// partition.assignment.strategy: cooperative-sticky moves only the partitions that change
     /// hands; range or roundrobin revoke every partition at each rebalance.
     #[arg(long, default_value = "cooperative-sticky")]
@@ -136,15 +140,15 @@ pub struct KafkaConsumerArgs {
     pub pressure_lag: u64,
     /// Stop once no record has arrived for this long (e.g. 10s); default: run until interrupted
     /// or --stop-after.
-    #[arg(long)]
-    pub stop_when_idle: Option<String>,
+    #[arg(long, value_parser = units::duration)]
+    pub stop_when_idle: Option<Duration>,
     /// Stop after this long (e.g. 5m).
-    #[arg(long)]
-    pub stop_after: Option<String>,
+    #[arg(long, value_parser = units::duration)]
+    pub stop_after: Option<Duration>,
     /// Any librdkafka consumer property, KEY=VALUE (repeatable), e.g.
     /// `--kafka-option group.instance.id=processor-1`.
-    #[arg(long = "kafka-option", value_name = "KEY=VALUE")]
-    pub kafka_options: Vec<String>,
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = units::key_value)]
+    pub kafka_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -222,23 +226,23 @@ pub enum OnLimit {
 #[derive(Debug, Clone, Parser)]
 pub struct RunArgs {
     /// Peak source rate, events/s.
-    #[arg(long, default_value_t = 8000.0)]
+    #[arg(long, default_value = "8000", value_parser = units::rate)]
     pub rate: f64,
     /// Rate outside the peak for --profile step|burst, events/s.
-    #[arg(long, default_value_t = 1500.0)]
+    #[arg(long, default_value = "1500", value_parser = units::rate)]
     pub baseline: f64,
     /// Shape of the offered load over --duration.
     #[arg(long, value_enum, default_value_t = Profile::Burst)]
     pub profile: Profile,
     /// Explicit schedule, overriding --profile and --duration: `RATE@DURATION,...`, e.g.
     /// `1500@60s,8000@300s`.
-    #[arg(long)]
-    pub schedule: Option<String>,
+    #[arg(long, value_parser = Schedule::parse)]
+    pub schedule: Option<Schedule>,
     /// Run length (e.g. 30s, 5m).
-    #[arg(long, default_value = "30s")]
-    pub duration: String,
-    /// Payload bytes per event.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    pub duration: Duration,
+    /// Payload bytes per event (at most 1 MiB).
+    #[arg(long, default_value = "512", value_parser = units::payload_size)]
     pub msg_size: usize,
     /// Seed of the generator: the same seed gives the same events.
     #[arg(long, default_value_t = 1)]
@@ -250,7 +254,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = QueueKind::Bounded)]
     pub queue: QueueKind,
     /// Capacity of a bounded queue, events.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value = "10000", value_parser = units::at_least_one)]
     pub queue_cap: usize,
     /// With --queue unbounded: end the run cleanly after this many queued events instead of
     /// growing until the OOM killer.
@@ -266,14 +270,18 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = SinkMode::Single)]
     pub sink_mode: SinkMode,
     /// With --sink-mode batch: events per request.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value = "200", value_parser = units::at_least_one)]
     pub batch_size: usize,
     /// With --sink-mode batch: the longest a batch waits to fill (e.g. 50ms).
-    #[arg(long, default_value = "50ms")]
-    pub batch_linger: String,
-    /// Concurrent sink writers.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value = "50ms", value_parser = units::duration)]
+    pub batch_linger: Duration,
+    /// Concurrent sink writers (1 to 1024).
+    #[arg(long, default_value = "4", value_parser = units::workers)]
     pub sink_workers: usize,
+    /// Events each writer may hold, queued or being written (its share of the demand; raised
+    /// to two batches when a batch is larger).
+    #[arg(long, default_value = "16", value_parser = units::at_least_one)]
+    pub worker_window: usize,
     /// How events are spread over the writers.
     #[arg(long, value_enum, default_value_t = Partitioning::Key)]
     pub partitioning: Partitioning,
@@ -284,35 +292,35 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "sink_url")]
     pub null_sink: bool,
     /// Embedded sinkd: writes/s.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value = "2000", value_parser = units::positive_rate)]
     pub sink_rate: f64,
     /// Embedded sinkd: over-limit behaviour.
     #[arg(long, value_enum, default_value_t = OnLimit::Delay)]
     pub sink_on_limit: OnLimit,
     /// Embedded sinkd: added latency per write (e.g. 2ms).
-    #[arg(long, default_value = "0ms")]
-    pub sink_latency: String,
+    #[arg(long, default_value = "0ms", value_parser = units::duration)]
+    pub sink_latency: Duration,
     /// Embedded sinkd: stall rate, writes/s (with --stall-at).
-    #[arg(long, requires = "stall_at")]
+    #[arg(long, requires = "stall_at", value_parser = units::positive_rate)]
     pub stall_rate: Option<f64>,
     /// Embedded sinkd: when the stall starts (e.g. 10m).
-    #[arg(long, requires = "stall_rate")]
-    pub stall_at: Option<String>,
+    #[arg(long, requires = "stall_rate", value_parser = units::duration)]
+    pub stall_at: Option<Duration>,
     /// Embedded sinkd: how long the stall lasts.
-    #[arg(long, default_value = "90s")]
-    pub stall_for: String,
+    #[arg(long, default_value = "90s", value_parser = units::duration)]
+    pub stall_for: Duration,
     /// Attempts per write before dead-lettering.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value = "5", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// How long to let the pipeline drain after the schedule ends.
-    #[arg(long, default_value = "10s")]
-    pub drain_timeout: String,
+    #[arg(long, default_value = "10s", value_parser = units::duration)]
+    pub drain_timeout: Duration,
     /// Time-series sampling period.
-    #[arg(long, default_value = "250ms")]
-    pub sample: String,
+    #[arg(long, default_value = "250ms", value_parser = units::duration)]
+    pub sample: Duration,
     /// Multiplies every duration of the schedule and the stall, and the queue capacities with
     /// them, so a compressed run keeps its shape: 0.02 turns 30 minutes into 36 s.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value = "1", value_parser = units::time_scale)]
     pub time_scale: f64,
     /// Writes report.json here.
     #[arg(long)]
@@ -342,7 +350,7 @@ pub struct ExperimentArgs {
     /// number. `list` lists them.
     pub name: String,
     /// Multiplies every duration: 0.02 compresses a 30-minute run into 36 s with the same shape.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value = "1", value_parser = units::time_scale)]
     pub time_scale: f64,
     /// Output folder [default: out/experiment-NAME].
     #[arg(long)]
@@ -378,13 +386,13 @@ pub struct ExperimentArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     /// Batch sizes to try (with --sink-mode batch), comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = units::at_least_one)]
     pub batch_size: Vec<usize>,
     /// Batch lingers to try, comma-separated (e.g. 5ms,50ms).
-    #[arg(long, value_delimiter = ',')]
-    pub batch_linger: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = units::duration)]
+    pub batch_linger: Vec<Duration>,
     /// Worker counts to try, comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = units::workers)]
     pub workers: Vec<usize>,
     /// Queue modes to try, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -449,13 +457,13 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 1)]
     pub replication: i32,
     /// Events/s.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value = "2000", value_parser = units::rate)]
     pub rate: f64,
     /// How long.
-    #[arg(long, default_value = "30s")]
-    pub duration: String,
-    /// Payload bytes per event.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    pub duration: Duration,
+    /// Payload bytes per event (at most 1 MiB).
+    #[arg(long, default_value = "512", value_parser = units::payload_size)]
     pub msg_size: usize,
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
@@ -464,7 +472,7 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 64)]
     pub keys: u64,
     /// Concurrent requests (sinkd only).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value = "32", value_parser = units::workers)]
     pub connections: usize,
     /// Id of the first event (to keep ids distinct across producers of one topic).
     #[arg(long, default_value_t = 0)]

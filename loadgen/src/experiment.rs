@@ -346,7 +346,7 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
         let plan = Plan::from_args(&run_args)
             .with_context(|| format!("config {} run '{}'", config.name, spec.label))?;
         if args.dry_run {
-            println!("{}: {}", spec.label, serde_json::to_string(&plan)?);
+            println!("{}: {}", spec.label, plan.to_json());
             continue;
         }
         let dir = out.join(slug(&spec.label));
@@ -374,7 +374,7 @@ pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
             report: outcome.report.clone(),
             stall,
         });
-        outcomes.push((spec, outcome, plan.schedule.total().as_secs_f64()));
+        outcomes.push((spec, outcome, plan.schedule().total().as_secs_f64()));
     }
 
     if args.dry_run {

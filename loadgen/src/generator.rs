@@ -31,7 +31,7 @@ pub struct GeneratorStats {
 }
 
 /// How events look.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct EventShape {
     pub seed: u64,
     pub keys: u64,

@@ -23,6 +23,7 @@ mod run;
 mod sink;
 mod sweep;
 mod telemetry;
+mod units;
 
 use std::process::ExitCode;
 

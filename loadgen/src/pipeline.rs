@@ -15,8 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::analysis::{RunTotals, StageReading};
-use crate::cli::Policy;
-use crate::generator::{self, EventShape, GeneratorStats};
+use crate::generator::{self, GeneratorStats};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::Report;
@@ -62,20 +61,17 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
 /// Starts the sink, the generator, the queue and the workers.
 async fn start(plan: &Plan) -> anyhow::Result<Running> {
     let (embedded, client, ceiling) = start_sink(plan).await?;
-    let out_dir = plan.out.clone().unwrap_or_else(std::env::temp_dir);
+    let out_dir = plan.out().map_or_else(std::env::temp_dir, Into::into);
     let sink = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
     // The source, obeying the slow-source signal when there is one.
-    let signal = (plan.policy == Policy::SlowSource).then(|| RateSignal::new(plan.schedule.peak()));
+    let signal = plan
+        .slow_source()
+        .then(|| RateSignal::new(plan.schedule().peak()));
     let generator = Arc::new(GeneratorStats::default());
     let stage = Stage::new("generator");
-    let shape = EventShape {
-        seed: plan.seed,
-        keys: plan.keys,
-        msg_size: plan.msg_size,
-    };
     let events = generator::events(
-        plan.schedule.clone(),
-        shape,
+        plan.schedule().clone(),
+        plan.shape(),
         sink.origin,
         sink.origin_epoch_ns,
         signal.clone(),
@@ -107,7 +103,7 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
     let driver = tokio::spawn(pool);
     let controller = signal.clone().map(|signal| {
         let qs = queue_stats.clone();
-        let peak = plan.schedule.peak().max(1.0);
+        let peak = plan.schedule().peak().max(1.0);
         tokio::spawn(slow_source(
             move || qs.fill(),
             Aimd::new(peak, 10.0, peak).increase(peak * 0.01),
@@ -133,9 +129,9 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
 /// Samples every `plan.sample` until the pipeline has drained, or the drain timed out.
 async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress) -> Collected {
     let origin = r.sink.origin;
-    let total = plan.schedule.total();
-    let deadline = origin + total + plan.drain_timeout;
-    let mut tick = tokio::time::interval(plan.sample);
+    let total = plan.schedule().total();
+    let deadline = origin + total + plan.drain_timeout();
+    let mut tick = tokio::time::interval(plan.sample());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate: skip it, so every sample covers a whole period.
     tick.tick().await;
@@ -181,9 +177,9 @@ fn totals(plan: &Plan, r: &Running) -> Totals {
     let delivered = r.sink.counters.delivered.load(Ordering::Relaxed);
     let q = r.queue.snapshot();
     let dead = r.sink.counters.dead_lettered.load(Ordering::Relaxed);
-    let due = plan.schedule.due(t).floor() as u64;
+    let due = plan.schedule().due(t).floor() as u64;
     Totals {
-        target_rate: plan.schedule.rate_at(t),
+        target_rate: plan.schedule().rate_at(t),
         emitted,
         delivered,
         writes: r.sink.counters.writes.load(Ordering::Relaxed),

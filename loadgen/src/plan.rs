@@ -1,12 +1,17 @@
-//! The validated plan: what will run. Every error names the flag at fault.
+//! The validated plan: what will run. Flags arrive typed from [`crate::cli`]; [`Plan::from_args`]
+//! checks how they combine (every error names the flags at fault) and turns them into the
+//! library's own terms (a queue [`Mode`] and [`Overflow`], a worker [`Partitioning`]). Only
+//! `from_args` builds a plan, and nothing changes it after.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use reactive::queue::Overflow;
+use anyhow::bail;
+use reactive::queue::{Mode, Overflow};
+use reactive::sink::{Partitioning, WorkersConfig};
 
-use crate::cli::{OnLimit, Partitioning, Policy, Profile, QueueKind, RunArgs, Shed, SinkMode};
+use crate::cli::{self, OnLimit, Policy, Profile, QueueKind, RunArgs, Shed, SinkMode};
+use crate::generator::EventShape;
 
 /// A piecewise-constant offered rate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -31,27 +36,22 @@ mod secs {
 }
 
 impl Schedule {
-    /// Parses `RATE@DURATION,...` (e.g. `1500@60s,8000@300s`).
-    pub fn parse(text: &str) -> anyhow::Result<Schedule> {
+    /// Parses `RATE@DURATION,...` (e.g. `1500@60s,8000@300s`); a value parser of `--schedule`.
+    pub fn parse(text: &str) -> Result<Schedule, String> {
         let mut segments = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (rate, duration) = part
                 .split_once('@')
-                .with_context(|| format!("`{part}` is not RATE@DURATION (e.g. 8000@300s)"))?;
-            let rate: f64 = rate
-                .trim()
-                .parse()
-                .with_context(|| format!("`{rate}` is not a rate in events/s"))?;
-            if !(rate.is_finite() && rate >= 0.0) {
-                bail!("rate `{rate}` must be 0 or more");
-            }
+                .ok_or_else(|| format!("`{part}` is not RATE@DURATION (e.g. 8000@300s)"))?;
+            let rate = crate::units::rate(rate)
+                .map_err(|e| format!("`{rate}` is not a rate in events/s: {e}"))?;
             segments.push(Segment {
                 rate,
-                duration: parse_duration(duration)?,
+                duration: crate::units::duration(duration)?,
             });
         }
         if segments.is_empty() {
-            bail!("the schedule is empty");
+            return Err("the schedule is empty".into());
         }
         Ok(Schedule { segments })
     }
@@ -165,11 +165,6 @@ impl Schedule {
     }
 }
 
-/// Parses `90s`, `2ms`, `1.5s`, `10m`, `1h`.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    sinkd::config::parse_duration(text).map_err(anyhow::Error::msg)
-}
-
 /// Where the events go.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -197,38 +192,27 @@ pub struct Stall {
     pub rate: f64,
 }
 
-/// Everything one pipeline run needs, validated.
-#[derive(Debug, Clone, serde::Serialize)]
+/// Everything one pipeline run needs, validated. Read it through its methods.
+#[derive(Debug, Clone)]
 pub struct Plan {
-    pub schedule: Schedule,
-    pub msg_size: usize,
-    pub seed: u64,
-    pub keys: u64,
-    pub queue: QueueKind,
-    pub queue_cap: usize,
-    pub safety_cap: Option<usize>,
-    pub policy: Policy,
-    pub shed: Shed,
-    pub sink_mode: SinkMode,
-    pub batch_size: usize,
-    #[serde(with = "secs")]
-    pub batch_linger: Duration,
-    pub sink_workers: usize,
-    /// Events each worker may hold (its demand window).
-    pub worker_window: usize,
-    pub partitioning: Partitioning,
-    pub sink: SinkTarget,
-    pub max_attempts: u32,
-    #[serde(with = "secs")]
-    pub drain_timeout: Duration,
-    #[serde(with = "secs")]
-    pub sample: Duration,
-    #[serde(skip)]
-    pub report: Option<PathBuf>,
-    #[serde(skip)]
-    pub out: Option<PathBuf>,
-    #[serde(skip)]
-    pub quiet: bool,
+    schedule: Schedule,
+    shape: EventShape,
+    queue: Mode,
+    overflow: Overflow,
+    slow_source: bool,
+    /// Each event its own write (`--sink-mode single`).
+    single: bool,
+    /// Events per write: 1 with single writes.
+    batch_size: usize,
+    batch_linger: Duration,
+    workers: WorkersConfig,
+    sink: SinkTarget,
+    max_attempts: u32,
+    drain_timeout: Duration,
+    sample: Duration,
+    report: Option<PathBuf>,
+    out: Option<PathBuf>,
+    quiet: bool,
 }
 
 fn scale_count(n: usize, scale: f64) -> usize {
@@ -239,189 +223,282 @@ fn scale_count(n: usize, scale: f64) -> usize {
     }
 }
 
-fn flag_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
-    parse_duration(text).with_context(|| format!("invalid value '{text}' for '{flag}'"))
+/// The queue's mode and overflow from the flags, checking how they combine.
+fn queue_of(a: &RunArgs) -> anyhow::Result<(Mode, Overflow)> {
+    let scale = a.time_scale;
+    if a.policy == Policy::Shed && a.queue != QueueKind::Bounded {
+        bail!(
+            "'--policy shed' needs '--queue bounded' (a queue must be full before anything is shed)"
+        );
+    }
+    if a.policy == Policy::SlowSource && a.queue != QueueKind::Bounded {
+        bail!("'--policy slow-source' needs '--queue bounded' (its fill is the pressure signal)");
+    }
+    // Capacities scale with time: a compressed run's queue fills at the same point of its
+    // schedule as the full run's would.
+    let mode = match a.queue {
+        QueueKind::Bounded => Mode::Bounded(scale_count(a.queue_cap, scale)),
+        QueueKind::Unbounded => Mode::Unbounded {
+            safety_cap: a.safety_cap.map(|c| scale_count(c, scale)),
+        },
+        QueueKind::Pull => Mode::Pull,
+    };
+    let overflow = match (a.policy, a.shed) {
+        (Policy::Shed, Shed::DropNewest) => Overflow::DropNewest,
+        (Policy::Shed, Shed::DropOldest) => Overflow::DropOldest,
+        (Policy::Shed, Shed::Priority) => Overflow::Priority {
+            thresholds: vec![0.5, 0.7, 0.9],
+        },
+        _ => Overflow::Block,
+    };
+    Ok((mode, overflow))
+}
+
+/// The sink from the flags.
+fn sink_of(a: &RunArgs) -> anyhow::Result<SinkTarget> {
+    if a.null_sink {
+        return Ok(SinkTarget::Null);
+    }
+    if let Some(url) = &a.sink_url {
+        sinkd::SinkClient::new(url)
+            .map_err(|e| anyhow::anyhow!("invalid value '{url}' for '--sink-url': {e}"))?;
+        return Ok(SinkTarget::External { url: url.clone() });
+    }
+    let stall = match (a.stall_at, a.stall_rate) {
+        (Some(at), Some(rate)) => Some(Stall {
+            at: at.mul_f64(a.time_scale),
+            duration: a.stall_for.mul_f64(a.time_scale),
+            rate,
+        }),
+        _ => None,
+    };
+    Ok(SinkTarget::Embedded {
+        rate: a.sink_rate,
+        on_limit: a.sink_on_limit,
+        latency: a.sink_latency,
+        stall,
+    })
 }
 
 impl Plan {
+    /// Validates the flags as a whole and builds the plan.
+    ///
+    /// # Errors
+    /// When flags do not go together (each message names them), or the schedule is empty.
     pub fn from_args(a: &RunArgs) -> anyhow::Result<Plan> {
-        if !(a.time_scale.is_finite() && a.time_scale > 0.0) {
-            bail!(
-                "invalid value '{}' for '--time-scale': must be above 0",
-                a.time_scale
-            );
-        }
-        let scale = a.time_scale;
         let schedule = match &a.schedule {
-            Some(text) => Schedule::parse(text)
-                .with_context(|| format!("invalid value '{text}' for '--schedule'"))?,
-            None => {
-                for (flag, v) in [("--rate", a.rate), ("--baseline", a.baseline)] {
-                    if !(v.is_finite() && v >= 0.0) {
-                        bail!("invalid value '{v}' for '{flag}': must be 0 or more events/s");
-                    }
-                }
-                Schedule::from_profile(
-                    a.profile,
-                    a.rate,
-                    a.baseline,
-                    flag_duration("--duration", &a.duration)?,
-                )
-            }
+            Some(s) => s.clone(),
+            None => Schedule::from_profile(a.profile, a.rate, a.baseline, a.duration),
         }
-        .scaled(scale);
+        .scaled(a.time_scale);
         if schedule.total().is_zero() {
             bail!("invalid value for '--duration': the run must last more than 0 s");
         }
-        if a.msg_size > 1 << 20 {
-            bail!(
-                "invalid value '{}' for '--msg-size': at most 1 MiB",
-                a.msg_size
-            );
-        }
-        if a.queue_cap == 0 {
-            bail!("invalid value '0' for '--queue-cap': at least 1");
-        }
-        if a.policy == Policy::Shed && a.queue != QueueKind::Bounded {
-            bail!(
-                "'--policy shed' needs '--queue bounded' (a queue must be full before anything is shed)"
-            );
-        }
-        if a.policy == Policy::SlowSource && a.queue != QueueKind::Bounded {
-            bail!(
-                "'--policy slow-source' needs '--queue bounded' (its fill is the pressure signal)"
-            );
-        }
-        if a.sink_workers == 0 || a.sink_workers > 1024 {
-            bail!(
-                "invalid value '{}' for '--sink-workers': from 1 to 1024",
-                a.sink_workers
-            );
-        }
-        if a.batch_size == 0 {
-            bail!("invalid value '0' for '--batch-size': at least 1");
-        }
-        if a.max_attempts == 0 {
-            bail!("invalid value '0' for '--max-attempts': at least 1");
-        }
-        let sink = if a.null_sink {
-            SinkTarget::Null
-        } else if let Some(url) = &a.sink_url {
-            sinkd::SinkClient::new(url)
-                .map_err(|e| anyhow::anyhow!("invalid value '{url}' for '--sink-url': {e}"))?;
-            SinkTarget::External { url: url.clone() }
+        let (queue, overflow) = queue_of(a)?;
+        let batch = a.sink_mode == SinkMode::Batch;
+        let batch_size = if batch { a.batch_size } else { 1 };
+        let batch_linger = if batch {
+            a.batch_linger
         } else {
-            if !(a.sink_rate.is_finite() && a.sink_rate > 0.0) {
-                bail!(
-                    "invalid value '{}' for '--sink-rate': must be above 0 writes/s",
-                    a.sink_rate
-                );
-            }
-            let stall = match (&a.stall_at, a.stall_rate) {
-                (Some(at), Some(rate)) => {
-                    if !(rate.is_finite() && rate > 0.0) {
-                        bail!("invalid value '{rate}' for '--stall-rate': must be above 0");
-                    }
-                    Some(Stall {
-                        at: flag_duration("--stall-at", at)?.mul_f64(scale),
-                        duration: flag_duration("--stall-for", &a.stall_for)?.mul_f64(scale),
-                        rate,
-                    })
-                }
-                _ => None,
-            };
-            SinkTarget::Embedded {
-                rate: a.sink_rate,
-                on_limit: a.sink_on_limit,
-                latency: flag_duration("--sink-latency", &a.sink_latency)?,
-                stall,
-            }
-        };
-        let batch_size = if a.sink_mode == SinkMode::Batch {
-            a.batch_size
-        } else {
-            1
+            Duration::ZERO
         };
         Ok(Plan {
             schedule,
-            msg_size: a.msg_size,
-            seed: a.seed,
-            keys: a.keys.max(1),
-            queue: a.queue,
-            // Capacities scale with time: a compressed run's queue fills at the same point of
-            // its schedule as the full run's would.
-            queue_cap: scale_count(a.queue_cap, scale),
-            safety_cap: a.safety_cap.map(|c| scale_count(c, scale)),
-            policy: a.policy,
-            shed: a.shed,
-            sink_mode: a.sink_mode,
-            batch_size,
-            batch_linger: if a.sink_mode == SinkMode::Batch {
-                flag_duration("--batch-linger", &a.batch_linger)?
-            } else {
-                Duration::ZERO
+            shape: EventShape {
+                seed: a.seed,
+                keys: a.keys.max(1),
+                msg_size: a.msg_size,
             },
-            sink_workers: a.sink_workers,
-            // `sink::workers` already gives each worker room for two batches.
-            worker_window: 16,
-            partitioning: a.partitioning,
-            sink,
+            queue,
+            overflow,
+            slow_source: a.policy == Policy::SlowSource,
+            single: !batch,
+            batch_size,
+            batch_linger,
+            workers: WorkersConfig {
+                workers: a.sink_workers,
+                window: a.worker_window,
+                partitioning: match a.partitioning {
+                    cli::Partitioning::RoundRobin => Partitioning::RoundRobin,
+                    cli::Partitioning::Key => Partitioning::Key,
+                },
+                batch: batch_size,
+                linger: batch_linger,
+            },
+            sink: sink_of(a)?,
             max_attempts: a.max_attempts,
             // Not scaled: draining is about the queue's size, not the schedule's shape.
-            drain_timeout: flag_duration("--drain-timeout", &a.drain_timeout)?,
-            sample: flag_duration("--sample", &a.sample)?.max(Duration::from_millis(10)),
+            drain_timeout: a.drain_timeout,
+            sample: a.sample.max(Duration::from_millis(10)),
             report: a.report.clone(),
             out: a.out.clone(),
             quiet: a.quiet,
         })
     }
 
+    /// The offered load.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// The events' seed, keys and payload size.
+    pub fn shape(&self) -> EventShape {
+        self.shape
+    }
+
     /// The queue between transform and sink, for items of any type (weights and priorities are
     /// the caller's).
     pub fn queue_config<T>(&self) -> reactive::QueueConfig<T> {
-        use reactive::QueueConfig;
+        reactive::QueueConfig::new(self.queue).overflow(self.overflow.clone())
+    }
+
+    /// The capacity of a bounded queue (`None` for an unbounded or pull queue).
+    pub fn queue_capacity(&self) -> Option<usize> {
         match self.queue {
-            QueueKind::Bounded => QueueConfig::bounded(self.queue_cap).overflow(self.overflow()),
-            QueueKind::Unbounded => match self.safety_cap {
-                Some(cap) => QueueConfig::unbounded().safety_cap(cap),
-                None => QueueConfig::unbounded(),
-            },
-            QueueKind::Pull => QueueConfig::pull(),
+            Mode::Bounded(n) => Some(n),
+            _ => None,
         }
     }
 
     /// A depth of the run's queue as a fraction of its capacity (0 for a queue without one).
     pub fn queue_fill(&self, depth: u64) -> f64 {
-        match self.queue {
-            QueueKind::Bounded => depth as f64 / self.queue_cap.max(1) as f64,
-            QueueKind::Unbounded | QueueKind::Pull => 0.0,
-        }
+        self.queue_capacity()
+            .map_or(0.0, |cap| depth as f64 / cap.max(1) as f64)
+    }
+
+    /// Whether the queue sheds what does not fit.
+    pub fn sheds(&self) -> bool {
+        self.overflow.sheds()
+    }
+
+    /// Whether AIMD lowers the source's rate from the queue's fill.
+    pub fn slow_source(&self) -> bool {
+        self.slow_source
+    }
+
+    /// Events per write (1 with single writes).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Whether each event is its own write (`POST /write`).
+    pub fn single_writes(&self) -> bool {
+        self.single
     }
 
     /// The sink workers.
-    pub fn workers_config(&self) -> reactive::sink::WorkersConfig {
-        use reactive::sink::Partitioning as Parts;
-        reactive::sink::WorkersConfig {
-            workers: self.sink_workers,
-            window: self.worker_window,
-            partitioning: match self.partitioning {
-                Partitioning::RoundRobin => Parts::RoundRobin,
-                Partitioning::Key => Parts::Key,
-            },
-            batch: self.batch_size,
-            linger: self.batch_linger,
+    pub fn workers_config(&self) -> WorkersConfig {
+        self.workers
+    }
+
+    /// Concurrent sink writers.
+    pub fn sink_workers(&self) -> usize {
+        self.workers.workers
+    }
+
+    pub fn sink(&self) -> &SinkTarget {
+        &self.sink
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    pub fn sample(&self) -> Duration {
+        self.sample
+    }
+
+    pub fn report(&self) -> Option<&Path> {
+        self.report.as_deref()
+    }
+
+    pub fn out(&self) -> Option<&Path> {
+        self.out.as_deref()
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// The same plan writing its outputs to `dir` (each run of a sweep has its own).
+    pub fn with_out(&self, dir: PathBuf) -> Plan {
+        Plan {
+            out: Some(dir),
+            ..self.clone()
         }
     }
 
-    pub fn overflow(&self) -> Overflow {
-        match (self.policy, self.shed) {
-            (Policy::Shed, Shed::DropNewest) => Overflow::DropNewest,
-            (Policy::Shed, Shed::DropOldest) => Overflow::DropOldest,
-            (Policy::Shed, Shed::Priority) => Overflow::Priority {
-                thresholds: vec![0.5, 0.7, 0.9],
-            },
-            _ => Overflow::Block,
-        }
+    /// The plan as JSON, for report.json and `--dry-run`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let queue = match self.queue {
+            Mode::Bounded(cap) => serde_json::json!({"kind": "bounded", "cap": cap}),
+            Mode::Unbounded { safety_cap } => {
+                serde_json::json!({"kind": "unbounded", "safety_cap": safety_cap})
+            }
+            Mode::Pull => serde_json::json!({"kind": "pull"}),
+        };
+        serde_json::json!({
+            "schedule": self.schedule,
+            "msg_size": self.shape.msg_size,
+            "seed": self.shape.seed,
+            "keys": self.shape.keys,
+            "queue": queue,
+            "overflow": format!("{:?}", self.overflow),
+            "slow_source": self.slow_source,
+            "batch_size": self.batch_size,
+            "batch_linger": self.batch_linger.as_secs_f64(),
+            "sink_workers": self.workers.workers,
+            "worker_window": self.workers.window,
+            "partitioning": format!("{:?}", self.workers.partitioning),
+            "sink": self.sink,
+            "max_attempts": self.max_attempts,
+            "drain_timeout": self.drain_timeout.as_secs_f64(),
+            "sample": self.sample.as_secs_f64(),
+        })
+    }
+
+    /// What will run, in a sentence.
+    pub fn describe(&self) -> String {
+        let schedule: Vec<String> = self
+            .schedule
+            .segments
+            .iter()
+            .map(|s| format!("{:.0}/s for {:.0}s", s.rate, s.duration.as_secs_f64()))
+            .collect();
+        let sink = match &self.sink {
+            SinkTarget::Embedded { rate, .. } => {
+                format!("an embedded sinkd capped at {rate:.0} writes/s")
+            }
+            SinkTarget::External { url } => format!("the sinkd at {url}"),
+            SinkTarget::Null => "a null sink".into(),
+        };
+        let queue = match self.queue {
+            Mode::Bounded(cap) => format!("a bounded queue of {cap}"),
+            Mode::Unbounded {
+                safety_cap: Some(c),
+            } => {
+                format!("an unbounded queue (safety cap {c})")
+            }
+            Mode::Unbounded { safety_cap: None } => "an unbounded queue".into(),
+            Mode::Pull => "a pull queue".into(),
+        };
+        let policy = if self.slow_source {
+            "slow-source".to_string()
+        } else {
+            format!("{:?}", self.overflow).to_lowercase()
+        };
+        format!(
+            "Offering {} of {}-byte events, through {queue} ({policy}), {} {:?} writer(s) ({} per write), into {sink}.",
+            schedule.join(", then "),
+            self.shape.msg_size,
+            self.workers.workers,
+            self.workers.partitioning,
+            self.batch_size,
+        )
     }
 }
 

@@ -138,7 +138,7 @@ async fn run_generator(plan: &Plan, listener: tokio::net::TcpListener) -> anyhow
         (exposition(&s), pressure)
     });
     tokio::spawn(serve(listener, expose));
-    let progress = Progress::new(plan.quiet, "process").with_live(tx);
+    let progress = Progress::new(plan.quiet(), "process").with_live(tx);
     let outcome = tokio::select! {
         outcome = crate::pipeline::run(plan, &progress) => outcome?,
         _ = tokio::signal::ctrl_c() => {
@@ -165,17 +165,9 @@ async fn run_kafka(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let parse = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
-        v.as_deref()
-            .map(|t| {
-                crate::plan::parse_duration(t)
-                    .with_context(|| format!("invalid value '{t}' for '{flag}'"))
-            })
-            .transpose()
-    };
     let stopping = crate::kafka::process::Stopping {
-        idle: parse("--stop-when-idle", &args.kafka.stop_when_idle)?,
-        after: parse("--stop-after", &args.kafka.stop_after)?,
+        idle: args.kafka.stop_when_idle,
+        after: args.kafka.stop_after,
     };
     let live = Arc::new(crate::kafka::process::Live {
         group: args.kafka.group.clone(),
@@ -188,7 +180,7 @@ async fn run_kafka(
     let l = live.clone();
     let expose: Exposer = Arc::new(move || (l.exposition(), l.pressure()));
     tokio::spawn(serve(listener, expose));
-    let progress = Progress::new(plan.quiet, "process");
+    let progress = Progress::new(plan.quiet(), "process");
     let report = crate::kafka::process::run(args, plan, live, stopping, &progress).await?;
     progress.finish();
     println!(
@@ -207,7 +199,7 @@ async fn run_kafka(
         report.lag_max,
         report.latency_ms.p99
     );
-    if let Some(path) = &plan.report {
+    if let Some(path) = plan.report() {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

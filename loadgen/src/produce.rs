@@ -17,17 +17,18 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let run_args = RunArgs {
         profile: Profile::Constant,
         rate: args.rate,
-        duration: args.duration.clone(),
+        duration: args.duration,
         msg_size: args.msg_size,
         seed: args.seed,
         sink_url: Some(sink_url),
         queue: QueueKind::Pull,
         sink_workers: args.connections,
         partitioning: Partitioning::RoundRobin,
+        // One event per writer at a time: each connection writes as the schedule releases.
+        worker_window: 1,
         ..RunArgs::default()
     };
-    let mut plan = Plan::from_args(&run_args).context("invalid producer settings")?;
-    plan.worker_window = 1;
+    let plan = Plan::from_args(&run_args).context("invalid producer settings")?;
     let progress = Progress::new(false, "produce");
     let outcome = crate::pipeline::run(&plan, &progress).await?;
     progress.finish();

@@ -13,7 +13,7 @@ use sinkd::SinkClient;
 use sinkd::wire::{Event, Format};
 use tokio::time::Instant;
 
-use crate::cli::{OnLimit, SinkMode};
+use crate::cli::OnLimit;
 use crate::generator;
 use crate::plan::{Plan, SinkTarget};
 
@@ -59,15 +59,15 @@ impl SinkWriter {
         .with_context(|| format!("cannot open {}", dead_path.display()))?;
         let retry = Retry::new(
             RetryPolicy {
-                max_attempts: plan.max_attempts,
-                seed: plan.seed,
+                max_attempts: plan.max_attempts(),
+                seed: plan.shape().seed,
                 ..RetryPolicy::default()
             },
             dead,
         );
         Ok(SinkWriter {
             client,
-            single: plan.sink_mode == SinkMode::Single,
+            single: plan.single_writes(),
             retry,
             counters: Counters::default(),
             latency: Mutex::new(histogram()),
@@ -154,7 +154,7 @@ impl SinkWriter {
 pub async fn start_sink(
     plan: &Plan,
 ) -> anyhow::Result<(Option<sinkd::Running>, Option<SinkClient>, f64)> {
-    match &plan.sink {
+    match plan.sink() {
         SinkTarget::Null => Ok((None, None, f64::INFINITY)),
         SinkTarget::External { url } => {
             let client = SinkClient::new(url)?;

@@ -6,153 +6,157 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::chart::{Chart, Series};
-use crate::cli::{Demand, QueueKind, SinkMode, SweepArgs};
-use crate::plan::{Plan, parse_duration};
+use crate::cli::{Demand, QueueKind, RunArgs, SinkMode, SweepArgs};
+use crate::plan::Plan;
 use crate::progress::Progress;
 
+/// One grid point: its flags (the base's with the point's values), its label and x value.
 #[derive(Debug, Clone)]
 struct Point {
     label: String,
     x: Option<f64>,
-    plan: Plan,
+    args: RunArgs,
 }
 
 /// One row of the sweep: the varying value (if numeric), delivered events/s, p99 ms.
 type Row = (Option<f64>, f64, f64);
 
-fn expand(args: &SweepArgs) -> anyhow::Result<(Vec<Point>, Option<String>)> {
-    let base = Plan::from_args(&args.base)?;
+/// Every point times every value of one dimension (`values` empty: the points unchanged).
+fn grow<T>(points: Vec<Point>, values: &[T], apply: impl Fn(&mut Point, &T)) -> Vec<Point> {
+    if values.is_empty() {
+        return points;
+    }
+    let mut out = Vec::new();
+    for p in points {
+        for v in values {
+            let mut q = p.clone();
+            apply(&mut q, v);
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// Adds `tag` to the point's label; `x` is its value on the chart's axis when this dimension
+/// is the one that varies.
+fn tag(p: &mut Point, tag: String, x: Option<f64>, varies: bool) {
+    if !p.label.is_empty() {
+        p.label.push(' ');
+    }
+    p.label.push_str(&tag);
+    if varies {
+        p.x = x;
+    }
+}
+
+/// The demand strategy `d`, as flags.
+fn apply_demand(a: &mut RunArgs, d: Demand) {
+    match d {
+        Demand::Request1 => {
+            a.queue = QueueKind::Pull;
+            a.worker_window = 1;
+        }
+        Demand::RequestN => a.queue = QueueKind::Pull,
+        Demand::Credit => {
+            a.queue = QueueKind::Bounded;
+            // The credit is what the workers hold: their window, or two batches if larger.
+            let batch = if a.sink_mode == SinkMode::Batch {
+                a.batch_size
+            } else {
+                1
+            };
+            a.queue_cap = a.sink_workers * a.worker_window.max(2 * batch);
+        }
+        Demand::BoundedChannel => a.queue = QueueKind::Bounded,
+        Demand::Unbounded => {
+            a.queue = QueueKind::Unbounded;
+            a.safety_cap.get_or_insert(4_000_000);
+        }
+    }
+}
+
+/// The grid: every combination of the values given, each validated as a whole by
+/// [`Plan::from_args`], and the axis to chart against when exactly one numeric dimension varies.
+fn expand(args: &SweepArgs) -> anyhow::Result<(Vec<(Point, Plan)>, Option<String>)> {
+    let dims = [
+        ("batch size", args.batch_size.len()),
+        ("batch linger", args.batch_linger.len()),
+        ("workers", args.workers.len()),
+        ("queue", args.queue.len()),
+        ("policy", args.policy.len()),
+        ("demand", args.demand.len()),
+    ];
+    let varying: Vec<&str> = dims
+        .iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(d, _)| *d)
+        .collect();
     let mut points = vec![Point {
         label: String::new(),
         x: None,
-        plan: base,
+        args: args.base.clone(),
     }];
-    let mut varying = Vec::new();
-    let mut axis = |name: &str, n: usize| {
-        if n > 1 {
-            varying.push(name.to_string());
-        }
-    };
-    axis("batch size", args.batch_size.len());
-    axis("batch linger", args.batch_linger.len());
-    axis("workers", args.workers.len());
-    axis("queue", args.queue.len());
-    axis("policy", args.policy.len());
-    axis("demand", args.demand.len());
-    fn grow<T: Clone>(
-        points: Vec<Point>,
-        values: &[T],
-        apply: impl Fn(&mut Point, &T) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Vec<Point>> {
-        if values.is_empty() {
-            return Ok(points);
-        }
-        let mut out = Vec::new();
-        for p in points {
-            for v in values {
-                let mut q = p.clone();
-                apply(&mut q, v)?;
-                out.push(q);
-            }
-        }
-        Ok(out)
-    }
-    let tag = |p: &mut Point, t: String, x: Option<f64>, many: bool| {
-        if !p.label.is_empty() {
-            p.label.push(' ');
-        }
-        p.label.push_str(&t);
-        if many {
-            p.x = x;
-        }
-    };
-    let many = |n: usize| n > 1;
     points = grow(points, &args.batch_size, |p, &b| {
-        if b == 0 {
-            bail!("invalid value '0' for '--batch-size': at least 1");
-        }
-        p.plan.sink_mode = SinkMode::Batch;
-        p.plan.batch_size = b;
-        if p.plan.batch_linger.is_zero() {
-            p.plan.batch_linger = parse_duration("50ms")?;
-        }
+        p.args.sink_mode = SinkMode::Batch;
+        p.args.batch_size = b;
         tag(
             p,
             format!("batch={b}"),
             Some(b as f64),
-            many(args.batch_size.len()),
+            args.batch_size.len() > 1,
         );
-        Ok(())
-    })?;
-    points = grow(points, &args.batch_linger, |p, l| {
-        let d = parse_duration(l)
-            .map_err(|e| anyhow::anyhow!("invalid value '{l}' for '--batch-linger': {e}"))?;
-        p.plan.batch_linger = d;
+    });
+    points = grow(points, &args.batch_linger, |p, &l| {
+        p.args.batch_linger = l;
+        let ms = l.as_secs_f64() * 1e3;
         tag(
             p,
-            format!("linger={l}"),
-            Some(d.as_secs_f64() * 1e3),
-            many(args.batch_linger.len()),
+            format!("linger={ms}ms"),
+            Some(ms),
+            args.batch_linger.len() > 1,
         );
-        Ok(())
-    })?;
+    });
     points = grow(points, &args.workers, |p, &w| {
-        if w == 0 || w > 1024 {
-            bail!("invalid value '{w}' for '--workers': from 1 to 1024");
-        }
-        p.plan.sink_workers = w;
+        p.args.sink_workers = w;
         tag(
             p,
             format!("workers={w}"),
             Some(w as f64),
-            many(args.workers.len()),
+            args.workers.len() > 1,
         );
-        Ok(())
-    })?;
+    });
     points = grow(points, &args.queue, |p, &q| {
-        p.plan.queue = q;
-        if q == QueueKind::Unbounded && p.plan.safety_cap.is_none() {
-            p.plan.safety_cap = Some(4_000_000);
+        p.args.queue = q;
+        if q == QueueKind::Unbounded {
+            p.args.safety_cap.get_or_insert(4_000_000);
         }
         tag(p, format!("queue={q:?}").to_lowercase(), None, false);
-        Ok(())
-    })?;
+    });
     points = grow(points, &args.policy, |p, &policy| {
-        p.plan.policy = policy;
+        p.args.policy = policy;
         tag(p, format!("policy={policy:?}").to_lowercase(), None, false);
-        Ok(())
-    })?;
+    });
     points = grow(points, &args.demand, |p, &d| {
-        match d {
-            Demand::Request1 => {
-                p.plan.queue = QueueKind::Pull;
-                p.plan.worker_window = 1;
-            }
-            Demand::RequestN => p.plan.queue = QueueKind::Pull,
-            Demand::Credit => {
-                p.plan.queue = QueueKind::Bounded;
-                // The credit is what the workers hold: their window, or two batches if larger.
-                p.plan.queue_cap =
-                    p.plan.sink_workers * p.plan.worker_window.max(2 * p.plan.batch_size);
-            }
-            Demand::BoundedChannel => p.plan.queue = QueueKind::Bounded,
-            Demand::Unbounded => {
-                p.plan.queue = QueueKind::Unbounded;
-                p.plan.safety_cap.get_or_insert(4_000_000);
-            }
-        }
+        apply_demand(&mut p.args, d);
         tag(p, format!("demand={d:?}").to_lowercase(), None, false);
-        Ok(())
-    })?;
+    });
     if points.len() > 64 {
         bail!("the grid has {} combinations; at most 64", points.len());
     }
-    let axis =
-        (varying.len() == 1 && points.iter().all(|p| p.x.is_some())).then(|| varying[0].clone());
-    Ok((points, axis))
+    let axis = (varying.len() == 1 && points.iter().all(|p| p.x.is_some()))
+        .then(|| varying[0].to_string());
+    let planned = points
+        .into_iter()
+        .map(|p| {
+            let plan =
+                Plan::from_args(&p.args).with_context(|| format!("grid point '{}'", p.label))?;
+            Ok((p, plan))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((planned, axis))
 }
 
 pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
@@ -169,19 +173,18 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     );
     let mut rows = Vec::new();
     let mut all_ok = true;
-    for p in &points {
+    for (p, plan) in &points {
         let label = if p.label.is_empty() {
             "base".to_string()
         } else {
             p.label.clone()
         };
-        let mut plan = p.plan.clone();
-        plan.out = Some(out.join(label.replace([' ', '='], "_")));
+        let plan = plan.with_out(out.join(label.replace([' ', '='], "_")));
         let progress = Progress::new(args.base.quiet, &label);
         let outcome = crate::pipeline::run(&plan, &progress).await?;
         progress.finish();
         let r = &outcome.report;
-        let rate = r.delivered as f64 / plan.schedule.total().as_secs_f64();
+        let rate = r.delivered as f64 / plan.schedule().total().as_secs_f64();
         table.push_str(&format!(
             "| {label} | {rate:.0} | {:.1} | {:.1} | {} | {} | {} | {:.3} |\n",
             r.latency_ms.p50,

@@ -85,7 +85,7 @@ fn every_committed_experiment_config_is_valid() {
         })
         .collect();
     names.sort();
-    assert_eq!(names.len(), 7, "experiments 1-7: {names:?}");
+    assert_eq!(names.len(), 8, "experiments 1-7 and 6c: {names:?}");
     for name in names {
         let (code, out, err) = loadgen(&[
             "experiment",
@@ -100,6 +100,11 @@ fn every_committed_experiment_config_is_valid() {
         if name.starts_with("6-") {
             // The Kafka experiment: its processor flags, validated, for each run.
             assert!(out.contains("--poll-loop inline"), "{name}: {out}");
+            assert!(out.contains("--poll-loop decoupled"), "{name}: {out}");
+        } else if name.starts_with("6c-") {
+            // Its control: a bare consumer, paused and not, and the reactive source.
+            assert!(out.contains("--poll-loop bare "), "{name}: {out}");
+            assert!(out.contains("--poll-loop bare-pause"), "{name}: {out}");
             assert!(out.contains("--poll-loop decoupled"), "{name}: {out}");
         } else {
             assert!(out.contains("\"schedule\""), "{name}: {out}");

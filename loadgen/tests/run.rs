@@ -194,9 +194,12 @@ fn process_serves_live_metrics_while_it_runs() {
         std::thread::sleep(std::time::Duration::from_millis(100));
         if let Some(answer) = http_get(port, "/metrics") {
             text = answer;
-            if text.contains("loadgen_delivered_rate")
-                && !text.contains("loadgen_delivered_rate 0\n")
-            {
+            let live = text
+                .lines()
+                .find_map(|l| l.strip_prefix("loadgen_delivered_rate "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|v| v > 0.0);
+            if live {
                 break;
             }
         }
@@ -219,6 +222,7 @@ fn process_serves_live_metrics_while_it_runs() {
         .lines()
         .find_map(|l| l.strip_prefix("loadgen_delivered_rate "))
         .unwrap()
+        .trim()
         .parse()
         .unwrap();
     // A live figure, not a speed target (those are in the benchmarks): on a shared machine

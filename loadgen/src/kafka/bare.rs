@@ -54,7 +54,7 @@ pub fn bare(
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let lag = spawn_lag_reader(consumer.clone(), stop.clone());
-    let cap = plan.queue_cap.max(2);
+    let cap = plan.queue_capacity().unwrap_or(10_000).max(2);
 
     let poller = {
         let (consumer, backlog, counters, stop) = (
@@ -98,7 +98,7 @@ pub fn bare(
             .context("cannot start the poll thread")?
     };
 
-    let round_size = plan.batch_size.max(1) * plan.sink_workers.max(1);
+    let round_size = plan.batch_size() * plan.sink_workers();
     let writer = {
         let (consumer, backlog, counters, stop) = (
             consumer.clone(),
@@ -106,8 +106,8 @@ pub fn bare(
             counters.clone(),
             stop.clone(),
         );
-        let batch_size = plan.batch_size.max(1);
-        let concurrency = plan.sink_workers.max(1);
+        let batch_size = plan.batch_size();
+        let concurrency = plan.sink_workers();
         tokio::spawn(async move {
             loop {
                 let round: Vec<Polled> = {

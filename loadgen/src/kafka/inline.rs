@@ -178,8 +178,8 @@ pub fn inline(
     let stop = Arc::new(AtomicBool::new(false));
     let lag = spawn_lag_reader(consumer.clone(), stop.clone());
 
-    let batch_size = plan.batch_size.max(1);
-    let concurrency = plan.sink_workers.max(1);
+    let batch_size = plan.batch_size();
+    let concurrency = plan.sink_workers();
     let task = {
         let (consumer, counters, stop) = (consumer.clone(), counters.clone(), stop.clone());
         tokio::spawn(async move {

@@ -15,8 +15,8 @@ use reactive::kafka::{KafkaConfig, KafkaStats};
 use tokio::time::Instant;
 
 use super::poison::PoisonLog;
-use crate::cli::{Policy, PollLoop, ProcessArgs};
-use crate::plan::{Plan, parse_duration};
+use crate::cli::{PollLoop, ProcessArgs};
+use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::sink::{SinkWriter, start_sink};
 use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
@@ -102,10 +102,6 @@ pub struct Stopping {
     pub after: Option<Duration>,
 }
 
-fn flag_duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
-    parse_duration(text).with_context(|| format!("invalid value '{text}' for '{flag}'"))
-}
-
 /// The consumer settings from the flags.
 pub fn consumer_config(args: &ProcessArgs, plan: &Plan) -> anyhow::Result<KafkaConfig> {
     let k = &args.kafka;
@@ -114,24 +110,20 @@ pub fn consumer_config(args: &ProcessArgs, plan: &Plan) -> anyhow::Result<KafkaC
         .as_deref()
         .context("'--source kafka' needs '--bootstrap-servers HOST:PORT'")?;
     let mut config = KafkaConfig::new(bootstrap, &k.group, [k.topic.clone()]);
-    config.max_poll_interval = flag_duration("--max-poll-interval", &k.max_poll_interval)?;
     anyhow::ensure!(
-        config.max_poll_interval >= Duration::from_millis(1),
-        "invalid value '{}' for '--max-poll-interval': at least 1ms",
+        k.max_poll_interval >= Duration::from_millis(1),
+        "invalid value '{:?}' for '--max-poll-interval': at least 1ms",
         k.max_poll_interval
     );
-    config.session_timeout =
-        flag_duration("--session-timeout", &k.session_timeout)?.min(config.max_poll_interval);
-    config.commit_interval = flag_duration("--commit-interval", &k.commit_interval)?;
-    config.stall_after = flag_duration("--stall-after", &k.stall_after)?;
+    config.max_poll_interval = k.max_poll_interval;
+    config.session_timeout = k.session_timeout.min(k.max_poll_interval);
+    config.commit_interval = k.commit_interval;
+    config.stall_after = k.stall_after;
     config.assignment_strategy = k.assignment_strategy.clone();
     config.group_protocol = k.group_protocol.as_str().to_string();
-    config.settle_on_drop = plan.policy == Policy::Shed;
-    for option in &k.kafka_options {
-        let Some((key, value)) = option.split_once('=') else {
-            anyhow::bail!("invalid value '{option}' for '--kafka-option': expected KEY=VALUE");
-        };
-        config = config.set(key.trim(), value.trim());
+    config.settle_on_drop = plan.sheds();
+    for (key, value) in &k.kafka_options {
+        config = config.set(key, value);
     }
     Ok(config)
 }
@@ -152,7 +144,7 @@ pub async fn run(
 ) -> anyhow::Result<ProcessReport> {
     let config = consumer_config(args, plan)?;
     let (embedded, client, _) = start_sink(plan).await?;
-    let out_dir = plan.out.clone().unwrap_or_else(std::env::temp_dir);
+    let out_dir = plan.out().map_or_else(std::env::temp_dir, Into::into);
     let ctx = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
     let poison = Arc::new(PoisonLog::open(&out_dir, live.poison.clone())?);
 
@@ -183,7 +175,7 @@ pub async fn run(
     };
 
     // Sample until told to stop.
-    let mut tick = tokio::time::interval(plan.sample);
+    let mut tick = tokio::time::interval(plan.sample());
     tick.tick().await;
     let mut sampler = Sampler::new(started);
     let mut last_delivered = 0;
@@ -234,7 +226,7 @@ pub async fn run(
         }
     }
     progress.note("stopping: finishing what is in flight, committing, leaving the group");
-    let _ = tokio::time::timeout(plan.drain_timeout + Duration::from_secs(10), shutdown).await;
+    let _ = tokio::time::timeout(plan.drain_timeout() + Duration::from_secs(10), shutdown).await;
     let k = stats();
     if let Some(running) = embedded {
         running.shutdown().await;

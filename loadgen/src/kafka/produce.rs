@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::cli::ProduceArgs;
 use crate::generator::{self, EventShape, GeneratorStats};
-use crate::plan::{Schedule, parse_duration};
+use crate::plan::Schedule;
 use crate::sink::histogram;
 
 /// Counts deliveries and their latency, on librdkafka's delivery thread.
@@ -108,8 +108,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         args.rate
     );
     anyhow::ensure!(args.keys >= 1, "invalid value '0' for '--keys': at least 1");
-    let duration = parse_duration(&args.duration)
-        .map_err(|e| anyhow::anyhow!("invalid value '{}' for '--duration': {e}", args.duration))?;
+    let duration = args.duration;
     if let Some(partitions) = args.partitions {
         super::create_topic(&bootstrap, &args.topic, partitions, args.replication).await?;
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::chart::{Chart, Series};
 use crate::cli::ExperimentArgs;
 use crate::output::write_chart;
-use crate::plan::parse_duration;
+use crate::units::duration as parse_duration;
 
 /// The broker-side setting of a consumer-group experiment.
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +201,7 @@ pub struct Experiment<'a> {
 /// run (the fix) had no eviction and nothing undelivered in every repeat.
 pub async fn run(e: Experiment<'_>, args: &ExperimentArgs, out: &Path) -> anyhow::Result<ExitCode> {
     let duration = parse_duration(&e.spec.duration)
+        .map_err(anyhow::Error::msg)
         .with_context(|| format!("config {}: invalid duration '{}'", e.name, e.spec.duration))?
         .mul_f64(args.time_scale);
     let repeat = args.repeat.max(1);

@@ -1,0 +1,152 @@
+//! The value parsers of loadgen's flags: durations, sizes, rates and counts are typed when the
+//! command line is parsed, so a bad value is refused by clap with the flag named, and nothing
+//! after parsing handles text.
+
+use std::time::Duration;
+
+/// `90s`, `2ms`, `1.5s`, `10m`, `1h`, `500us` (a bare number is seconds).
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 90s or 2ms, got `{s}`"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown duration unit `{unit}` in `{s}` (use ns, us, ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("duration out of range: `{s}`"))
+}
+
+/// `512`, `4KiB`, `1MiB`, `10KB`: bytes.
+pub fn bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a size like 512 or 4KiB, got `{s}`"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size out of range: `{s}`"))
+}
+
+/// An event's payload size: at most 1 MiB.
+pub fn payload_size(s: &str) -> Result<usize, String> {
+    let n = bytes(s)?;
+    if n > 1 << 20 {
+        return Err(format!("`{s}` is more than 1 MiB"));
+    }
+    Ok(n as usize)
+}
+
+/// A rate in events (or writes) per second: a finite number, 0 or more.
+pub fn rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a rate in events/s, got `{s}`"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("`{s}` must be 0 or more"));
+    }
+    Ok(v)
+}
+
+/// A rate above 0.
+pub fn positive_rate(s: &str) -> Result<f64, String> {
+    match rate(s)? {
+        0.0 => Err("must be above 0".into()),
+        v => Ok(v),
+    }
+}
+
+/// A count of at least 1.
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number, got `{s}`"))?;
+    if n == 0 {
+        return Err("at least 1".into());
+    }
+    Ok(n)
+}
+
+/// A number of sink workers: from 1 to 1024.
+pub fn workers(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s)?;
+    if n > 1024 {
+        return Err("from 1 to 1024".into());
+    }
+    Ok(n)
+}
+
+/// A time scale: a finite number above 0.
+pub fn time_scale(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number, got `{s}`"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err("must be above 0".into());
+    }
+    Ok(v)
+}
+
+/// `KEY=VALUE`, both trimmed and neither empty.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_sizes_and_rates_parse_and_bad_ones_say_why() {
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("2ms"), Ok(Duration::from_millis(2)));
+        assert!(duration("soon").unwrap_err().contains("like 90s"));
+        assert!(duration("5y").unwrap_err().contains("unit"));
+        assert_eq!(bytes("4KiB"), Ok(4096));
+        assert_eq!(payload_size("512"), Ok(512));
+        assert!(payload_size("2MiB").is_err());
+        assert_eq!(rate("8000"), Ok(8000.0));
+        assert!(rate("-1").is_err());
+        assert!(rate("NaN").is_err());
+        assert!(positive_rate("0").is_err());
+        assert!(at_least_one("0").is_err());
+        assert!(workers("2000").unwrap_err().contains("1024"));
+        assert!(time_scale("0").is_err());
+    }
+}
