@@ -33,7 +33,7 @@ pub enum Command {
     Process(ProcessArgs),
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Parser)]
 pub struct ProcessArgs {
     /// Where to serve /metrics (and /pressure, the slow-source signal for producers).
     #[arg(long, default_value = "127.0.0.1:9464")]

@@ -1,0 +1,126 @@
+//! Each run of an experiment in a process of its own, so RSS belongs to one run and not to the
+//! runs before it; or, with `--replot`, read back from the folder a previous run left.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::load::Loaded;
+use super::summary::analyse_stall;
+use super::{RunResult, RunSpec};
+use crate::cli::{ExperimentArgs, RunArgs};
+use crate::pipeline::Outcome;
+use crate::plan::Plan;
+use crate::report::Report;
+
+/// What the runs left: each run's spec, outcome and schedule length, its result for
+/// experiment.json, and whether every gate held.
+pub(super) struct Done<'a> {
+    pub(super) outcomes: Vec<(&'a RunSpec, Outcome, f64)>,
+    pub(super) results: Vec<RunResult>,
+    pub(super) all_ok: bool,
+}
+
+/// Runs `loadgen run ARGS --out DIR` as a child process and reads back what it wrote.
+pub(super) async fn run_child(args: &[String], dir: &Path, quiet: bool) -> anyhow::Result<Outcome> {
+    let mut cmd = crate::child::loadgen(args)?;
+    cmd.arg("--out")
+        .arg(dir)
+        .stdout(std::process::Stdio::null());
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let status = cmd.status().await.context("cannot start the run")?;
+    read_back(dir).with_context(|| format!("the run exited with {status}"))
+}
+
+/// Reads the report and time series a run left in `dir`.
+fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
+    let report_path = dir.join("report.json");
+    let text = std::fs::read_to_string(&report_path)
+        .with_context(|| format!("no {}", report_path.display()))?;
+    let report: Report = serde_json::from_str(&text)?;
+    let csv = dir.join("timeseries.csv");
+    let text =
+        std::fs::read_to_string(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let series =
+        crate::telemetry::from_csv(&text).with_context(|| format!("invalid {}", csv.display()))?;
+    Ok(Outcome {
+        report,
+        series,
+        latency: crate::sink::histogram(),
+    })
+}
+
+fn slug(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A run's argv (`run` and the config's flags, at the experiment's time scale) and its
+/// checked plan.
+fn planned(l: &Loaded, spec: &RunSpec, scale: f64) -> anyhow::Result<(Vec<String>, Plan)> {
+    let mut argv: Vec<String> = vec!["run".into()];
+    argv.extend(spec.args.iter().cloned());
+    argv.extend(["--time-scale".into(), scale.to_string()]);
+    let run_args = <RunArgs as clap::Parser>::try_parse_from(&argv)
+        .with_context(|| format!("config {} run '{}'", l.config.name, spec.label))?;
+    let plan = Plan::from_args(&run_args)
+        .with_context(|| format!("config {} run '{}'", l.config.name, spec.label))?;
+    Ok((argv, plan))
+}
+
+/// Runs (or reads back) every run of the config, checking each one's flags first.
+pub(super) async fn run_all<'a>(l: &'a Loaded, args: &ExperimentArgs) -> anyhow::Result<Done<'a>> {
+    let config = &l.config;
+    println!(
+        "{}: {}\n{}\n(time scale {})\n",
+        config.name, config.title, config.question, args.time_scale
+    );
+    let mut done = Done {
+        outcomes: Vec::new(),
+        results: Vec::new(),
+        all_ok: true,
+    };
+    for spec in &config.runs {
+        let (argv, plan) = planned(l, spec, args.time_scale)?;
+        if args.dry_run {
+            println!("{}: {}", spec.label, plan.to_json());
+            continue;
+        }
+        let dir = l.out.join(slug(&spec.label));
+        eprintln!("== {} ==", spec.label);
+        let outcome = if args.replot {
+            read_back(&dir).with_context(|| {
+                format!(
+                    "run '{}' (--replot needs a previous run's folder)",
+                    spec.label
+                )
+            })?
+        } else {
+            run_child(&argv, &dir, args.quiet)
+                .await
+                .with_context(|| format!("run '{}'", spec.label))?
+        };
+        println!("== {} ==\n{}", spec.label, outcome.report.summary());
+        done.all_ok &= crate::check::apply_checks(&l.checks, &outcome.report, "");
+        done.results.push(RunResult {
+            label: spec.label.clone(),
+            report: outcome.report.clone(),
+            stall: config
+                .stall
+                .map(|s| analyse_stall(s, args.time_scale, &outcome.series)),
+        });
+        done.outcomes
+            .push((spec, outcome, plan.schedule().total().as_secs_f64()));
+    }
+    Ok(done)
+}
