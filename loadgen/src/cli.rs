@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::plan::Schedule;
+use crate::schedule::Schedule;
 use crate::units;
 
 /// Open-model load, backpressured pipelines, and the experiments that measure them.

@@ -20,7 +20,7 @@ use reactive::flow::{Activity, RateSignal, Stage};
 use sinkd::wire::Event;
 use tokio::time::Instant;
 
-use crate::plan::Schedule;
+use crate::schedule::Schedule;
 
 /// Counters the generator shares with the run.
 #[derive(Debug, Default)]

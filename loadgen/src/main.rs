@@ -20,6 +20,7 @@ mod produce;
 mod progress;
 mod report;
 mod run;
+mod schedule;
 mod sink;
 mod sweep;
 mod telemetry;

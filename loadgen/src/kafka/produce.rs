@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::cli::ProduceArgs;
 use crate::generator::{self, EventShape, GeneratorStats};
-use crate::plan::Schedule;
+use crate::schedule::Schedule;
 use crate::sink::histogram;
 
 /// Counts deliveries and their latency, on librdkafka's delivery thread.

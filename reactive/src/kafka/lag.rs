@@ -6,7 +6,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::TopicPartitionList as Tpl;
 
 use super::PartitionLag;
-use super::poller::SourceContext;
+use super::rebalance::SourceContext;
 use super::source::Shared;
 
 /// Broker round trips made by the lag thread.

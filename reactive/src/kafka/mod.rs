@@ -64,7 +64,9 @@
 mod config;
 mod lag;
 mod poller;
+mod rebalance;
 mod record;
+mod recover;
 mod source;
 mod stall;
 mod stats;
@@ -72,7 +74,7 @@ mod tracker;
 
 pub use config::KafkaConfig;
 pub use lag::read_lag;
-pub use poller::is_eviction;
+pub use rebalance::is_eviction;
 pub use record::{Ack, KafkaRecord};
 pub use source::{KafkaConnection, KafkaHandle, KafkaSource, RevokeHook};
 pub use stats::{KafkaStats, PartitionLag};

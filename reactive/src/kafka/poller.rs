@@ -6,16 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message, Timestamp};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList as Tpl};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::lag::lag_loop;
+use super::rebalance::{SourceContext, commit, is_eviction, tpl_of};
+use super::recover::check_stalls;
 use super::source::{Msg, Shared};
-use super::stall::{Recovery, Seen, StallWatch};
+use super::stall::StallWatch;
 use super::tracker::Tp;
 use super::{Ack, KafkaRecord};
 
@@ -32,161 +31,6 @@ pub(super) const PAUSE_AFTER: Duration = Duration::from_millis(100);
 const STALL_CHECK: Duration = Duration::from_millis(500);
 /// Broker round trips made from the callbacks and at shutdown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Whether a client error is the eviction librdkafka reports when `max.poll.interval.ms`
-/// passed without a poll (`MAX_POLL_EXCEEDED`): the member has left its group.
-pub fn is_eviction(error: &KafkaError) -> bool {
-    error.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded)
-}
-
-pub(super) struct SourceContext {
-    shared: Arc<Shared>,
-}
-
-impl ClientContext for SourceContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if is_eviction(&error) {
-            // Counted where the consumer reports it, in the poll loop.
-            return;
-        }
-        self.shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%error, reason, "kafka client error");
-    }
-}
-
-fn tps_of(tpl: &Tpl) -> Vec<Tp> {
-    tpl.elements()
-        .iter()
-        .map(|e| (Arc::from(e.topic()), e.partition()))
-        .collect()
-}
-
-fn tpl_of<'a>(tps: impl IntoIterator<Item = &'a Tp>) -> Tpl {
-    let mut tpl = Tpl::new();
-    for (topic, p) in tps {
-        tpl.add_partition(topic, *p);
-    }
-    tpl
-}
-
-impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else {
-            return;
-        };
-        let shared = &self.shared;
-        shared.counters.rebalances.fetch_add(1, Ordering::Relaxed);
-        let revoked = tps_of(tpl);
-        let lost = consumer.assignment_lost();
-        // librdkafka keeps a partition's pause across a revoke and a later re-assign: resume
-        // it before it goes, or it may come back paused while this member believes it fetches.
-        let _ = consumer.resume(tpl);
-        // Stop handing their records on and purge them from the pipeline: only what is being
-        // written now can still be written twice.
-        shared.begin_revoke(&revoked);
-        if !lost {
-            // Give the records in flight a chance to be acknowledged, then commit them.
-            let deadline = Instant::now() + shared.config.revoke_grace;
-            loop {
-                let left: usize = {
-                    let t = shared.lock_tracker();
-                    revoked.iter().map(|tp| t.in_flight(tp)).sum()
-                };
-                if left == 0 || Instant::now() >= deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        // Records that were on their way into the pipeline when it was first purged.
-        shared.run_revoke_hooks(&revoked);
-        if !lost {
-            commit(consumer, shared, Some(&revoked));
-        }
-        let forgotten: usize = {
-            let mut t = shared.lock_tracker();
-            revoked.iter().map(|tp| t.revoke(tp)).sum()
-        };
-        shared.end_revoke(&revoked);
-        if let Ok(mut positions) = shared.revoked_positions.lock() {
-            positions.extend(revoked.iter().cloned());
-        }
-        shared.assignment_epoch.fetch_add(1, Ordering::Release);
-        shared
-            .counters
-            .revoked_in_flight
-            .fetch_add(forgotten as u64, Ordering::Relaxed);
-        tracing::info!(
-            partitions = revoked.len(),
-            lost,
-            in_flight_forgotten = forgotten,
-            "partitions revoked"
-        );
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let shared = &self.shared;
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                shared.counters.rebalances.fetch_add(1, Ordering::Relaxed);
-                let mut t = shared.lock_tracker();
-                for tp in tps_of(tpl) {
-                    t.assign(tp);
-                }
-                drop(t);
-                shared.assignment_epoch.fetch_add(1, Ordering::Release);
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => {
-                shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "rebalance error");
-            }
-        }
-    }
-}
-
-/// Commits the acknowledged prefix of every tracked partition (or of `only`), synchronously.
-fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, only: Option<&[Tp]>) {
-    let due: Vec<(Tp, i64)> = {
-        let mut t = shared.lock_tracker();
-        match only {
-            Some(tps) => tps
-                .iter()
-                .filter_map(|tp| t.due_for(tp).map(|o| (tp.clone(), o)))
-                .collect(),
-            None => t.due(),
-        }
-    };
-    if due.is_empty() {
-        return;
-    }
-    let mut tpl = Tpl::with_capacity(due.len());
-    for (tp, offset) in &due {
-        if tpl
-            .add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset))
-            .is_err()
-        {
-            return;
-        }
-    }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => {
-            shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-            let mut t = shared.lock_tracker();
-            for (tp, offset) in &due {
-                t.committed(tp, *offset);
-            }
-        }
-        Err(e) => {
-            shared
-                .counters
-                .commit_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "commit failed");
-        }
-    }
-}
 
 /// A polled message, copied out of librdkafka, not yet registered for acknowledgement.
 pub(super) struct Raw {
@@ -239,7 +83,7 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
 }
 
 /// The poll thread's own state between two rounds.
-struct Round {
+pub(super) struct Round {
     topic_names: HashMap<String, Arc<str>>,
     sent: u64,
     paused: bool,
@@ -248,12 +92,12 @@ struct Round {
     last_commit: Instant,
     no_demand_since: Option<Instant>,
     /// Per partition: the offset after the last one fetched in its current assignment.
-    fetched_to: HashMap<Tp, i64>,
+    pub(super) fetched_to: HashMap<Tp, i64>,
     /// Partitions fetched from since the last stall check.
-    progressed: HashSet<Tp>,
+    pub(super) progressed: HashSet<Tp>,
     /// Whether a poll returned nothing, while the pipeline asked, since the last stall check.
-    ran_dry: bool,
-    stalls: StallWatch,
+    pub(super) ran_dry: bool,
+    pub(super) stalls: StallWatch,
     last_check: Instant,
 }
 
@@ -512,96 +356,5 @@ fn note_fetched(round: &mut Round, r: &Raw) {
     }
     if !round.progressed.contains(&r.tp) {
         round.progressed.insert(r.tp.clone());
-    }
-}
-
-/// Looks for stalled partitions and takes the next recovery step for each.
-fn check_stalls(
-    consumer: &BaseConsumer<SourceContext>,
-    shared: &Shared,
-    round: &mut Round,
-    wanted: bool,
-) {
-    let now = Instant::now();
-    let assigned: Vec<(Tp, u64)> = {
-        let t = shared.lock_tracker();
-        t.assigned()
-            .into_iter()
-            .filter_map(|tp| t.generation(&tp).map(|g| (tp, g)))
-            .collect()
-    };
-    let tps: Vec<Tp> = assigned.iter().map(|(tp, _)| tp.clone()).collect();
-    round.stalls.retain(&tps);
-    let lags = shared.lag();
-    let mut rejoin = false;
-    for (tp, generation) in &assigned {
-        let Some(lag) = lags
-            .iter()
-            .find(|l| l.partition == tp.1 && *l.topic == *tp.0)
-        else {
-            continue; // no reading yet
-        };
-        let position = round.fetched_to.get(tp).copied();
-        let seen = Seen {
-            generation: *generation,
-            fetchable: position.map_or(lag.lag, |p| lag.log_end - p),
-            progressed: round.progressed.contains(tp),
-            ran_dry: round.ran_dry,
-        };
-        let Some(step) = round.stalls.check(now, tp, seen, wanted) else {
-            continue;
-        };
-        let c = &shared.counters;
-        if step == Recovery::Resume {
-            c.stalls.fetch_add(1, Ordering::Relaxed);
-        }
-        c.stall_recoveries.fetch_add(1, Ordering::Relaxed);
-        let stalled_for = round.stalls.stalled_for(now, tp).unwrap_or_default();
-        tracing::warn!(
-            topic = %tp.0,
-            partition = tp.1,
-            stalled_s = stalled_for.as_secs_f64(),
-            fetchable = seen.fetchable,
-            ?step,
-            "partition stalled: assigned, with records to fetch, none fetched while the pipeline asks"
-        );
-        match step {
-            Recovery::Resume => {
-                let _ = consumer.resume(&tpl_of([tp]));
-            }
-            Recovery::Seek => {
-                let offset = position
-                    .or(lag.committed)
-                    .map_or(Offset::Stored, Offset::Offset);
-                if let Err(e) = consumer.seek(&tp.0, tp.1, offset, REQUEST_TIMEOUT) {
-                    tracing::warn!(error = %e, "seek failed");
-                }
-            }
-            Recovery::Rejoin => rejoin = true,
-        }
-    }
-    let stalled: Vec<(String, i32, Duration)> = tps
-        .iter()
-        .filter_map(|tp| {
-            let d = round.stalls.stalled_for(now, tp)?;
-            Some((tp.0.to_string(), tp.1, d))
-        })
-        .collect();
-    shared
-        .counters
-        .stalled
-        .store(stalled.len() as u64, Ordering::Relaxed);
-    if let Ok(mut s) = shared.stalled.lock() {
-        *s = stalled;
-    }
-    round.progressed.clear();
-    round.ran_dry = false;
-    if rejoin {
-        tracing::warn!("rejoining the group to recover stalled partitions");
-        consumer.unsubscribe();
-        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
-        if let Err(e) = consumer.subscribe(&topics) {
-            tracing::warn!(error = %e, "cannot subscribe again");
-        }
     }
 }

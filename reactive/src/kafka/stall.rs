@@ -113,9 +113,7 @@ impl StallWatch {
             return None;
         }
         // Records of it may still be queued behind others' until the consumer runs dry.
-        let Some(since) = w.waiting_since.or(seen.ran_dry.then_some(now)) else {
-            return None;
-        };
+        let since = w.waiting_since.or(seen.ran_dry.then_some(now))?;
         w.waiting_since = Some(since);
         let due = match w.last_try {
             None => now.duration_since(since) >= self.after,

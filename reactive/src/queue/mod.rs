@@ -23,6 +23,7 @@
 
 mod buffered;
 mod config;
+mod emitter;
 mod operator;
 mod pull;
 mod shed;

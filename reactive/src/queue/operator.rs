@@ -8,7 +8,8 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::buffered::{self, Emitter, QueueSubscriber};
+use super::buffered::{self, QueueSubscriber};
+use super::emitter::Emitter;
 use super::pull::{self, Forward, PullSubscriber};
 use super::{Mode, QueueConfig, QueueStats};
 use crate::purge::Purger;

@@ -1,0 +1,107 @@
+//! Recovering stalled partitions: the poll thread's side of [`super::stall`].
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::Offset;
+
+use super::poller::Round;
+use super::rebalance::{SourceContext, tpl_of};
+use super::source::Shared;
+use super::stall::{Recovery, Seen};
+use super::tracker::Tp;
+
+/// Broker round trips made to recover.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Looks for stalled partitions and takes the next recovery step for each.
+pub(super) fn check_stalls(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    round: &mut Round,
+    wanted: bool,
+) {
+    let now = Instant::now();
+    let assigned: Vec<(Tp, u64)> = {
+        let t = shared.lock_tracker();
+        t.assigned()
+            .into_iter()
+            .filter_map(|tp| t.generation(&tp).map(|g| (tp, g)))
+            .collect()
+    };
+    let tps: Vec<Tp> = assigned.iter().map(|(tp, _)| tp.clone()).collect();
+    round.stalls.retain(&tps);
+    let lags = shared.lag();
+    let mut rejoin = false;
+    for (tp, generation) in &assigned {
+        let Some(lag) = lags
+            .iter()
+            .find(|l| l.partition == tp.1 && *l.topic == *tp.0)
+        else {
+            continue; // no reading yet
+        };
+        let position = round.fetched_to.get(tp).copied();
+        let seen = Seen {
+            generation: *generation,
+            fetchable: position.map_or(lag.lag, |p| lag.log_end - p),
+            progressed: round.progressed.contains(tp),
+            ran_dry: round.ran_dry,
+        };
+        let Some(step) = round.stalls.check(now, tp, seen, wanted) else {
+            continue;
+        };
+        let c = &shared.counters;
+        if step == Recovery::Resume {
+            c.stalls.fetch_add(1, Ordering::Relaxed);
+        }
+        c.stall_recoveries.fetch_add(1, Ordering::Relaxed);
+        let stalled_for = round.stalls.stalled_for(now, tp).unwrap_or_default();
+        tracing::warn!(
+            topic = %tp.0,
+            partition = tp.1,
+            stalled_s = stalled_for.as_secs_f64(),
+            fetchable = seen.fetchable,
+            ?step,
+            "partition stalled: assigned, with records to fetch, none fetched while the pipeline asks"
+        );
+        match step {
+            Recovery::Resume => {
+                let _ = consumer.resume(&tpl_of([tp]));
+            }
+            Recovery::Seek => {
+                let offset = position
+                    .or(lag.committed)
+                    .map_or(Offset::Stored, Offset::Offset);
+                if let Err(e) = consumer.seek(&tp.0, tp.1, offset, REQUEST_TIMEOUT) {
+                    tracing::warn!(error = %e, "seek failed");
+                }
+            }
+            Recovery::Rejoin => rejoin = true,
+        }
+    }
+    let stalled: Vec<(String, i32, Duration)> = tps
+        .iter()
+        .filter_map(|tp| {
+            let d = round.stalls.stalled_for(now, tp)?;
+            Some((tp.0.to_string(), tp.1, d))
+        })
+        .collect();
+    shared
+        .counters
+        .stalled
+        .store(stalled.len() as u64, Ordering::Relaxed);
+    if let Ok(mut s) = shared.stalled.lock() {
+        *s = stalled;
+    }
+    round.progressed.clear();
+    round.ran_dry = false;
+    if rejoin {
+        tracing::warn!("rejoining the group to recover stalled partitions");
+        consumer.unsubscribe();
+        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            tracing::warn!(error = %e, "cannot subscribe again");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The output half of a buffered queue: emits what is queued against downstream demand.
+//!
+//! # Waiting without losing a wake-up
+//! The emitter waits on two things at once: items (or the end) from upstream, and requests
+//! (or a stop) from downstream. Before it returns `Pending` it registers for both and then
+//! looks at both again, so that a `cancel`, a `request(0)` or a completion that arrives while
+//! the upstream is idle ends the connection at once, instead of when the next item comes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::buffered::{Shared, overflow_error};
+use super::{DropReason, QueueConfig, QueueStats};
+use crate::subscription::{Demand, Stop};
+use crate::{Error, Subscriber};
+
+/// The most items moved out of the shared buffer per lock.
+const TAKE: u64 = 256;
+
+/// The output half of a buffered queue: emits what is queued against downstream demand.
+pub struct Emitter<T, S> {
+    shared: Arc<Shared<T>>,
+    downstream: Option<S>,
+    demand: Demand,
+    config: QueueConfig<T>,
+    stats: Arc<QueueStats>,
+    blocks: bool,
+    replenish: u64,
+    taken: u64,
+    /// Items moved out of the shared buffer under one lock, emitted without it. They still
+    /// count as queued until emitted.
+    local: VecDeque<T>,
+    /// The last purge request applied to `local`.
+    purges_seen: u64,
+}
+
+impl<T, S> std::fmt::Debug for Emitter<T, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("blocks", &self.blocks)
+            .field("local", &self.local.len())
+            .finish()
+    }
+}
+
+/// What a look at the shared buffer found.
+enum Refill {
+    /// Items moved to the local buffer: emit them.
+    Items,
+    /// Something changed while registering: look again.
+    Again,
+    /// Nothing to do until a wake-up.
+    Wait,
+    /// The stream ended: `None` completed, `Some(e)` failed.
+    End(Option<Error>),
+    /// The safety cap tripped.
+    Overflowed(usize),
+    /// The subscriber stopped.
+    Stop(Stop),
+}
+
+impl<T, S> Emitter<T, S> {
+    pub(super) fn new(
+        shared: Arc<Shared<T>>,
+        downstream: S,
+        demand: Demand,
+        config: QueueConfig<T>,
+        stats: Arc<QueueStats>,
+        replenish: u64,
+    ) -> Self {
+        Emitter {
+            blocks: shared.blocks,
+            shared,
+            downstream: Some(downstream),
+            demand,
+            config,
+            stats,
+            replenish,
+            taken: 0,
+            local: VecDeque::new(),
+            purges_seen: 0,
+        }
+    }
+}
+
+impl<T, S: Subscriber<T>> Emitter<T, S> {
+    /// Emits what it can. `Ready` once the subscriber has been released.
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.downstream.is_none() {
+            return Poll::Ready(());
+        }
+        self.apply_purges(cx);
+        let mut budget = crate::source::YIELD_BUDGET;
+        loop {
+            if let Err(stop) = self.demand.check() {
+                return self.stop(stop);
+            }
+            if self.local.is_empty() {
+                match self.refill(cx) {
+                    Refill::Items => {}
+                    Refill::Again => continue,
+                    Refill::Wait => return Poll::Pending,
+                    Refill::End(end) => return self.release(Some(end)),
+                    Refill::Overflowed(cap) => return self.overflowed(cap),
+                    Refill::Stop(stop) => return self.stop(stop),
+                }
+            } else if budget == crate::source::YIELD_BUDGET {
+                // Once per poll with items in hand: the upstream runs in this same task, so
+                // the cap cannot trip in the middle of this loop.
+                let overflowed = self.shared.lock().overflowed;
+                if let Some(cap) = overflowed {
+                    return self.overflowed(cap);
+                }
+            }
+            let Some(item) = self.local.pop_front() else {
+                continue;
+            };
+            if self.blocks {
+                self.grant_upstream(1);
+            }
+            self.stats.popped(self.config.weight(&item));
+            self.demand.consume();
+            if let Some(downstream) = self.downstream.as_mut() {
+                downstream.on_next(item);
+            }
+            budget -= 1;
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Moves items from the shared buffer within the demand, or finds out what to wait for.
+    fn refill(&mut self, cx: &mut Context<'_>) -> Refill {
+        let permits = match self.demand.try_ready() {
+            Ok(p) => p,
+            Err(stop) => return Refill::Stop(stop),
+        };
+        let mut state = self.shared.lock();
+        if let Some(cap) = state.overflowed {
+            return Refill::Overflowed(cap);
+        }
+        for _ in 0..permits.min(TAKE) {
+            match state.buffer.pop() {
+                Some(item) => self.local.push_back(item),
+                None => break,
+            }
+        }
+        if !self.local.is_empty() {
+            return Refill::Items;
+        }
+        if state.buffer.is_empty() {
+            if let Some(end) = state.handoff.end.take() {
+                return Refill::End(end);
+            }
+        }
+        // Nothing to emit: no demand, or nothing queued. Register for both sides, then look at
+        // the demand again, so a request or a stop made in between is not lost (items and the
+        // end are registered for under the lock, so they cannot be).
+        state.handoff.register(cx);
+        drop(state);
+        match self.demand.poll_stop(cx) {
+            Poll::Ready(stop) => Refill::Stop(stop),
+            Poll::Pending => match self.demand.try_ready() {
+                Err(stop) => Refill::Stop(stop),
+                Ok(n) if permits == 0 && n > 0 => Refill::Again,
+                Ok(_) => Refill::Wait,
+            },
+        }
+    }
+
+    /// Removes from the local hand what purges asked for since the last poll.
+    fn apply_purges(&mut self, cx: &mut Context<'_>) {
+        let predicates = self.shared.purges.take(&mut self.purges_seen, cx.waker());
+        if predicates.is_empty() || self.local.is_empty() {
+            return;
+        }
+        let mut removed = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.local.len());
+        for item in self.local.drain(..) {
+            if predicates.iter().any(|p| p(&item)) {
+                removed.push(item);
+            } else {
+                kept.push_back(item);
+            }
+        }
+        self.local = kept;
+        {
+            // The lock orders these counts with the input side's.
+            let _state = self.shared.lock();
+            for item in &removed {
+                self.stats.purged(self.config.weight(item));
+            }
+        }
+        if self.blocks {
+            // Their places are free: grant them upstream as if they had been emitted.
+            self.grant_upstream(removed.len() as u64);
+        }
+    }
+
+    /// Blocking mode: `n` places came free; hands the upstream more demand, a few items' worth
+    /// at a time.
+    fn grant_upstream(&mut self, n: u64) {
+        self.taken += n;
+        if self.taken < self.replenish {
+            return;
+        }
+        let mut state = self.shared.lock();
+        if state.handoff.end.is_none() {
+            if state.outstanding == 0 {
+                self.stats.set_blocked(false);
+            }
+            state.outstanding += self.taken;
+            let upstream = state.handoff.upstream.clone();
+            drop(state);
+            if let Some(u) = upstream {
+                u.request(self.taken);
+            }
+        }
+        self.taken = 0;
+    }
+
+    /// The safety cap tripped: discard what is queued (counted) and fail at once.
+    fn overflowed(&mut self, cap: usize) -> Poll<()> {
+        let buffered = {
+            // The input side has stopped (its `end` is set), so these counts have one writer.
+            let mut state = self.shared.lock();
+            let mut buffered = Vec::with_capacity(state.buffer.len());
+            while let Some(item) = state.buffer.pop() {
+                buffered.push(item);
+            }
+            buffered
+        };
+        for item in self.local.drain(..).chain(buffered) {
+            let bytes = self.config.weight(&item);
+            self.stats.dropped(DropReason::Overflow, Some(bytes));
+        }
+        self.release(Some(Some(overflow_error(cap))))
+    }
+
+    /// The downstream cancelled or sent `request(0)`: cancel the source and release the
+    /// subscriber, with the `BadRequest` a `request(0)` is owed.
+    fn stop(&mut self, stop: Stop) -> Poll<()> {
+        let upstream = self.shared.lock().handoff.upstream.clone();
+        if let Some(u) = upstream {
+            u.cancel();
+        }
+        self.release(stop.into_error().map(Some))
+    }
+
+    /// Signals `end` (`Some(None)`: complete; `Some(Some(e))`: fail; `None`: nothing is owed)
+    /// and releases the subscriber.
+    fn release(&mut self, end: Option<Option<Error>>) -> Poll<()> {
+        if let Some(mut downstream) = self.downstream.take() {
+            match end {
+                Some(Some(e)) => downstream.on_error(e),
+                Some(None) => downstream.on_complete(),
+                None => {}
+            }
+        }
+        self.demand.terminate();
+        Poll::Ready(())
+    }
+}
