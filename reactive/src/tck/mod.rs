@@ -65,6 +65,9 @@
 
 mod probe;
 mod publisher;
+mod rules_1;
+mod rules_3;
+mod rules_idle;
 mod subscriber;
 mod upstream;
 
@@ -72,6 +75,8 @@ use std::future::Future;
 
 pub use probe::{Probe, ProbeHandle, Signal};
 pub use publisher::PublisherVerification;
+#[doc(hidden)]
+pub use publisher::panic_message as publisher_panic_message;
 pub use subscriber::SubscriberVerification;
 pub use upstream::{Upstream, UpstreamConnection};
 
@@ -130,7 +135,7 @@ macro_rules! publisher_tck {
 #[macro_export]
 macro_rules! __publisher_rules {
     ($tests:ident; $verification:ident) => {
-        $crate::$tests!($verification;
+        $crate::$tests! { $verification;
             rule_1_01_on_next_never_exceeds_requested,
             rule_1_02_may_complete_with_fewer_items_than_requested,
             rule_1_03_signals_are_serial,
@@ -160,8 +165,22 @@ macro_rules! __publisher_rules {
             rule_3_15_cancel_returns_normally,
             rule_3_16_request_returns_normally,
             rule_3_17_demand_saturates_at_unbounded
-        );
+        }
     };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tck_collect {
+    ($verification:ident; $($rule:ident),* $(,)?) => {{
+        let mut out = Vec::new();
+        $(
+            let v = $verification.clone();
+            let result = tokio::spawn(async move { v.$rule().await }).await;
+            out.push((stringify!($rule), result.map_err($crate::tck::publisher_panic_message)));
+        )*
+        out
+    }};
 }
 
 #[doc(hidden)]
