@@ -263,13 +263,8 @@ impl State {
         if self.config.fail_rate <= 0.0 {
             return false;
         }
-        let mut s = lock(&self.rng);
-        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) as f64 / (1u64 << 53) as f64) < self.config.fail_rate
+        let draw = splitmix::step(&mut lock(&self.rng));
+        splitmix::unit(draw) < self.config.fail_rate
     }
 }
 

@@ -159,14 +159,9 @@ impl<T> Retry<T> {
         );
         let capped = exp.min(self.policy.max_backoff);
         let jitter = self.policy.jitter.clamp(0.0, 1.0);
-        // Lock-free splitmix64: each draw advances the shared state by the golden ratio.
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let unit = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+        // Lock-free SplitMix64: each draw advances the shared state by one step.
+        let state = self.rng.fetch_add(splitmix::GAMMA, Ordering::Relaxed);
+        let unit = splitmix::unit(splitmix::next(state));
         capped.mul_f64(1.0 - jitter + jitter * unit)
     }
 

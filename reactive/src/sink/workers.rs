@@ -232,9 +232,7 @@ impl<T: Send> Target<T> for Deferred<T> {
 
 /// Spreads keys over workers even when keys are small consecutive numbers.
 fn spread(key: u64) -> u64 {
-    let z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB)
+    splitmix::next(key)
 }
 
 impl<T, K, W, Fut> Future for WorkersDriver<T, K, W, Fut>
