@@ -4,14 +4,11 @@
 //! its slow-source signal on `/pressure` (a number: 0 is idle, 1 is at its limit) for producers
 //! in other processes (`loadgen produce --pressure-url`).
 
-use std::convert::Infallible;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use std::sync::Arc;
@@ -67,51 +64,47 @@ fn respond(
 /// What the server shows: the metrics text and the pressure, computed per request.
 type Exposer = Arc<dyn Fn() -> (String, f64) + Send + Sync>;
 
-async fn serve(listener: tokio::net::TcpListener, expose: Exposer) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let expose = expose.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let expose = expose.clone();
-                async move {
-                    let response = match req.uri().path() {
-                        "/metrics" => respond(
-                            http::StatusCode::OK,
-                            crate::telemetry::CONTENT_TYPE,
-                            expose().0,
-                        ),
-                        "/pressure" => respond(
-                            http::StatusCode::OK,
-                            "text/plain",
-                            format!("{:.4}\n", expose().1),
-                        ),
-                        "/debug/pprof/heap" => match heap_profile().await {
-                            Ok(profile) => {
-                                respond(http::StatusCode::OK, "application/octet-stream", profile)
-                            }
-                            Err(why) => respond(
-                                http::StatusCode::NOT_IMPLEMENTED,
-                                "text/plain",
-                                format!("{why}\n"),
-                            ),
-                        },
-                        _ => respond(
-                            http::StatusCode::NOT_FOUND,
-                            "text/plain",
-                            "try /metrics, /pressure or /debug/pprof/heap\n",
-                        ),
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+/// Answers one request: `/metrics`, `/pressure` or `/debug/pprof/heap`.
+async fn answer(expose: Exposer, path: String) -> hyper::Response<Full<Bytes>> {
+    match path.as_str() {
+        "/metrics" => respond(
+            http::StatusCode::OK,
+            crate::telemetry::CONTENT_TYPE,
+            expose().0,
+        ),
+        "/pressure" => respond(
+            http::StatusCode::OK,
+            "text/plain",
+            format!("{:.4}\n", expose().1),
+        ),
+        "/debug/pprof/heap" => match heap_profile().await {
+            Ok(profile) => respond(http::StatusCode::OK, "application/octet-stream", profile),
+            Err(why) => respond(
+                http::StatusCode::NOT_IMPLEMENTED,
+                "text/plain",
+                format!("{why}\n"),
+            ),
+        },
+        _ => respond(
+            http::StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics, /pressure or /debug/pprof/heap\n",
+        ),
     }
+}
+
+/// Serves the endpoints until the process ends, on sinkd's serve loop.
+async fn serve(listener: tokio::net::TcpListener, expose: Exposer) {
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        answer(expose.clone(), req.uri().path().to_string())
+    };
+    sinkd::serve::serve(
+        listener,
+        handler,
+        sinkd::serve::Options::default(),
+        std::future::pending(),
+    )
+    .await;
 }
 
 pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {

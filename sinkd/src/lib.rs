@@ -35,6 +35,7 @@ pub mod bucket;
 pub mod client;
 pub mod config;
 mod metrics;
+pub mod serve;
 mod server;
 pub mod wire;
 
