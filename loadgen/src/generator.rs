@@ -183,11 +183,11 @@ mod tests {
             msg_size: 512,
         };
         let a: Vec<Event> = {
-            let mut f = Factory::new(shape.clone());
+            let mut f = Factory::new(shape);
             (0..100).map(|i| f.make(i, 0)).collect()
         };
         let b: Vec<Event> = {
-            let mut f = Factory::new(shape.clone());
+            let mut f = Factory::new(shape);
             (0..100).map(|i| f.make(i, 0)).collect()
         };
         assert_eq!(a, b);

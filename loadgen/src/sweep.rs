@@ -21,6 +21,9 @@ struct Point {
     args: RunArgs,
 }
 
+/// Every grid point with its plan, and the axis to chart against (if one).
+type Grid = (Vec<(Point, Plan)>, Option<String>);
+
 /// One row of the sweep: the varying value (if numeric), delivered events/s, p99 ms.
 type Row = (Option<f64>, f64, f64);
 
@@ -80,7 +83,7 @@ fn apply_demand(a: &mut RunArgs, d: Demand) {
 
 /// The grid: every combination of the values given, each validated as a whole by
 /// [`Plan::from_args`], and the axis to chart against when exactly one numeric dimension varies.
-fn expand(args: &SweepArgs) -> anyhow::Result<(Vec<(Point, Plan)>, Option<String>)> {
+fn expand(args: &SweepArgs) -> anyhow::Result<Grid> {
     let dims = [
         ("batch size", args.batch_size.len()),
         ("batch linger", args.batch_linger.len()),

@@ -202,8 +202,11 @@ pub static FIELDS: [Field; 13] = [
     ),
 ];
 
-/// Fields derived from the table's for charts: name, how.
-static DERIVED: [(&str, fn(&Sample) -> f64); 2] = [
+/// A field derived from the table's for charts: its name, and how.
+type Derived = (&'static str, fn(&Sample) -> f64);
+
+/// The derived fields.
+static DERIVED: [Derived; 2] = [
     ("rss_mb", |s| s.rss_bytes as f64 / 1e6),
     ("queue_mb", |s| s.queue_bytes as f64 / 1e6),
 ];

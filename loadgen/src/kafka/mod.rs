@@ -100,6 +100,38 @@ pub async fn create_topic(
     Ok(())
 }
 
+/// A broker that lives as long as an experiment needs it (`None` for the user's own cluster).
+#[cfg(feature = "local-broker")]
+pub type LocalBroker = Option<testbroker::Broker>;
+/// A broker that lives as long as an experiment needs it (always the user's own cluster: this
+/// build cannot start one).
+#[cfg(not(feature = "local-broker"))]
+pub type LocalBroker = Option<std::convert::Infallible>;
+
+/// The cluster an experiment uses: `hosts` when given, otherwise a tansu broker of its own on
+/// loopback (feature `local-broker`).
+///
+/// # Errors
+/// Without `hosts`, when tansu cannot be started, or when this build cannot start one.
+pub fn broker(hosts: Option<&str>) -> anyhow::Result<(LocalBroker, String)> {
+    if let Some(hosts) = hosts {
+        return Ok((None, hosts.to_string()));
+    }
+    #[cfg(feature = "local-broker")]
+    {
+        let broker = testbroker::Broker::try_start().map_err(anyhow::Error::msg)?;
+        let b = broker.bootstrap();
+        println!("started tansu on {b}");
+        Ok((Some(broker), b))
+    }
+    #[cfg(not(feature = "local-broker"))]
+    {
+        anyhow::bail!(
+            "this experiment needs a Kafka cluster: pass '--bootstrap-servers HOSTS', or build loadgen with `--features local-broker` to start tansu on loopback"
+        )
+    }
+}
+
 /// A partition of the group, as a label set.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {

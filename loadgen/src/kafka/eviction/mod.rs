@@ -223,16 +223,7 @@ pub async fn run(e: Experiment<'_>, args: &ExperimentArgs, out: &Path) -> anyhow
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    // The broker: the one named, or a tansu of our own on loopback.
-    let (_broker, bootstrap) = match &args.bootstrap_servers {
-        Some(b) => (None, b.clone()),
-        None => {
-            let broker = testbroker::Broker::try_start().map_err(anyhow::Error::msg)?;
-            let b = broker.bootstrap();
-            println!("started tansu on {b}");
-            (Some(broker), b)
-        }
-    };
+    let (_broker, bootstrap) = super::broker(args.bootstrap_servers.as_deref())?;
     let stamp = std::process::id();
     let mut results: Vec<Vec<EvictionResult>> = Vec::new();
     for (i, (label, flags)) in e.runs.iter().enumerate() {
