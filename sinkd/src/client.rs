@@ -15,38 +15,28 @@ use crate::audit::Stats;
 use crate::wire::{self, Event, Format};
 
 /// Why a call failed before an HTTP answer came back, or why an answer was unusable.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The base URL is not `http://host:port`.
+    /// The base URL (or a request built on it) is not `http://host:port/...`.
+    #[error("invalid sink URL `{0}` (expected http://host:port)")]
     InvalidUrl(String),
-    /// Connecting, sending or receiving failed.
-    Transport(String),
+    /// Connecting or sending failed (the cause chain is kept).
+    #[error("cannot reach the sink: {}", chain(.0))]
+    Transport(#[source] hyper_util::client::legacy::Error),
+    /// The answer's body could not be read.
+    #[error("cannot read the sink's answer: {0}")]
+    Body(#[source] hyper::Error),
     /// sinkd answered, but not with success.
+    #[error("the sink answered {}: {}", .0.status, String::from_utf8_lossy(&.0.body))]
     Status(Reply),
-    /// The answer could not be decoded.
-    Decode(String),
+    /// The answer's JSON could not be decoded.
+    #[error("cannot decode the sink's answer: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The answer was not text.
+    #[error("cannot decode the sink's answer: {0}")]
+    NotText(#[source] std::string::FromUtf8Error),
 }
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::InvalidUrl(u) => {
-                write!(f, "invalid sink URL `{u}` (expected http://host:port)")
-            }
-            ClientError::Transport(e) => write!(f, "cannot reach the sink: {e}"),
-            ClientError::Status(r) => write!(
-                f,
-                "the sink answered {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            ),
-            ClientError::Decode(e) => write!(f, "cannot decode the sink's answer: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
 
 /// An HTTP answer from sinkd.
 #[derive(Debug, Clone)]
@@ -149,7 +139,7 @@ impl SinkClient {
         if !reply.is_success() {
             return Err(ClientError::Status(reply));
         }
-        serde_json::from_slice(&reply.body).map_err(|e| ClientError::Decode(e.to_string()))
+        serde_json::from_slice(&reply.body).map_err(ClientError::Decode)
     }
 
     /// `GET /metrics`, as text.
@@ -158,7 +148,7 @@ impl SinkClient {
         if !reply.is_success() {
             return Err(ClientError::Status(reply));
         }
-        String::from_utf8(reply.body.to_vec()).map_err(|e| ClientError::Decode(e.to_string()))
+        String::from_utf8(reply.body.to_vec()).map_err(ClientError::NotText)
     }
 
     /// `POST /admin/rate`: sets the rate (`None`: no limit).
@@ -220,7 +210,7 @@ impl SinkClient {
             .client
             .request(req)
             .await
-            .map_err(|e| ClientError::Transport(error_chain(&e)))?;
+            .map_err(ClientError::Transport)?;
         let status = response.status();
         let header = |name: &str| {
             response
@@ -237,7 +227,7 @@ impl SinkClient {
             .into_body()
             .collect()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .map_err(ClientError::Body)?
             .to_bytes();
         Ok(Reply {
             status,
@@ -248,7 +238,8 @@ impl SinkClient {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, `a: b: c`: a transport error's own text rarely says why.
+fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

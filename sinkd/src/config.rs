@@ -89,6 +89,32 @@ pub enum Rate {
     PerSecond(f64),
 }
 
+/// A flag's value that is refused, with the flag and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A flag's value on its own, or how it combines with others, is out of bounds.
+    #[error("{flag} {reason}")]
+    Invalid {
+        /// The flag, as written on the command line.
+        flag: &'static str,
+        /// What it must be, and what it was.
+        reason: String,
+    },
+}
+
+fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.into(),
+    }
+}
+
+/// A value that does not parse (a duration, a size, a rate): what was expected, and what came.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(String);
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -130,39 +156,42 @@ impl Default for Config {
 
 impl Config {
     /// Checks the flags together. The error names the flag.
-    pub fn from_args(a: Args) -> Result<Config, String> {
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the flag at fault.
+    pub fn from_args(a: Args) -> Result<Config, ConfigError> {
         let rate = match a.rate_limit {
             Rate::Off => None,
             Rate::PerSecond(r) => Some(r),
         };
         let burst = match a.burst {
             Some(b) if !(b.is_finite() && b >= 1.0) => {
-                return Err(format!("--burst must be at least 1, got {b}"));
+                return Err(invalid("--burst", format!("must be at least 1, got {b}")));
             }
             Some(b) => b,
             None => rate.map_or(1.0, |r| (r / 10.0).max(1.0)),
         };
         if !(0.0..=1.0).contains(&a.fail_rate) {
-            return Err(format!(
-                "--fail-rate must be between 0 and 1, got {}",
-                a.fail_rate
+            return Err(invalid(
+                "--fail-rate",
+                format!("must be between 0 and 1, got {}", a.fail_rate),
             ));
         }
         if a.max_held == 0 {
-            return Err("--max-held must be at least 1".into());
+            return Err(invalid("--max-held", "must be at least 1"));
         }
         if a.max_body == 0 {
-            return Err("--max-body must be at least 1 byte".into());
+            return Err(invalid("--max-body", "must be at least 1 byte"));
         }
         let stall = match (a.stall_rate, a.stall_at) {
             (Some(r), Some(at)) => {
-                check_rate("--stall-rate", r)?;
+                check_rate(r).map_err(|e| invalid("--stall-rate", e.0))?;
                 Some((at, a.stall_for, r))
             }
             _ => None,
         };
         if a.admin_token.as_deref() == Some("") {
-            return Err("--admin-token must not be empty".into());
+            return Err(invalid("--admin-token", "must not be empty"));
         }
         Ok(Config {
             listen: a.listen,
@@ -183,28 +212,28 @@ impl Config {
     }
 }
 
-fn check_rate(flag: &str, r: f64) -> Result<f64, String> {
+fn check_rate(r: f64) -> Result<f64, ValueError> {
     if r.is_finite() && r > 0.0 && r <= 1e9 {
         Ok(r)
     } else {
-        Err(format!(
-            "{flag} must be a number of writes/s above 0, got {r}"
-        ))
+        Err(ValueError(format!(
+            "must be a number of writes/s above 0, got {r}"
+        )))
     }
 }
 
-fn parse_rate(s: &str) -> Result<Rate, String> {
+fn parse_rate(s: &str) -> Result<Rate, ValueError> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(Rate::Off);
     }
     let r: f64 = s
         .parse()
-        .map_err(|_| format!("expected writes/s (e.g. 2000) or `off`, got `{s}`"))?;
-    check_rate("the rate", r).map(Rate::PerSecond)
+        .map_err(|_| ValueError(format!("expected writes/s (e.g. 2000) or `off`, got `{s}`")))?;
+    check_rate(r).map(Rate::PerSecond)
 }
 
 /// Parses `90s`, `2ms`, `1.5s`, `10m`, `1h`, `250us`, or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -212,7 +241,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("expected a duration like 90s or 2ms, got `{s}`"))?;
+        .map_err(|_| ValueError(format!("expected a duration like 90s or 2ms, got `{s}`")))?;
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 1e-3,
@@ -221,22 +250,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => 60.0,
         "h" => 3600.0,
         _ => {
-            return Err(format!(
+            return Err(ValueError(format!(
                 "unknown duration unit `{unit}` in `{s}` (use ns, us, ms, s, m or h)"
-            ));
+            )));
         }
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("duration out of range: `{s}`"))
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| ValueError(format!("duration out of range: `{s}`")))
 }
 
 /// Parses `1024`, `64KiB`, `16MiB`, `1GiB`, `10KB`, `5MB`.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, ValueError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("expected a size like 16MiB, got `{s}`"))?;
+        .map_err(|_| ValueError(format!("expected a size like 16MiB, got `{s}`")))?;
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -246,14 +276,14 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
-            return Err(format!(
+            return Err(ValueError(format!(
                 "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)"
-            ));
+            )));
         }
     };
     value
         .checked_mul(scale)
-        .ok_or_else(|| format!("size out of range: `{s}`"))
+        .ok_or_else(|| ValueError(format!("size out of range: `{s}`")))
 }
 
 #[cfg(test)]
@@ -263,7 +293,7 @@ mod tests {
     fn config(args: &[&str]) -> Result<Config, String> {
         let args = Args::try_parse_from(std::iter::once("sinkd").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        Config::from_args(args)
+        Config::from_args(args).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -85,17 +85,46 @@ impl Format {
     }
 }
 
-/// Why a body could not be decoded. The text is sent back with the 400.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub String);
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a body could not be decoded. Its text is sent back with the 400.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The JSON did not parse as an event (`what`: "event") or a batch of them.
+    #[error("invalid JSON {what}: {source}")]
+    Json {
+        /// What was expected.
+        what: &'static str,
+        /// Why not.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `/write` got a number of events other than one.
+    #[error("/write takes exactly one event, got {0}")]
+    NotOne(usize),
+    /// `/write/batch` got no event.
+    #[error("empty batch")]
+    EmptyBatch,
+    /// A binary body ended inside an event's fixed header.
+    #[error("truncated binary event header at byte {offset}")]
+    TruncatedHeader {
+        /// Where the event began.
+        offset: usize,
+    },
+    /// A binary event's payload runs past the end of the body.
+    #[error("binary event at byte {offset} declares a {len}-byte payload past the end of the body")]
+    TruncatedPayload {
+        /// Where the event began.
+        offset: usize,
+        /// The payload length it declared.
+        len: usize,
+    },
+    /// A binary event's payload is not UTF-8.
+    #[error("binary event at byte {offset}: payload is not UTF-8")]
+    NotUtf8 {
+        /// Where the event began.
+        offset: usize,
+    },
 }
-
-impl std::error::Error for DecodeError {}
 
 /// Encodes one event.
 pub fn encode_one(event: &Event, format: Format) -> Vec<u8> {
@@ -138,15 +167,14 @@ fn put_binary(out: &mut Vec<u8>, e: &Event) {
 /// Decodes the body of `/write`: exactly one event.
 pub fn decode_one(body: &[u8], format: Format) -> Result<Event, DecodeError> {
     match format {
-        Format::Json => serde_json::from_slice(body)
-            .map_err(|e| DecodeError(format!("invalid JSON event: {e}"))),
+        Format::Json => serde_json::from_slice(body).map_err(|source| DecodeError::Json {
+            what: "event",
+            source,
+        }),
         Format::Binary => {
             let mut events = decode_binary(body)?;
             if events.len() != 1 {
-                return Err(DecodeError(format!(
-                    "/write takes exactly one event, got {}",
-                    events.len()
-                )));
+                return Err(DecodeError::NotOne(events.len()));
             }
             Ok(events.remove(0))
         }
@@ -156,15 +184,16 @@ pub fn decode_one(body: &[u8], format: Format) -> Result<Event, DecodeError> {
 /// Decodes the body of `/write/batch`: one or more events.
 pub fn decode_batch(body: &[u8], format: Format) -> Result<Vec<Event>, DecodeError> {
     let events = match format {
-        Format::Json => serde_json::from_slice::<Vec<Event>>(body).map_err(|e| {
-            DecodeError(format!(
-                "invalid JSON batch (expected an array of events): {e}"
-            ))
-        })?,
+        Format::Json => {
+            serde_json::from_slice::<Vec<Event>>(body).map_err(|source| DecodeError::Json {
+                what: "batch (expected an array of events)",
+                source,
+            })?
+        }
         Format::Binary => decode_binary(body)?,
     };
     if events.is_empty() {
-        return Err(DecodeError("empty batch".into()));
+        return Err(DecodeError::EmptyBatch);
     }
     Ok(events)
 }
@@ -174,22 +203,14 @@ fn decode_binary(mut body: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let mut offset = 0usize;
     while !body.is_empty() {
         if body.len() < HEADER {
-            return Err(DecodeError(format!(
-                "truncated binary event header at byte {offset}"
-            )));
+            return Err(DecodeError::TruncatedHeader { offset });
         }
         let u64_at = |i: usize| u64::from_le_bytes(body[i..i + 8].try_into().unwrap_or_default());
         let len = u32::from_le_bytes(body[33..37].try_into().unwrap_or_default()) as usize;
         let Some(payload) = body.get(HEADER..HEADER + len) else {
-            return Err(DecodeError(format!(
-                "binary event at byte {offset} declares a {len}-byte payload past the end of the body"
-            )));
+            return Err(DecodeError::TruncatedPayload { offset, len });
         };
-        let payload = std::str::from_utf8(payload).map_err(|_| {
-            DecodeError(format!(
-                "binary event at byte {offset}: payload is not UTF-8"
-            ))
-        })?;
+        let payload = std::str::from_utf8(payload).map_err(|_| DecodeError::NotUtf8 { offset })?;
         events.push(Event {
             id: u64_at(0),
             key: u64_at(8),
@@ -239,20 +260,20 @@ mod tests {
         assert!(
             decode_one(b"{", Format::Json)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("invalid JSON")
         );
         assert!(decode_one(br#"{"id":1}"#, Format::Json).is_err());
         assert!(
             decode_batch(b"[]", Format::Json)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("empty")
         );
         assert!(
             decode_batch(&[0u8; 10], Format::Binary)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("truncated")
         );
         let mut bad = encode_one(&event(1), Format::Binary);
@@ -260,14 +281,14 @@ mod tests {
         assert!(
             decode_one(&bad, Format::Binary)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("past the end")
         );
         let two = encode_batch(&[event(1), event(2)], Format::Binary);
         assert!(
             decode_one(&two, Format::Binary)
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("exactly one")
         );
     }

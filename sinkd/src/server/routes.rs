@@ -175,7 +175,7 @@ async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Respo
         Ok(events) => events,
         Err(e) => {
             state.metrics.reject("malformed");
-            return error(StatusCode::BAD_REQUEST, &e.0);
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
     if state.inject_failure() {
