@@ -159,6 +159,7 @@ pub mod flow;
 mod handoff;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+mod linger;
 pub mod ops;
 mod publisher;
 pub mod purge;

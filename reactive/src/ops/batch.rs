@@ -4,10 +4,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
 
 use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
 use crate::demand::{self, UNBOUNDED};
+use crate::linger::Linger;
 use crate::subscription::{self, Demand};
 use crate::{Error, Publisher, Subscriber};
 
@@ -63,17 +63,13 @@ impl<P: Publisher> Publisher for Batch<P> {
         let (input, inbox) = inbox(Prefetch::manual());
         BatchConnection {
             upstream: Some(self.upstream.connect(input)),
-            timer: tokio::time::sleep(Duration::ZERO),
             state: BatchState {
                 inbox,
                 downstream: Some(subscriber),
                 demand,
-                size: self.size,
-                linger: self.linger,
+                linger: Linger::new(self.size, self.linger),
                 buffer: Vec::new(),
                 outstanding: 0,
-                timing: false,
-                due: false,
                 end: None,
             },
         }
@@ -86,8 +82,6 @@ pin_project! {
     pub struct BatchConnection<P: Publisher, S> {
         #[pin]
         upstream: Option<P::Connection<InboxSubscriber<P::Item>>>,
-        #[pin]
-        timer: Sleep,
         state: BatchState<P::Item, S>,
     }
 }
@@ -104,24 +98,20 @@ struct BatchState<T, S> {
     inbox: Inbox<T>,
     downstream: Option<S>,
     demand: Demand,
-    size: usize,
-    linger: Duration,
+    /// When the current batch is ready.
+    linger: Linger,
     buffer: Vec<T>,
     /// Items requested upstream and not yet received.
     outstanding: u64,
-    /// Whether the linger timer runs for the current batch.
-    timing: bool,
-    /// The linger expired while there was no demand.
-    due: bool,
     end: Option<Option<Error>>,
 }
 
 impl<T, S: Subscriber<Vec<T>>> BatchState<T, S> {
     fn emit(&mut self) {
         // Preallocate modestly: a huge `size` must not become a huge allocation.
-        let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.size.min(1024)));
-        self.timing = false;
-        self.due = false;
+        let size = self.linger.size();
+        let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(size.min(1024)));
+        self.linger.taken(0);
         self.demand.consume();
         if let Some(d) = self.downstream.as_mut() {
             d.on_next(batch);
@@ -175,7 +165,7 @@ impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S>
                 let want = if demand::is_unbounded(permits) {
                     UNBOUNDED
                 } else {
-                    permits.saturating_mul(st.size as u64)
+                    permits.saturating_mul(st.linger.size() as u64)
                 };
                 let have = demand::add(st.buffer.len() as u64, st.outstanding);
                 if want > have {
@@ -186,14 +176,11 @@ impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S>
             }
             let mut progressed = false;
             // Take items while a batch can still be formed or emitted.
-            while st.end.is_none() && st.buffer.len() < st.size {
+            while st.end.is_none() && st.buffer.len() < st.linger.size() {
                 match st.inbox.poll_recv(cx) {
                     Poll::Ready(Some(Ok(item))) => {
                         st.outstanding = demand::sub(st.outstanding, 1);
-                        if st.buffer.is_empty() {
-                            this.timer.as_mut().reset(Instant::now() + st.linger);
-                            st.timing = true;
-                        }
+                        st.linger.arrived(st.buffer.len());
                         st.buffer.push(item);
                     }
                     Poll::Ready(Some(Err(e))) => st.end = Some(Some(e)),
@@ -201,12 +188,8 @@ impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S>
                     Poll::Pending => break,
                 }
             }
-            if st.timing && !st.due && this.timer.as_mut().poll(cx).is_ready() {
-                st.due = true;
-            }
             let has_demand = st.demand.try_ready().unwrap_or(0) > 0;
-            let ready = st.buffer.len() >= st.size
-                || (st.due && !st.buffer.is_empty())
+            let ready = st.linger.poll_ready(st.buffer.len(), cx)
                 || (st.end.is_some() && !st.buffer.is_empty());
             if ready && has_demand {
                 st.emit();

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
+use crate::linger::Linger;
 use crate::purge::{Predicate, Purger, Requests, Target, retain};
 use crate::{Error, demand};
 
@@ -127,12 +128,7 @@ where
         inflight: (0..n).map(|_| None).collect(),
         // A worker must be able to hold a full batch, and the next one filling behind it.
         capacity: n.saturating_mul(config.window.max(1).max(batch.saturating_mul(2))) as u64,
-        batch,
-        linger: config.linger,
-        since: (0..n).map(|_| None).collect(),
-        timers: (0..n)
-            .map(|_| Box::pin(tokio::time::sleep(Duration::ZERO)))
-            .collect(),
+        lingers: (0..n).map(|_| Linger::new(batch, config.linger)).collect(),
         held: 0,
         outstanding: 0,
         next: 0,
@@ -156,11 +152,8 @@ pub struct WorkersDriver<T, K, W, Fut> {
     queues: Vec<VecDeque<T>>,
     inflight: Vec<Option<InFlight<Fut>>>,
     capacity: u64,
-    batch: usize,
-    linger: Duration,
-    /// When each worker's oldest queued item arrived.
-    since: Vec<Option<Instant>>,
-    timers: Vec<Pin<Box<Sleep>>>,
+    /// Each worker's next batch: full, or its oldest item waited the linger.
+    lingers: Vec<Linger>,
     held: u64,
     outstanding: u64,
     next: usize,
@@ -212,7 +205,7 @@ impl<T, K, W, Fut> WorkersDriver<T, K, W, Fut> {
                 self.held -= removed;
                 self.stats.purged.fetch_add(removed, Ordering::Relaxed);
                 if queue.is_empty() {
-                    self.since[w] = None;
+                    self.lingers[w].taken(0);
                 }
             }
         }
@@ -271,9 +264,7 @@ where
                             }
                             Partitioning::Key => (spread((this.key)(&item)) % n as u64) as usize,
                         };
-                        if this.queues[worker].is_empty() {
-                            this.since[worker] = Some(Instant::now());
-                        }
+                        this.lingers[worker].arrived(this.queues[worker].len());
                         this.queues[worker].push_back(item);
                         this.held += 1;
                         this.stats.held.store(this.held, Ordering::Relaxed);
@@ -285,29 +276,15 @@ where
             }
             for w in 0..n {
                 if this.inflight[w].is_none() && !this.queues[w].is_empty() {
-                    let full = this.queues[w].len() >= this.batch;
-                    let waited = this.since[w].is_some_and(|t| t.elapsed() >= this.linger);
-                    if full || waited || this.end.is_some() {
-                        let take = this.queues[w].len().min(this.batch);
+                    let len = this.queues[w].len();
+                    if this.lingers[w].poll_ready(len, cx) || this.end.is_some() {
+                        let take = len.min(this.lingers[w].size());
                         let items: Vec<T> = this.queues[w].drain(..take).collect();
-                        this.since[w] = if this.queues[w].is_empty() {
-                            None
-                        } else {
-                            Some(Instant::now())
-                        };
+                        this.lingers[w].taken(this.queues[w].len());
                         this.stats.started.fetch_add(1, Ordering::Relaxed);
                         let n_items = items.len() as u64;
                         this.inflight[w] =
                             Some((Box::pin((this.write)(w, items)), Instant::now(), n_items));
-                    } else if let Some(t) = this.since[w] {
-                        // Wake when the linger is up.
-                        let timer = &mut this.timers[w];
-                        if timer.deadline() != t + this.linger {
-                            timer.as_mut().reset(t + this.linger);
-                        }
-                        if timer.as_mut().poll(cx).is_ready() {
-                            progressed = true;
-                        }
                     }
                 }
                 if let Some((write, started, items)) = this.inflight[w].as_mut() {
