@@ -1,7 +1,8 @@
-//! Line charts as SVG, with no dependencies: axes with round ticks, one polyline per series,
-//! a legend. Several series share one axis, so curves can be compared directly.
+//! Line charts as SVG, drawn with plotters' SVG backend: axes with round ticks, one line per
+//! series, a legend. Several series share one axis, so curves can be compared directly.
 
-use std::fmt::Write;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 pub struct Series {
     pub name: String,
@@ -18,15 +19,17 @@ pub struct Chart {
     pub log_y: bool,
 }
 
-const COLORS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+const COLORS: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
-const W: f64 = 820.0;
-const H: f64 = 450.0;
-const L: f64 = 80.0;
-const R: f64 = 20.0;
-const T: f64 = 40.0;
-const B: f64 = 100.0;
+const SIZE: (u32, u32) = (820, 450);
 
 /// A round tick step for a span.
 fn step(span: f64) -> f64 {
@@ -48,6 +51,7 @@ fn step(span: f64) -> f64 {
     nice * mag
 }
 
+/// A tick label: short, with k / M / G for large values.
 fn label(v: f64) -> String {
     let a = v.abs();
     if a >= 1e9 {
@@ -63,10 +67,18 @@ fn label(v: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// A value on a (possibly logarithmic) axis: log axes are drawn linear in log10 space.
+fn axis(v: f64, log: bool) -> f64 {
+    match log {
+        true if v > 0.0 => v.log10(),
+        true => f64::NAN,
+        false => v,
+    }
+}
+
+/// The label of an axis position.
+fn tick(v: f64, log: bool) -> String {
+    if log { label(10f64.powf(v)) } else { label(v) }
 }
 
 impl Chart {
@@ -87,166 +99,103 @@ impl Chart {
         }
     }
 
-    pub fn svg(&self) -> String {
-        let tx = |v: f64| {
-            if self.log_x {
-                if v > 0.0 { v.log10() } else { f64::NAN }
-            } else {
-                v
-            }
-        };
-        let ty = |v: f64| {
-            if self.log_y {
-                if v > 0.0 { v.log10() } else { f64::NAN }
-            } else {
-                v
-            }
-        };
-        let series: Vec<Series> = self
-            .series
+    /// The series in axis space, without the points an axis cannot show.
+    fn lines(&self) -> Vec<Vec<(f64, f64)>> {
+        self.series
             .iter()
-            .map(|s| Series {
-                name: s.name.clone(),
-                points: s.points.iter().map(|(x, y)| (tx(*x), ty(*y))).collect(),
+            .map(|s| {
+                s.points
+                    .iter()
+                    .map(|&(x, y)| (axis(x, self.log_x), axis(y, self.log_y)))
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .collect()
             })
-            .collect();
-        let pts = series
-            .iter()
-            .flat_map(|s| s.points.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite());
-        let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, f64::MIN);
-        for (x, y) in pts {
-            x0 = x0.min(*x);
-            x1 = x1.max(*x);
-            y1 = y1.max(*y);
+            .collect()
+    }
+
+    /// The axes' ranges: x over the data, y from 0 (from the lowest decade when logarithmic)
+    /// up to a round tick above the highest point.
+    fn ranges(&self, lines: &[Vec<(f64, f64)>]) -> ((f64, f64), (f64, f64)) {
+        let (mut x0, mut x1) = (f64::MAX, f64::MIN);
+        let (mut y0, mut y1) = (f64::MAX, f64::MIN);
+        for &(x, y) in lines.iter().flatten() {
+            (x0, x1) = (x0.min(x), x1.max(x));
+            (y0, y1) = (y0.min(y), y1.max(y));
         }
         if x0 > x1 {
-            (x0, x1, y1) = (0.0, 1.0, 1.0);
+            return ((0.0, 1.0), (0.0, 1.0));
         }
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
-        let ystep = if self.log_y { 1.0 } else { step(y1.max(1e-9)) };
-        let y1 = (y1 / ystep).ceil().max(1.0) * ystep;
-        let xstep = if self.log_x { 1.0 } else { step(x1 - x0) };
-        let xl = |v: f64| {
-            if self.log_x {
-                label(10f64.powf(v))
-            } else {
-                label(v)
-            }
+        let y = if self.log_y {
+            (y0.floor(), y1.ceil().max(y0.floor() + 1.0))
+        } else {
+            let ystep = step(y1.max(1e-9));
+            (0.0, (y1 / ystep).ceil().max(1.0) * ystep)
         };
-        let yl = |v: f64| {
-            if self.log_y {
-                label(10f64.powf(v))
-            } else {
-                label(v)
-            }
+        ((x0, x1), y)
+    }
+
+    /// The chart as an SVG document.
+    pub fn svg(&self) -> String {
+        let mut out = String::new();
+        let drawn = {
+            let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+            self.draw(&root).and_then(|()| root.present())
         };
-        let (pw, ph) = (W - L - R, H - T - B);
-        let sx = |x: f64| L + (x - x0) / (x1 - x0) * pw;
-        let sy = |y: f64| T + ph - (y / y1) * ph;
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = write!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-            W / 2.0,
-            escape(&self.title)
-        );
-        // Grid and ticks.
-        let mut y = 0.0;
-        while y <= y1 + ystep * 0.01 {
-            let py = sy(y);
-            let _ = write!(
-                s,
-                r##"<line x1="{L}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e5e5e5"/>"##,
-                W - R
-            );
-            let _ = write!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                L - 6.0,
-                py + 4.0,
-                yl(y)
-            );
-            y += ystep;
+        if let Err(e) = drawn {
+            tracing::warn!(title = %self.title, "chart not drawn: {e}");
         }
-        let mut x = (x0 / xstep).ceil() * xstep;
-        while x <= x1 + xstep * 0.01 {
-            let px = sx(x);
-            let _ = write!(
-                s,
-                r##"<line x1="{px:.1}" y1="{T}" x2="{px:.1}" y2="{:.1}" stroke="#f0f0f0"/>"##,
-                T + ph
-            );
-            let _ = write!(
-                s,
-                r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                T + ph + 16.0,
-                xl(x)
-            );
-            x += xstep;
+        out
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root.fill(&WHITE)?;
+        let lines = self.lines();
+        let ((x0, x1), (y0, y1)) = self.ranges(&lines);
+        let (log_x, log_y) = (self.log_x, self.log_y);
+        let x_ticks = |v: &f64| tick(*v, log_x);
+        let y_ticks = |v: &f64| tick(*v, log_y);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .x_label_formatter(&x_ticks)
+            .y_label_formatter(&y_ticks)
+            .max_light_lines(0)
+            .bold_line_style(RGBColor(0xe5, 0xe5, 0xe5));
+        if log_x {
+            mesh.x_labels(((x1 - x0).ceil() as usize + 1).max(2));
         }
-        let _ = write!(
-            s,
-            r##"<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            L + pw / 2.0,
-            T + ph + 34.0,
-            escape(&self.x_label)
-        );
-        let _ = write!(
-            s,
-            r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
-            T + ph / 2.0,
-            escape(&self.y_label)
-        );
-        // Series, then a legend that flows left to right and wraps.
-        let (mut lx, mut ly) = (L, T + (H - T - B) + 56.0);
-        for (i, series) in series.iter().enumerate() {
+        if log_y {
+            mesh.y_labels(((y1 - y0).ceil() as usize + 1).max(2));
+        }
+        mesh.draw()?;
+        for (i, (series, points)) in self.series.iter().zip(lines).enumerate() {
             let color = COLORS[i % COLORS.len()];
-            let path: Vec<String> = series
-                .points
-                .iter()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-                .collect();
-            if !path.is_empty() {
-                let _ = write!(
-                    s,
-                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                    path.join(" ")
-                );
-            }
-            // About 6.5 px per character at 12 px sans-serif.
-            let width = 24.0 + 6.5 * series.name.chars().count() as f64 + 16.0;
-            if lx + width > W - R && lx > L {
-                lx = L;
-                ly += 16.0;
-            }
-            let _ = write!(
-                s,
-                r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="4" fill="{color}"/>"#,
-                ly - 4.0
-            );
-            let _ = write!(
-                s,
-                r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#,
-                lx + 18.0,
-                escape(&series.name)
-            );
-            lx += width;
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(series.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
+                });
         }
-        s.push_str("</svg>\n");
-        s
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
+            .draw()?;
+        Ok(())
     }
 }
 
@@ -254,9 +203,13 @@ impl Chart {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_chart_has_every_series_and_round_ticks() {
-        let chart = Chart {
+    /// Whether the SVG has a text element reading `s` (plotters puts it on a line of its own).
+    fn has_text(svg: &str, s: &str) -> bool {
+        svg.lines().any(|l| l.trim() == s)
+    }
+
+    fn chart(log_y: bool) -> Chart {
+        Chart {
             title: "rates & <depth>".into(),
             x_label: "seconds".into(),
             y_label: "events/s".into(),
@@ -267,18 +220,49 @@ mod tests {
                 },
                 Series {
                     name: "sink".into(),
-                    points: vec![(0.0, 1500.0), (10.0, 2000.0)],
+                    points: vec![(0.0, 1500.0), (5.0, 0.0), (10.0, 2000.0)],
                 },
             ],
             log_x: false,
-            log_y: false,
-        };
-        let svg = chart.svg();
+            log_y,
+        }
+    }
+
+    #[test]
+    fn a_chart_has_every_series_and_round_ticks() {
+        let svg = chart(false).svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("rates &amp; &lt;depth&gt;"));
-        assert!(svg.contains(">8000<"), "a round tick at the top: {svg}");
+        assert!(has_text(&svg, "offered") && has_text(&svg, "sink"), "{svg}");
+        assert!(
+            svg.contains("rates &amp; &lt;depth&gt;"),
+            "the title, escaped"
+        );
+        assert!(has_text(&svg, "8000"), "a round tick at the top: {svg}");
+        assert!(has_text(&svg, "seconds") && has_text(&svg, "events/s"));
+        for color in ["#1F77B4", "#D62728"] {
+            assert_eq!(
+                svg.matches(color).count(),
+                2,
+                "{color}: a line and its legend mark"
+            );
+        }
         assert_eq!(step(7300.0), 1000.0);
         assert_eq!(step(0.95), 0.2);
+    }
+
+    #[test]
+    fn a_log_axis_labels_decades_and_leaves_out_zero() {
+        let c = chart(true);
+        let lines = c.lines();
+        assert_eq!(lines[1].len(), 2, "the 0 cannot be shown on a log axis");
+        assert_eq!(c.ranges(&lines).1, (3.0, 4.0));
+        let svg = c.svg();
+        assert!(has_text(&svg, "1000") && has_text(&svg, "10k"), "{svg}");
+    }
+
+    #[test]
+    fn an_empty_chart_still_draws() {
+        let svg = Chart::new("nothing", "x", "y", vec![]).svg();
+        assert!(has_text(&svg, "nothing"), "{svg}");
     }
 }
