@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::cli::ProduceArgs;
 use crate::generator::{self, EventShape, GeneratorStats};
-use crate::schedule::Schedule;
+use crate::schedule::{Profile, Schedule};
 use crate::sink::histogram;
 
 /// Counts deliveries and their latency, on librdkafka's delivery thread.
@@ -97,6 +97,77 @@ fn follow_pressure(url: &str, pressure: Arc<AtomicU64>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The producer, its deliveries counted in its context.
+fn producer(bootstrap: &str) -> anyhow::Result<ThreadedProducer<Deliveries>> {
+    let context = Deliveries {
+        latency: Mutex::new(histogram()),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    };
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(context)
+        .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))
+}
+
+/// With `--pressure-url`: a rate that follows the processor's pressure by AIMD.
+fn follow_signal(args: &ProduceArgs) -> anyhow::Result<Option<RateSignal>> {
+    let Some(url) = &args.pressure_url else {
+        return Ok(None);
+    };
+    let pressure = Arc::new(AtomicU64::new(0f64.to_bits()));
+    follow_pressure(url, pressure.clone())?;
+    let signal = RateSignal::new(args.rate);
+    let peak = args.rate;
+    tokio::spawn(slow_source(
+        move || f64::from_bits(pressure.load(Ordering::Relaxed)),
+        Aimd::new(peak, (peak * 0.01).max(1.0), peak).increase(peak * 0.02),
+        signal.clone(),
+        Duration::from_millis(100),
+    ));
+    Ok(Some(signal))
+}
+
+/// Sends one event; while librdkafka's queue is full (the broker is the bottleneck), waits
+/// for room.
+async fn send(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &str,
+    event: &sinkd::wire::Event,
+) -> anyhow::Result<()> {
+    let key = super::key_of(event);
+    let value = super::encode(event);
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(event.ts_ns))
+        .key(&key)
+        .payload(&value);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((e, _)) => anyhow::bail!("cannot produce to {topic}: {e}"),
+        }
+    }
+}
+
+/// One progress line on stderr.
+fn progress(origin: Instant, sent: u64, c: &Deliveries, signal: Option<&RateSignal>) {
+    eprintln!(
+        "produce: {:>5.1}s sent {sent} delivered {} failed {}{}",
+        origin.elapsed().as_secs_f64(),
+        c.delivered.load(Ordering::Relaxed),
+        c.failed.load(Ordering::Relaxed),
+        signal
+            .map(|s| format!(" rate {:.0}/s", s.get()))
+            .unwrap_or_default()
+    );
+}
+
 pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let bootstrap = args
         .bootstrap_servers
@@ -108,58 +179,24 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         args.rate
     );
     anyhow::ensure!(args.keys >= 1, "invalid value '0' for '--keys': at least 1");
-    let duration = args.duration;
     if let Some(partitions) = args.partitions {
         super::create_topic(&bootstrap, &args.topic, partitions, args.replication).await?;
     }
-    let context = Deliveries {
-        latency: Mutex::new(histogram()),
-        delivered: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    };
-    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "200000")
-        .set("message.timeout.ms", "60000")
-        .create_with_context(context)
-        .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))?;
-
-    let signal = match &args.pressure_url {
-        Some(url) => {
-            let pressure = Arc::new(AtomicU64::new(0f64.to_bits()));
-            follow_pressure(url, pressure.clone())?;
-            let signal = RateSignal::new(args.rate);
-            let peak = args.rate;
-            tokio::spawn(slow_source(
-                move || f64::from_bits(pressure.load(Ordering::Relaxed)),
-                Aimd::new(peak, (peak * 0.01).max(1.0), peak).increase(peak * 0.02),
-                signal.clone(),
-                Duration::from_millis(100),
-            ));
-            Some(signal)
-        }
-        None => None,
-    };
-
-    let schedule = Schedule::from_profile(
-        crate::cli::Profile::Constant,
-        args.rate,
-        args.rate,
-        duration,
-    );
+    let producer = producer(&bootstrap)?;
+    let signal = follow_signal(&args)?;
+    let schedule = Schedule::from_profile(Profile::Constant, args.rate, args.rate, args.duration);
     let stats = Arc::new(GeneratorStats::default());
     let origin = Instant::now();
-    let origin_epoch_ns = generator::now_epoch_ns();
+    let shape = EventShape {
+        seed: args.seed,
+        keys: args.keys,
+        msg_size: args.msg_size,
+    };
     let events = generator::events(
         schedule,
-        EventShape {
-            seed: args.seed,
-            keys: args.keys,
-            msg_size: args.msg_size,
-        },
+        shape,
         origin,
-        origin_epoch_ns,
+        generator::now_epoch_ns(),
         signal.clone(),
         stats.clone(),
         Stage::new("producer"),
@@ -170,54 +207,18 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let mut next_report = origin + Duration::from_secs(1);
     while let Some(mut event) = events.next().await {
         event.id += args.first_id;
-        let key = super::key_of(&event);
-        let value = super::encode(&event);
-        let mut record = BaseRecord::with_opaque_to(&args.topic, Box::new(event.ts_ns))
-            .key(&key)
-            .payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // librdkafka's queue is full: the broker is the bottleneck; wait for room.
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => {
-                    anyhow::bail!("cannot produce to {}: {e}", args.topic);
-                }
-            }
-        }
+        send(&producer, &args.topic, &event).await?;
         sent += 1;
         if let Some(s) = &signal {
             signal_min = signal_min.min(s.get());
         }
         if !args.quiet && Instant::now() >= next_report {
             next_report += Duration::from_secs(1);
-            let c = producer.context();
-            eprintln!(
-                "produce: {:>5.1}s sent {sent} delivered {} failed {}{}",
-                origin.elapsed().as_secs_f64(),
-                c.delivered.load(Ordering::Relaxed),
-                c.failed.load(Ordering::Relaxed),
-                signal
-                    .as_ref()
-                    .map(|s| format!(" rate {:.0}/s", s.get()))
-                    .unwrap_or_default()
-            );
+            progress(origin, sent, producer.context(), signal.as_ref());
         }
     }
     let elapsed = origin.elapsed().as_secs_f64();
-    let flushed = tokio::task::spawn_blocking(move || {
-        let r = producer.flush(Duration::from_secs(60));
-        (r, producer)
-    })
-    .await
-    .context("the flush task failed")?;
-    let (flush, producer) = flushed;
-    if let Err(e) = flush {
-        eprintln!("produce: not every record was acknowledged within 60 s: {e}");
-    }
+    let producer = flush(producer).await?;
     let c = producer.context();
     let report = ProduceReport {
         topic: args.topic.clone(),
@@ -233,19 +234,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         ),
         signal_min_rate: if signal.is_some() { signal_min } else { 0.0 },
     };
-    println!(
-        "sent {} events to {} in {:.1}s: {:.0}/s for a target of {:.0}/s ({} missed sends); delivered {}, failed {}; delivery latency p50 {:.1} ms, p99 {:.1} ms",
-        report.sent,
-        report.topic,
-        report.duration_s,
-        report.send_rate,
-        report.target_rate,
-        report.missed_sends,
-        report.delivered,
-        report.failed,
-        report.latency_ms.p50,
-        report.latency_ms.p99
-    );
+    report.print();
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -255,4 +244,38 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Waits up to 60 s for every record sent to be acknowledged (off the runtime's threads).
+async fn flush(
+    producer: ThreadedProducer<Deliveries>,
+) -> anyhow::Result<ThreadedProducer<Deliveries>> {
+    let (flush, producer) = tokio::task::spawn_blocking(move || {
+        let r = producer.flush(Duration::from_secs(60));
+        (r, producer)
+    })
+    .await
+    .context("the flush task failed")?;
+    if let Err(e) = flush {
+        eprintln!("produce: not every record was acknowledged within 60 s: {e}");
+    }
+    Ok(producer)
+}
+
+impl ProduceReport {
+    fn print(&self) {
+        println!(
+            "sent {} events to {} in {:.1}s: {:.0}/s for a target of {:.0}/s ({} missed sends); delivered {}, failed {}; delivery latency p50 {:.1} ms, p99 {:.1} ms",
+            self.sent,
+            self.topic,
+            self.duration_s,
+            self.send_rate,
+            self.target_rate,
+            self.missed_sends,
+            self.delivered,
+            self.failed,
+            self.latency_ms.p50,
+            self.latency_ms.p99
+        );
+    }
 }
