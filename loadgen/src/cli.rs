@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::schedule::Profile;
 use crate::schedule::Schedule;
 use crate::units;
 
@@ -149,17 +150,6 @@ pub struct KafkaConsumerArgs {
     /// `--kafka-option group.instance.id=processor-1`.
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = units::key_value)]
     pub kafka_options: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    /// --rate for the whole run.
-    Constant,
-    /// --baseline for the first third, then --rate.
-    Step,
-    /// --baseline, then --rate for the middle third, then --baseline again.
-    Burst,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

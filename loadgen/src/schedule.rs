@@ -2,7 +2,19 @@
 
 use std::time::Duration;
 
-use crate::cli::Profile;
+/// The shape of the offered rate over a run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// --rate for the whole run.
+    Constant,
+    /// --baseline for the first third, then --rate.
+    Step,
+    /// --baseline, then --rate for the middle third, then --baseline again.
+    Burst,
+}
 
 /// A piecewise-constant offered rate.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -377,6 +377,11 @@ impl Sampler {
         }
     }
 
+    /// The instant the time series counts from.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
     /// The sample of `totals` taken now.
     pub fn sample(&mut self, totals: Totals) -> Sample {
         let now = Instant::now();

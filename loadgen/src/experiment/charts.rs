@@ -2,8 +2,8 @@
 //! against the parameter.
 
 use super::load::Loaded;
+use super::measure::steady_mean;
 use super::runs::Done;
-use super::summary::steady_mean;
 use super::{ChartSpec, Kind};
 use crate::chart::{Chart, Series};
 use crate::telemetry::Sample;

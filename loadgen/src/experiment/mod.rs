@@ -9,6 +9,7 @@
 
 mod charts;
 mod load;
+mod measure;
 mod runs;
 mod summary;
 

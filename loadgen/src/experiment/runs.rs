@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::load::Loaded;
-use super::summary::analyse_stall;
+use super::measure::analyse_stall;
 use super::{RunResult, RunSpec};
 use crate::cli::{ExperimentArgs, RunArgs};
 use crate::pipeline::Outcome;

@@ -20,7 +20,7 @@ use reactive::kafka::{KafkaConfig, KafkaStats};
 
 use super::inline::{InlineContext, Polled, commit_list, spawn_lag_reader, write_round};
 use super::poison::PoisonLog;
-use super::process::{Shutdown, StatsFn};
+use super::poll_loop::{Shutdown, StatsFn};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 

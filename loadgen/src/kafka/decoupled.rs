@@ -13,7 +13,7 @@ use reactive::{Publisher, PublisherExt};
 use sinkd::wire::Event;
 
 use super::poison::PoisonLog;
-use super::process::Shutdown;
+use super::poll_loop::Shutdown;
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 

@@ -23,7 +23,7 @@ use sinkd::wire::Event;
 use tokio::time::Instant;
 
 use super::poison::PoisonLog;
-use super::process::{Shutdown, StatsFn};
+use super::poll_loop::{Shutdown, StatsFn};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 

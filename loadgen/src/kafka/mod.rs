@@ -13,6 +13,7 @@ pub mod decoupled;
 pub mod eviction;
 pub mod inline;
 pub mod poison;
+pub mod poll_loop;
 pub mod process;
 pub mod produce;
 

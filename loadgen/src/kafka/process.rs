@@ -4,17 +4,17 @@
 //! anti-pattern) and [`super::bare`] (the control); this is the service around them: samples,
 //! metrics, stop conditions and the report.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use reactive::kafka::{KafkaConfig, KafkaStats};
+use reactive::queue::QueueStats;
 use tokio::time::Instant;
 
 use super::poison::PoisonLog;
+use super::poll_loop::{Shutdown, StatsFn};
 use crate::cli::{PollLoop, ProcessArgs};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -128,78 +128,81 @@ pub fn consumer_config(args: &ProcessArgs, plan: &Plan) -> anyhow::Result<KafkaC
     Ok(config)
 }
 
-/// A poll loop's graceful stop.
-pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A running poll loop: its counters, its queue (decoupled only), and its graceful stop.
+struct Started {
+    stats: StatsFn,
+    queue: Option<Arc<QueueStats>>,
+    shutdown: Shutdown,
+}
 
-/// A poll loop's stats.
-pub type StatsFn = Box<dyn Fn() -> KafkaStats + Send + Sync>;
-
-/// Runs the processor until a stop condition or a signal; returns its report.
-pub async fn run(
+/// Starts the poll loop `--poll-loop` names.
+fn start_loop(
     args: &ProcessArgs,
+    config: KafkaConfig,
     plan: &Plan,
-    live: Arc<Live>,
-    stopping: Stopping,
-    progress: &Progress,
-) -> anyhow::Result<ProcessReport> {
-    let config = consumer_config(args, plan)?;
-    let (embedded, client, _) = start_sink(plan).await?;
-    let out_dir = plan.out().map_or_else(std::env::temp_dir, Into::into);
-    let ctx = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
-    let poison = Arc::new(PoisonLog::open(&out_dir, live.poison.clone())?);
-
-    let started = Instant::now();
-    let (stats, queue, shutdown): (StatsFn, Option<_>, Shutdown) = match args.kafka.poll_loop {
+    ctx: &Arc<SinkWriter>,
+    poison: &Arc<PoisonLog>,
+) -> anyhow::Result<Started> {
+    let (ctx, poison) = (ctx.clone(), poison.clone());
+    Ok(match args.kafka.poll_loop {
         PollLoop::Decoupled => {
-            let (handle, queue, shutdown) =
-                super::decoupled::decoupled(config, plan, ctx.clone(), poison.clone());
-            let h = handle.clone();
-            (Box::new(move || h.stats()), Some(queue), shutdown)
+            let (handle, queue, shutdown) = super::decoupled::decoupled(config, plan, ctx, poison);
+            Started {
+                stats: Box::new(move || handle.stats()),
+                queue: Some(queue),
+                shutdown,
+            }
         }
         PollLoop::Inline => {
-            let (stats, shutdown) = super::inline::inline(
-                config,
-                plan,
-                args.kafka.poll_batch.max(1),
-                ctx.clone(),
-                poison.clone(),
-            )?;
-            (stats, None, shutdown)
+            let batch = args.kafka.poll_batch.max(1);
+            let (stats, shutdown) = super::inline::inline(config, plan, batch, ctx, poison)?;
+            Started {
+                stats,
+                queue: None,
+                shutdown,
+            }
         }
         PollLoop::Bare | PollLoop::BarePause => {
             let pause = args.kafka.poll_loop == PollLoop::BarePause;
-            let (stats, shutdown) =
-                super::bare::bare(config, plan, pause, ctx.clone(), poison.clone())?;
-            (stats, None, shutdown)
+            let (stats, shutdown) = super::bare::bare(config, plan, pause, ctx, poison)?;
+            Started {
+                stats,
+                queue: None,
+                shutdown,
+            }
         }
-    };
+    })
+}
 
-    // Sample until told to stop.
-    let mut tick = tokio::time::interval(plan.sample());
-    tick.tick().await;
-    let mut sampler = Sampler::new(started);
-    let mut last_delivered = 0;
-    let mut last_record = Instant::now();
-    let mut lag_max = 0i64;
-    let mut terminate = terminate_signal();
-    // Created once, so a Ctrl-C between two samples is not missed.
-    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        let stop = tokio::select! {
-            _ = tick.tick() => false,
-            _ = &mut interrupt => true,
-            _ = &mut terminate => true,
-        };
-        let k = stats();
+/// What the sampling loop keeps between two samples.
+struct Watch {
+    sampler: Sampler,
+    last_delivered: u64,
+    last_record: Instant,
+    lag_max: i64,
+}
+
+impl Watch {
+    /// Takes one sample, publishes it (progress, `/metrics`, `/pressure`), and says whether a
+    /// stop condition holds.
+    fn sample(
+        &mut self,
+        started: &Started,
+        ctx: &SinkWriter,
+        live: &Live,
+        stopping: &Stopping,
+        progress: &Progress,
+    ) -> bool {
+        let k = (started.stats)();
         let now = Instant::now();
-        if k.delivered > last_delivered {
-            last_record = now;
-            last_delivered = k.delivered;
+        if k.delivered > self.last_delivered {
+            self.last_record = now;
+            self.last_delivered = k.delivered;
         }
-        let q = queue.as_ref().map(|q| q.snapshot());
+        let q = started.queue.as_ref().map(|q| q.snapshot());
         let lag = k.total_lag();
-        lag_max = lag_max.max(lag);
-        let sample = sampler.sample(Totals {
+        self.lag_max = self.lag_max.max(lag);
+        let sample = self.sampler.sample(Totals {
             emitted: k.delivered,
             delivered: ctx.counters.delivered.load(Ordering::Relaxed),
             writes: ctx.counters.writes.load(Ordering::Relaxed),
@@ -217,15 +220,58 @@ pub async fn run(
         *live.kafka.lock().unwrap_or_else(|p| p.into_inner()) = k;
         *live.queue_fill.lock().unwrap_or_else(|p| p.into_inner()) =
             q.as_ref().map_or(0.0, |q| q.fill());
+        let since = now - self.sampler.origin();
         let idle = stopping
             .idle
-            .is_some_and(|idle| now - last_record >= idle && now - started >= idle);
-        let over = stopping.after.is_some_and(|after| now - started >= after);
-        if stop || idle || over {
+            .is_some_and(|idle| now - self.last_record >= idle && since >= idle);
+        let over = stopping.after.is_some_and(|after| since >= after);
+        idle || over
+    }
+}
+
+/// Runs the processor until a stop condition or a signal; returns its report.
+pub async fn run(
+    args: &ProcessArgs,
+    plan: &Plan,
+    live: Arc<Live>,
+    stopping: Stopping,
+    progress: &Progress,
+) -> anyhow::Result<ProcessReport> {
+    let config = consumer_config(args, plan)?;
+    let (embedded, client, _) = start_sink(plan).await?;
+    let out_dir = plan.out().map_or_else(std::env::temp_dir, Into::into);
+    let ctx = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
+    let poison = Arc::new(PoisonLog::open(&out_dir, live.poison.clone())?);
+
+    let started_at = Instant::now();
+    let started = start_loop(args, config, plan, &ctx, &poison)?;
+    let mut tick = tokio::time::interval(plan.sample());
+    tick.tick().await;
+    let mut watch = Watch {
+        sampler: Sampler::new(started_at),
+        last_delivered: 0,
+        last_record: Instant::now(),
+        lag_max: 0,
+    };
+    let mut terminate = terminate_signal();
+    // Created once, so a Ctrl-C between two samples is not missed.
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let signalled = tokio::select! {
+            _ = tick.tick() => false,
+            _ = &mut interrupt => true,
+            _ = &mut terminate => true,
+        };
+        if watch.sample(&started, &ctx, &live, &stopping, progress) || signalled {
             break;
         }
     }
     progress.note("stopping: finishing what is in flight, committing, leaving the group");
+    let Started {
+        stats,
+        queue,
+        shutdown,
+    } = started;
     let _ = tokio::time::timeout(plan.drain_timeout() + Duration::from_secs(10), shutdown).await;
     let k = stats();
     if let Some(running) = embedded {
@@ -247,8 +293,8 @@ pub async fn run(
         stalls: k.stalls,
         stall_recoveries: k.stall_recoveries,
         poison_write_errors: poison.write_errors(),
-        lag_max,
-        duration_s: started.elapsed().as_secs_f64(),
+        lag_max: watch.lag_max,
+        duration_s: started_at.elapsed().as_secs_f64(),
         latency_ms: crate::report::Latency::from_histogram(
             &ctx.latency.lock().unwrap_or_else(|p| p.into_inner()),
         ),
@@ -256,7 +302,7 @@ pub async fn run(
 }
 
 /// Resolves on SIGTERM (so `kill` stops the processor as cleanly as Ctrl-C).
-fn terminate_signal() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+fn terminate_signal() -> Shutdown {
     #[cfg(unix)]
     {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -7,7 +7,7 @@ use rdkafka::topic_partition_list::TopicPartitionList as Tpl;
 
 use super::PartitionLag;
 use super::rebalance::SourceContext;
-use super::source::Shared;
+use super::shared::Shared;
 
 /// Broker round trips made by the lag thread.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

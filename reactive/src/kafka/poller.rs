@@ -1,22 +1,29 @@
 //! The poll thread of a [`KafkaSource`](super::KafkaSource): membership, fetching against
 //! demand, pause and resume, commits, revocations and stall recovery.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::lag::lag_loop;
 use super::rebalance::{SourceContext, commit, is_eviction, tpl_of};
-use super::recover::check_stalls;
-use super::source::{Msg, Shared};
-use super::stall::StallWatch;
-use super::tracker::Tp;
+use super::recover::{Progress, check_stalls};
+use super::shared::{Raw, Shared};
 use super::{Ack, KafkaRecord};
+
+/// What the poll thread sends the connection.
+pub(super) enum Msg {
+    /// Records, and the revocation count when they were made.
+    Records(Vec<KafkaRecord>, u64),
+    Failed(KafkaError),
+    Drained,
+}
 
 /// How long a poll blocks while the partitions are paused: the latency with which returning
 /// demand resumes them.
@@ -31,30 +38,6 @@ pub(super) const PAUSE_AFTER: Duration = Duration::from_millis(100);
 const STALL_CHECK: Duration = Duration::from_millis(500);
 /// Broker round trips made from the callbacks and at shutdown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A polled message, copied out of librdkafka, not yet registered for acknowledgement.
-pub(super) struct Raw {
-    pub(super) tp: Tp,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    timestamp_ms: Option<i64>,
-}
-
-impl Raw {
-    fn new(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Raw {
-        Raw {
-            tp: (topic, m.partition()),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-            timestamp_ms: match m.timestamp() {
-                Timestamp::NotAvailable => None,
-                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-            },
-        }
-    }
-}
 
 /// Turns polled messages into records under one lock of the tracker. Messages of partitions
 /// no longer assigned are left out: they belong to the next owner.
@@ -91,13 +74,8 @@ pub(super) struct Round {
     drained: bool,
     last_commit: Instant,
     no_demand_since: Option<Instant>,
-    /// Per partition: the offset after the last one fetched in its current assignment.
-    pub(super) fetched_to: HashMap<Tp, i64>,
-    /// Partitions fetched from since the last stall check.
-    pub(super) progressed: HashSet<Tp>,
-    /// Whether a poll returned nothing, while the pipeline asked, since the last stall check.
-    pub(super) ran_dry: bool,
-    pub(super) stalls: StallWatch,
+    /// Fetch progress per partition, for the stall detector.
+    progress: Progress,
     last_check: Instant,
 }
 
@@ -146,10 +124,7 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
         drained: false,
         last_commit: Instant::now(),
         no_demand_since: None,
-        fetched_to: HashMap::new(),
-        progressed: HashSet::new(),
-        ran_dry: false,
-        stalls: StallWatch::new(shared.config.stall_after),
+        progress: Progress::new(shared.config.stall_after),
         last_check: Instant::now(),
     };
     let max_batch = shared.config.max_batch.max(1);
@@ -219,7 +194,7 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
         if round.last_check.elapsed() >= STALL_CHECK {
             round.last_check = Instant::now();
             let wanted = fetching && credit > 0 && !round.paused;
-            check_stalls(&consumer, &shared, &mut round, wanted);
+            check_stalls(&consumer, &shared, &mut round.progress, wanted);
         }
     }
 
@@ -300,7 +275,7 @@ fn poll_into(
         match polled {
             Some(Ok(m)) => {
                 let r = Raw::new(&m, round.topic(m.topic()));
-                note_fetched(round, &r);
+                round.progress.note_fetched(&r.tp, r.offset);
                 if raw.len() < limit {
                     raw.push(r);
                 } else {
@@ -327,7 +302,7 @@ fn poll_into(
             }
             None => {
                 if raw.is_empty() && limit > 0 && !round.paused {
-                    round.ran_dry = true;
+                    round.progress.ran_dry = true;
                 }
                 return;
             }
@@ -341,20 +316,6 @@ fn forget_revoked(shared: &Shared, round: &mut Round) {
         return;
     };
     for tp in revoked.drain(..) {
-        round.fetched_to.remove(&tp);
-        round.progressed.remove(&tp);
-    }
-}
-
-/// Notes fetch progress on a record's partition.
-fn note_fetched(round: &mut Round, r: &Raw) {
-    match round.fetched_to.get_mut(&r.tp) {
-        Some(to) => *to = r.offset + 1,
-        None => {
-            round.fetched_to.insert(r.tp.clone(), r.offset + 1);
-        }
-    }
-    if !round.progressed.contains(&r.tp) {
-        round.progressed.insert(r.tp.clone());
+        round.progress.forget(&tp);
     }
 }

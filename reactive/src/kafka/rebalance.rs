@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList as Tpl};
 
-use super::source::Shared;
+use super::shared::Shared;
 use super::tracker::Tp;
 
 /// Whether a client error is the eviction librdkafka reports when `max.poll.interval.ms`

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::source::Shared;
+use super::shared::Shared;
 use super::tracker::Tp;
 
 /// One record, with the acknowledgement that lets its offset be committed.

@@ -1,25 +1,66 @@
 //! Recovering stalled partitions: the poll thread's side of [`super::stall`].
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::Offset;
 
-use super::poller::Round;
 use super::rebalance::{SourceContext, tpl_of};
-use super::source::Shared;
-use super::stall::{Recovery, Seen};
+use super::shared::Shared;
+use super::stall::{Recovery, Seen, StallWatch};
 use super::tracker::Tp;
 
 /// Broker round trips made to recover.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Fetch progress per partition, as the stall detector needs it.
+pub(super) struct Progress {
+    /// Per partition: the offset after the last one fetched in its current assignment.
+    fetched_to: HashMap<Tp, i64>,
+    /// Partitions fetched from since the last stall check.
+    progressed: HashSet<Tp>,
+    /// Whether a poll returned nothing, while the pipeline asked, since the last stall check.
+    pub(super) ran_dry: bool,
+    stalls: StallWatch,
+}
+
+impl Progress {
+    pub(super) fn new(stall_after: Duration) -> Progress {
+        Progress {
+            fetched_to: HashMap::new(),
+            progressed: HashSet::new(),
+            ran_dry: false,
+            stalls: StallWatch::new(stall_after),
+        }
+    }
+
+    /// Notes that the record at `offset` of `tp` was fetched.
+    pub(super) fn note_fetched(&mut self, tp: &Tp, offset: i64) {
+        match self.fetched_to.get_mut(tp) {
+            Some(to) => *to = offset + 1,
+            None => {
+                self.fetched_to.insert(tp.clone(), offset + 1);
+            }
+        }
+        if !self.progressed.contains(tp) {
+            self.progressed.insert(tp.clone());
+        }
+    }
+
+    /// Forgets a revoked partition's fetch position: its next assignment starts afresh.
+    pub(super) fn forget(&mut self, tp: &Tp) {
+        self.fetched_to.remove(tp);
+        self.progressed.remove(tp);
+    }
+}
+
 /// Looks for stalled partitions and takes the next recovery step for each.
 pub(super) fn check_stalls(
     consumer: &BaseConsumer<SourceContext>,
     shared: &Shared,
-    round: &mut Round,
+    round: &mut Progress,
     wanted: bool,
 ) {
     let now = Instant::now();

@@ -5,126 +5,19 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
-use rdkafka::error::KafkaError;
 use tokio::sync::mpsc;
 
-use super::poller::{self, Raw};
+use super::poller::{self, Msg};
+use super::shared::{Shared, lock};
 use super::stats::Counters;
 use super::tracker::{Tp, Tracker};
-use super::{KafkaConfig, KafkaRecord, KafkaStats, PartitionLag};
+use super::{KafkaConfig, KafkaRecord, KafkaStats};
 use crate::subscription::{self, Demand};
 use crate::{Error, Publisher, Subscriber};
-
-/// Called on the poll thread with the partitions being revoked, before the source waits for
-/// their records in flight. See [`KafkaHandle::on_revoke`].
-pub type RevokeHook = Box<dyn Fn(&[(Arc<str>, i32)]) + Send + Sync>;
-
-/// State shared by the connection, the poll thread, the lag thread and the acks.
-pub(super) struct Shared {
-    pub(super) config: KafkaConfig,
-    pub(super) settle_on_drop: bool,
-    /// Total demand the subscriber has granted (monotonic, saturating).
-    pub(super) granted: AtomicU64,
-    /// Whether to fetch at all ([`KafkaHandle::drain`] clears it).
-    pub(super) fetching: AtomicBool,
-    /// Tells the poll thread to commit and leave.
-    pub(super) stop: AtomicBool,
-    /// After close: acknowledgements no longer count.
-    pub(super) closed: AtomicBool,
-    pub(super) tracker: Mutex<Tracker>,
-    /// Bumped at each assignment, so the poll thread re-applies pause or resume.
-    pub(super) assignment_epoch: AtomicU64,
-    /// Partitions being revoked now (between the start and the end of a revocation).
-    pub(super) revoking: Mutex<Vec<Tp>>,
-    /// Bumped at the start of each revocation, so the connection drops what it holds of them.
-    pub(super) revoke_epoch: AtomicU64,
-    /// Called with the partitions at the start of each revocation.
-    pub(super) revoke_hooks: Mutex<Vec<RevokeHook>>,
-    /// The connection's task, woken at a revocation so it drops what it holds of them.
-    pub(super) connection: AtomicWaker,
-    /// Partitions to pause behind the poll loop's back (a fault injected by tests).
-    pub(super) inject_pause: Mutex<Vec<Tp>>,
-    /// Partitions revoked whose fetch positions the poll thread has yet to forget.
-    pub(super) revoked_positions: Mutex<Vec<Tp>>,
-    /// Records fetched before a pause took effect, kept for later demand (poll thread only).
-    pub(super) stash: Mutex<VecDeque<Raw>>,
-    pub(super) lag: Mutex<Vec<PartitionLag>>,
-    /// Partitions stalled at the last check, and for how long.
-    pub(super) stalled: Mutex<Vec<(String, i32, std::time::Duration)>>,
-    pub(super) counters: Counters,
-    pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The poll thread, to wake it when demand arrives.
-    pub(super) poller: std::sync::OnceLock<std::thread::Thread>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .field("granted", &self.granted)
-            .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Shared {
-    pub(super) fn lock_tracker(&self) -> MutexGuard<'_, Tracker> {
-        lock(&self.tracker)
-    }
-
-    pub(super) fn ack(&self, tp: &Tp, offset: i64, generation: u64) {
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        if self.lock_tracker().ack(tp, offset, generation) {
-            self.counters.acked.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(super) fn release(&self, tp: &Tp, offset: i64, generation: u64) {
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        if self.lock_tracker().release(tp, offset, generation) {
-            self.counters.revoked_unsent.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Starts a revocation of `tps`: the connection stops handing their records on, and the
-    /// hooks purge them from the pipeline.
-    pub(super) fn begin_revoke(&self, tps: &[Tp]) {
-        lock(&self.revoking).extend(tps.iter().cloned());
-        lock(&self.stash).retain(|r| !tps.contains(&r.tp));
-        self.revoke_epoch.fetch_add(1, Ordering::AcqRel);
-        self.connection.wake();
-        self.run_revoke_hooks(tps);
-    }
-
-    pub(super) fn run_revoke_hooks(&self, tps: &[Tp]) {
-        for hook in lock(&self.revoke_hooks).iter() {
-            hook(tps);
-        }
-    }
-
-    pub(super) fn end_revoke(&self, tps: &[Tp]) {
-        lock(&self.revoking).retain(|tp| !tps.contains(tp));
-    }
-
-    pub(super) fn set_lag(&self, lags: Vec<PartitionLag>) {
-        *lock(&self.lag) = lags;
-    }
-
-    pub(super) fn lag(&self) -> Vec<PartitionLag> {
-        lock(&self.lag).clone()
-    }
-}
 
 /// A Kafka consumer as a [`Publisher`] of [`KafkaRecord`]s. See the [module docs](super).
 #[derive(Debug)]
@@ -245,13 +138,6 @@ impl KafkaHandle {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
-}
-
-pub(super) enum Msg {
-    /// Records, and the revocation count when they were made.
-    Records(Vec<KafkaRecord>, u64),
-    Failed(KafkaError),
-    Drained,
 }
 
 impl Publisher for KafkaSource {

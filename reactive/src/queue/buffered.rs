@@ -1,5 +1,5 @@
 //! The buffered modes (bounded, unbounded, shedding): the upstream fills a [`ShedBuffer`]
-//! under a lock (this module's input half), and the [`Emitter`] drains it downstream against
+//! under a lock (this module's input half), and the [`Emitter`](super::emitter::Emitter) drains it downstream against
 //! demand. Both halves run in the queue's one task.
 //!
 //! # Terminal signals
@@ -12,12 +12,10 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::emitter::Emitter;
 use super::{DropReason, Offer, Overflow, QueueConfig, QueueStats, ShedBuffer};
 use crate::demand::UNBOUNDED;
 use crate::handoff::{Handoff, wake};
 use crate::purge::{Predicate, Requests, Target};
-use crate::subscription;
 use crate::{Error, Subscriber, Subscription};
 
 /// The state a buffered queue's two halves and its purgers share, made when the queue is
@@ -44,31 +42,24 @@ pub(super) fn shared<T>(capacity: Option<usize>, overflow: &Overflow) -> Arc<Sha
     })
 }
 
-/// Builds the two halves of a buffered connection over `shared`: the subscriber to connect
-/// upstream and the emitter that serves `downstream`.
-pub(super) fn connect<T, S: Subscriber<T>>(
-    mut downstream: S,
+/// The input half of a buffered connection over `shared`: the subscriber to connect upstream.
+/// A blocking queue grants its capacity up front; any other grants without limit.
+pub(super) fn input<T>(
     shared: Arc<Shared<T>>,
     config: QueueConfig<T>,
     stats: Arc<QueueStats>,
     safety_cap: Option<usize>,
-) -> (QueueSubscriber<T>, Emitter<T, S>) {
-    let (down_subscription, demand) = subscription::pair();
+) -> QueueSubscriber<T> {
     let (blocks, capacity) = (shared.blocks, shared.capacity);
-    downstream.on_subscribe(down_subscription);
-    let input = QueueSubscriber {
-        shared: shared.clone(),
-        config: config.clone(),
-        stats: stats.clone(),
+    QueueSubscriber {
+        shared,
+        config,
+        stats,
         initial: if blocks { capacity as u64 } else { UNBOUNDED },
         blocks,
         safety_cap,
         subscribed: false,
-    };
-    // Small grants: the source follows the sink smoothly instead of in bursts.
-    let replenish = (capacity as u64 / 8).clamp(1, 64);
-    let emitter = Emitter::new(shared, downstream, demand, config, stats, replenish);
-    (input, emitter)
+    }
 }
 
 pub(super) struct Shared<T> {
@@ -76,7 +67,7 @@ pub(super) struct Shared<T> {
     /// Purges for the items the emitter has taken out of the buffer and not yet emitted.
     pub(super) purges: Requests<T>,
     pub(super) blocks: bool,
-    capacity: usize,
+    pub(super) capacity: usize,
 }
 
 impl<T> std::fmt::Debug for Shared<T> {

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use super::buffered::{Shared, overflow_error};
 use super::{DropReason, QueueConfig, QueueStats};
-use crate::subscription::{Demand, Stop};
+use crate::subscription::{self, Demand, Stop};
 use crate::{Error, Subscriber};
 
 /// The most items moved out of the shared buffer per lock.
@@ -60,15 +60,19 @@ enum Refill {
     Stop(Stop),
 }
 
-impl<T, S> Emitter<T, S> {
-    pub(super) fn new(
+impl<T, S: Subscriber<T>> Emitter<T, S> {
+    /// The output half of a buffered connection over `shared`: subscribes `downstream` and
+    /// serves it from the buffer.
+    pub(super) fn serve(
         shared: Arc<Shared<T>>,
-        downstream: S,
-        demand: Demand,
+        mut downstream: S,
         config: QueueConfig<T>,
         stats: Arc<QueueStats>,
-        replenish: u64,
     ) -> Self {
+        let (down_subscription, demand) = subscription::pair();
+        downstream.on_subscribe(down_subscription);
+        // Small grants: the source follows the sink smoothly instead of in bursts.
+        let replenish = (shared.capacity as u64 / 8).clamp(1, 64);
         Emitter {
             blocks: shared.blocks,
             shared,
@@ -82,9 +86,7 @@ impl<T, S> Emitter<T, S> {
             purges_seen: 0,
         }
     }
-}
 
-impl<T, S: Subscriber<T>> Emitter<T, S> {
     /// Emits what it can. `Ready` once the subscriber has been released.
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.downstream.is_none() {

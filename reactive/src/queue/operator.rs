@@ -89,8 +89,14 @@ impl<P: Publisher> Publisher for Queue<P> {
             Mode::Bounded(_) => None,
             Mode::Unbounded { safety_cap } => safety_cap,
         };
-        let (input, emitter) =
-            buffered::connect(subscriber, self.shared, self.config, self.stats, safety_cap);
+        // Downstream is subscribed first, then the input half is connected upstream.
+        let emitter = Emitter::serve(
+            self.shared.clone(),
+            subscriber,
+            self.config.clone(),
+            self.stats.clone(),
+        );
+        let input = buffered::input(self.shared, self.config, self.stats, safety_cap);
         let inner = Inner::Buffered {
             upstream: Some(self.upstream.connect(input)),
             emitter,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
 
-use super::routes::{Body, error};
+use super::reply::{Body, error};
 use super::state::{State, lock};
 use crate::config::OnLimit;
 

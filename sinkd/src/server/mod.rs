@@ -4,10 +4,12 @@
 //! - [`admission`]: what a write costs against the token bucket: admitted, held (`delay`),
 //!   refused with 429 and `Retry-After` (`reject`), or 503 when paused or too many are held;
 //! - [`admin`]: `/admin/*`, token-protected: rate, stall, pause, resume;
+//! - [`reply`]: JSON responses, errors with a reason, the body read under `--max-body`;
 //! - [`state`]: what they share: the limiter, the pause, the audit, the metrics, the log.
 
 mod admin;
 mod admission;
+mod reply;
 mod routes;
 mod state;
 

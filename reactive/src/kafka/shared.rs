@@ -1,0 +1,144 @@
+//! The state the source's parts share: the connection, the poll thread, the lag thread and
+//! the acks all hold one [`Shared`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::task::AtomicWaker;
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
+
+use super::stats::Counters;
+use super::tracker::{Tp, Tracker};
+use super::{KafkaConfig, PartitionLag};
+
+/// Called on the poll thread with the partitions being revoked, before the source waits for
+/// their records in flight. See [`KafkaHandle::on_revoke`].
+pub type RevokeHook = Box<dyn Fn(&[(Arc<str>, i32)]) + Send + Sync>;
+
+/// State shared by the connection, the poll thread, the lag thread and the acks.
+pub(super) struct Shared {
+    pub(super) config: KafkaConfig,
+    pub(super) settle_on_drop: bool,
+    /// Total demand the subscriber has granted (monotonic, saturating).
+    pub(super) granted: AtomicU64,
+    /// Whether to fetch at all ([`KafkaHandle::drain`] clears it).
+    pub(super) fetching: AtomicBool,
+    /// Tells the poll thread to commit and leave.
+    pub(super) stop: AtomicBool,
+    /// After close: acknowledgements no longer count.
+    pub(super) closed: AtomicBool,
+    pub(super) tracker: Mutex<Tracker>,
+    /// Bumped at each assignment, so the poll thread re-applies pause or resume.
+    pub(super) assignment_epoch: AtomicU64,
+    /// Partitions being revoked now (between the start and the end of a revocation).
+    pub(super) revoking: Mutex<Vec<Tp>>,
+    /// Bumped at the start of each revocation, so the connection drops what it holds of them.
+    pub(super) revoke_epoch: AtomicU64,
+    /// Called with the partitions at the start of each revocation.
+    pub(super) revoke_hooks: Mutex<Vec<RevokeHook>>,
+    /// The connection's task, woken at a revocation so it drops what it holds of them.
+    pub(super) connection: AtomicWaker,
+    /// Partitions to pause behind the poll loop's back (a fault injected by tests).
+    pub(super) inject_pause: Mutex<Vec<Tp>>,
+    /// Partitions revoked whose fetch positions the poll thread has yet to forget.
+    pub(super) revoked_positions: Mutex<Vec<Tp>>,
+    /// Records fetched before a pause took effect, kept for later demand (poll thread only).
+    pub(super) stash: Mutex<VecDeque<Raw>>,
+    pub(super) lag: Mutex<Vec<PartitionLag>>,
+    /// Partitions stalled at the last check, and for how long.
+    pub(super) stalled: Mutex<Vec<(String, i32, std::time::Duration)>>,
+    pub(super) counters: Counters,
+    pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The poll thread, to wake it when demand arrives.
+    pub(super) poller: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("granted", &self.granted)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(super) fn lock_tracker(&self) -> MutexGuard<'_, Tracker> {
+        lock(&self.tracker)
+    }
+
+    pub(super) fn ack(&self, tp: &Tp, offset: i64, generation: u64) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if self.lock_tracker().ack(tp, offset, generation) {
+            self.counters.acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn release(&self, tp: &Tp, offset: i64, generation: u64) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if self.lock_tracker().release(tp, offset, generation) {
+            self.counters.revoked_unsent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a revocation of `tps`: the connection stops handing their records on, and the
+    /// hooks purge them from the pipeline.
+    pub(super) fn begin_revoke(&self, tps: &[Tp]) {
+        lock(&self.revoking).extend(tps.iter().cloned());
+        lock(&self.stash).retain(|r| !tps.contains(&r.tp));
+        self.revoke_epoch.fetch_add(1, Ordering::AcqRel);
+        self.connection.wake();
+        self.run_revoke_hooks(tps);
+    }
+
+    pub(super) fn run_revoke_hooks(&self, tps: &[Tp]) {
+        for hook in lock(&self.revoke_hooks).iter() {
+            hook(tps);
+        }
+    }
+
+    pub(super) fn end_revoke(&self, tps: &[Tp]) {
+        lock(&self.revoking).retain(|tp| !tps.contains(tp));
+    }
+
+    pub(super) fn set_lag(&self, lags: Vec<PartitionLag>) {
+        *lock(&self.lag) = lags;
+    }
+
+    pub(super) fn lag(&self) -> Vec<PartitionLag> {
+        lock(&self.lag).clone()
+    }
+}
+
+/// A polled message, copied out of librdkafka, not yet registered for acknowledgement.
+pub(super) struct Raw {
+    pub(super) tp: Tp,
+    pub(super) offset: i64,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) payload: Option<Vec<u8>>,
+    pub(super) timestamp_ms: Option<i64>,
+}
+
+impl Raw {
+    pub(super) fn new(m: &BorrowedMessage<'_>, topic: Arc<str>) -> Raw {
+        Raw {
+            tp: (topic, m.partition()),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: match m.timestamp() {
+                Timestamp::NotAvailable => None,
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            },
+        }
+    }
+}
