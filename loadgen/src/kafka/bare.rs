@@ -9,28 +9,53 @@
 //! the backlog is unbounded. Nothing is purged on a revocation.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
-use reactive::kafka::{KafkaConfig, KafkaStats};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use reactive::kafka::KafkaConfig;
 
-use super::inline::{InlineContext, Polled, commit_list, spawn_lag_reader, write_round};
+use super::plain::{
+    Counters, InlineContext, Polled, polled, spawn_lag_reader, subscribed, write_round,
+};
 use super::poison::PoisonLog;
 use super::poll_loop::{Shutdown, StatsFn};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 
-#[derive(Default)]
-struct Counters {
-    delivered: AtomicU64,
-    acked: AtomicU64,
-    commits: AtomicU64,
-    commit_failures: AtomicU64,
-    pauses: AtomicU64,
+/// The poll thread: polls without pause into the backlog; with `pause`, pauses the assignment
+/// at `cap` records held and resumes it at half.
+fn poll_thread(
+    consumer: Arc<BaseConsumer<InlineContext>>,
+    backlog: Arc<Mutex<VecDeque<Polled>>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    (pause, cap): (bool, usize),
+) {
+    let mut paused = false;
+    while !stop.load(Ordering::Relaxed) {
+        let held = backlog.lock().map_or(0, |b| b.len());
+        if pause && !paused && held >= cap {
+            if let Ok(tpl) = consumer.assignment() {
+                let _ = consumer.pause(&tpl);
+            }
+            paused = true;
+            counters.pauses.fetch_add(1, Ordering::Relaxed);
+        } else if pause && paused && held < cap / 2 {
+            if let Ok(tpl) = consumer.assignment() {
+                let _ = consumer.resume(&tpl);
+            }
+            paused = false;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut b) = backlog.lock() {
+                b.push_back(polled(&m));
+            }
+        }
+    }
 }
 
 /// Starts the bare consumer: a poll thread and a writer task.
@@ -41,15 +66,7 @@ pub fn bare(
     ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
 ) -> anyhow::Result<(StatsFn, Shutdown)> {
-    let consumer: BaseConsumer<InlineContext> = config
-        .client_config()
-        .create_with_context(InlineContext::default())
-        .context("cannot create the Kafka consumer")?;
-    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .context("cannot subscribe to the topic")?;
-    let consumer = Arc::new(consumer);
+    let consumer = subscribed::<BaseConsumer<InlineContext>>(&config)?;
     let backlog: Arc<Mutex<VecDeque<Polled>>> = Arc::default();
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -65,36 +82,7 @@ pub fn bare(
         );
         std::thread::Builder::new()
             .name("bare-poll".into())
-            .spawn(move || {
-                let mut paused = false;
-                while !stop.load(Ordering::Relaxed) {
-                    let held = backlog.lock().map_or(0, |b| b.len());
-                    if pause && !paused && held >= cap {
-                        if let Ok(tpl) = consumer.assignment() {
-                            let _ = consumer.pause(&tpl);
-                        }
-                        paused = true;
-                        counters.pauses.fetch_add(1, Ordering::Relaxed);
-                    } else if pause && paused && held < cap / 2 {
-                        if let Ok(tpl) = consumer.assignment() {
-                            let _ = consumer.resume(&tpl);
-                        }
-                        paused = false;
-                    }
-                    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                        let record = (
-                            m.topic().to_string(),
-                            m.partition(),
-                            m.offset(),
-                            super::decode_or_poison(m.payload()),
-                        );
-                        counters.delivered.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut b) = backlog.lock() {
-                            b.push_back(record);
-                        }
-                    }
-                }
-            })
+            .spawn(move || poll_thread(consumer, backlog, counters, stop, (pause, cap)))
             .context("cannot start the poll thread")?
     };
 
@@ -124,13 +112,7 @@ pub fn bare(
                 }
                 let (next, n) = write_round(&ctx, &poison, round, batch_size, concurrency).await;
                 counters.acked.fetch_add(n, Ordering::Relaxed);
-                let (c, tpl) = (consumer.clone(), commit_list(&next));
-                let committed =
-                    tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
-                match committed {
-                    Ok(Ok(())) => counters.commits.fetch_add(1, Ordering::Relaxed),
-                    _ => counters.commit_failures.fetch_add(1, Ordering::Relaxed),
-                };
+                counters.commit(&consumer, &next).await;
             }
         })
     };
@@ -138,19 +120,9 @@ pub fn bare(
     let stats: StatsFn = {
         let (consumer, counters, backlog) = (consumer.clone(), counters.clone(), backlog.clone());
         Box::new(move || {
-            let c = consumer.context();
-            KafkaStats {
-                assigned: c.assigned(),
-                rebalances: c.rebalances.load(Ordering::Relaxed),
-                delivered: counters.delivered.load(Ordering::Relaxed),
-                acked: counters.acked.load(Ordering::Relaxed),
-                commits: counters.commits.load(Ordering::Relaxed),
-                commit_failures: counters.commit_failures.load(Ordering::Relaxed),
-                pauses: counters.pauses.load(Ordering::Relaxed),
-                in_flight: backlog.lock().map_or(0, |b| b.len() as u64),
-                lag: lag.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-                ..KafkaStats::default()
-            }
+            let held = backlog.lock().map_or(0, |b| b.len() as u64);
+            counters.in_flight.store(held, Ordering::Relaxed);
+            counters.stats(consumer.context(), &lag)
         })
     };
     let shutdown: Shutdown = Box::pin(async move {

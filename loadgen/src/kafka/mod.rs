@@ -12,6 +12,7 @@ mod compose_check;
 pub mod decoupled;
 pub mod eviction;
 pub mod inline;
+pub mod plain;
 pub mod poison;
 pub mod poll_loop;
 pub mod process;

@@ -2,6 +2,7 @@
 //! demand, pause and resume, commits, revocations and stall recovery.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -127,88 +128,123 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
         progress: Progress::new(shared.config.stall_after),
         last_check: Instant::now(),
     };
-    let max_batch = shared.config.max_batch.max(1);
-
     while !shared.stop.load(Ordering::Acquire) {
-        let fetching = shared.fetching.load(Ordering::Acquire);
-        // Demand left; while draining it is spent only on records fetched already (the stash).
-        let demand = shared
-            .granted
-            .load(Ordering::Acquire)
-            .saturating_sub(round.sent);
-        let credit = if fetching { demand } else { 0 };
-        let stash_empty = shared.stash.lock().map_or(true, |s| s.is_empty());
-        if !fetching && !round.drained && stash_empty {
-            round.drained = true;
-            let _ = tx.send(Msg::Drained);
-        }
-        if credit == 0 && fetching && !round.paused && stash_empty {
-            let since = *round.no_demand_since.get_or_insert_with(Instant::now);
-            let waited = since.elapsed();
-            if waited < PAUSE_AFTER {
-                // The connection unparks this thread when demand arrives.
-                std::thread::park_timeout(PAUSE_AFTER - waited);
-                continue;
-            }
-        }
-        if credit > 0 {
-            round.no_demand_since = None;
-        }
-        apply_pause(&consumer, &shared, &mut round, credit == 0);
-        inject_faults(&consumer, &shared);
-
-        let mut raw: Vec<Raw> = Vec::new();
-        let from_stash = demand.min(max_batch as u64) as usize;
-        if from_stash > 0 {
-            if let Ok(mut stash) = shared.stash.lock() {
-                while raw.len() < from_stash {
-                    match stash.pop_front() {
-                        Some(r) => raw.push(r),
-                        None => break,
-                    }
-                }
-            }
-        }
-        let limit = credit.min(max_batch as u64) as usize;
-        if raw.is_empty() {
-            poll_into(&consumer, &shared, &mut round, &mut raw, limit);
-        }
-        if !raw.is_empty() {
-            let epoch = shared.revoke_epoch.load(Ordering::Acquire);
-            let records = to_records(&shared, raw);
-            if !records.is_empty() {
-                round.sent += records.len() as u64;
-                shared
-                    .counters
-                    .delivered
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                if tx.send(Msg::Records(records, epoch)).is_err() {
-                    break;
-                }
-            }
-        }
-        if round.last_commit.elapsed() >= shared.config.commit_interval {
-            commit(&consumer, &shared, None);
-            round.last_commit = Instant::now();
-        }
-        if round.last_check.elapsed() >= STALL_CHECK {
-            round.last_check = Instant::now();
-            let wanted = fetching && credit > 0 && !round.paused;
-            check_stalls(&consumer, &shared, &mut round.progress, wanted);
+        if turn(&consumer, &shared, &mut round, &tx).is_break() {
+            break;
         }
     }
+    leave(&consumer, &shared);
+    if let Some(Some(thread)) = lag_thread {
+        let _ = thread.join();
+    }
+}
 
-    // Leave cleanly: commit what was acknowledged, then leave the group (the revoke callback
-    // commits again and forgets the partitions).
-    commit(&consumer, &shared, None);
+/// One turn of the poll loop: pause or resume for the demand there is, hand over records
+/// against it (from the stash first), commit and look for stalls when they are due. Breaks
+/// when the connection is gone.
+fn turn(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Arc<Shared>,
+    round: &mut Round,
+    tx: &UnboundedSender<Msg>,
+) -> ControlFlow<()> {
+    let max_batch = shared.config.max_batch.max(1) as u64;
+    let fetching = shared.fetching.load(Ordering::Acquire);
+    // Demand left; while draining it is spent only on records fetched already (the stash).
+    let demand = shared
+        .granted
+        .load(Ordering::Acquire)
+        .saturating_sub(round.sent);
+    let credit = if fetching { demand } else { 0 };
+    let stash_empty = shared.stash.lock().map_or(true, |s| s.is_empty());
+    if !fetching && !round.drained && stash_empty {
+        round.drained = true;
+        let _ = tx.send(Msg::Drained);
+    }
+    if credit == 0 && fetching && !round.paused && stash_empty {
+        let since = *round.no_demand_since.get_or_insert_with(Instant::now);
+        let waited = since.elapsed();
+        if waited < PAUSE_AFTER {
+            // The connection unparks this thread when demand arrives.
+            std::thread::park_timeout(PAUSE_AFTER - waited);
+            return ControlFlow::Continue(());
+        }
+    }
+    if credit > 0 {
+        round.no_demand_since = None;
+    }
+    apply_pause(consumer, shared, round, credit == 0);
+    inject_faults(consumer, shared);
+
+    let mut raw = take_stash(shared, demand.min(max_batch) as usize);
+    if raw.is_empty() {
+        poll_into(
+            consumer,
+            shared,
+            round,
+            &mut raw,
+            credit.min(max_batch) as usize,
+        );
+    }
+    hand_over(shared, round, raw, tx)?;
+    if round.last_commit.elapsed() >= shared.config.commit_interval {
+        commit(consumer, shared, None);
+        round.last_commit = Instant::now();
+    }
+    if round.last_check.elapsed() >= STALL_CHECK {
+        round.last_check = Instant::now();
+        let wanted = fetching && credit > 0 && !round.paused;
+        check_stalls(consumer, shared, &mut round.progress, wanted);
+    }
+    ControlFlow::Continue(())
+}
+
+/// Up to `n` records fetched before a pause took effect.
+fn take_stash(shared: &Shared, n: usize) -> Vec<Raw> {
+    let mut raw = Vec::new();
+    if n > 0 {
+        if let Ok(mut stash) = shared.stash.lock() {
+            let k = n.min(stash.len());
+            raw.extend(stash.drain(..k));
+        }
+    }
+    raw
+}
+
+/// Registers what was polled for acknowledgement and sends it to the connection. Breaks when
+/// the connection is gone.
+fn hand_over(
+    shared: &Arc<Shared>,
+    round: &mut Round,
+    raw: Vec<Raw>,
+    tx: &UnboundedSender<Msg>,
+) -> ControlFlow<()> {
+    if raw.is_empty() {
+        return ControlFlow::Continue(());
+    }
+    let epoch = shared.revoke_epoch.load(Ordering::Acquire);
+    let records = to_records(shared, raw);
+    if records.is_empty() {
+        return ControlFlow::Continue(());
+    }
+    let n = records.len() as u64;
+    round.sent += n;
+    shared.counters.delivered.fetch_add(n, Ordering::Relaxed);
+    match tx.send(Msg::Records(records, epoch)) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => ControlFlow::Break(()),
+    }
+}
+
+/// Leaves cleanly: commits what was acknowledged, then leaves the group (the revoke callback
+/// commits again and forgets the partitions).
+fn leave(consumer: &BaseConsumer<SourceContext>, shared: &Shared) {
+    commit(consumer, shared, None);
     shared.closed.store(true, Ordering::Release);
     consumer.unsubscribe();
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     while Instant::now() < deadline && !shared.lock_tracker().is_empty() {
         let _ = consumer.poll(PAUSED_POLL);
-    }
-    if let Some(Some(thread)) = lag_thread {
-        let _ = thread.join();
     }
 }
 

@@ -92,35 +92,74 @@ pub(super) fn check_stalls(
         let Some(step) = round.stalls.check(now, tp, seen, wanted) else {
             continue;
         };
-        let c = &shared.counters;
-        if step == Recovery::Resume {
-            c.stalls.fetch_add(1, Ordering::Relaxed);
-        }
-        c.stall_recoveries.fetch_add(1, Ordering::Relaxed);
         let stalled_for = round.stalls.stalled_for(now, tp).unwrap_or_default();
-        tracing::warn!(
-            topic = %tp.0,
-            partition = tp.1,
-            stalled_s = stalled_for.as_secs_f64(),
-            fetchable = seen.fetchable,
-            ?step,
-            "partition stalled: assigned, with records to fetch, none fetched while the pipeline asks"
+        let offset = position.or(lag.committed);
+        rejoin |= recover(
+            consumer,
+            shared,
+            tp,
+            step,
+            stalled_for,
+            seen.fetchable,
+            offset,
         );
-        match step {
-            Recovery::Resume => {
-                let _ = consumer.resume(&tpl_of([tp]));
-            }
-            Recovery::Seek => {
-                let offset = position
-                    .or(lag.committed)
-                    .map_or(Offset::Stored, Offset::Offset);
-                if let Err(e) = consumer.seek(&tp.0, tp.1, offset, REQUEST_TIMEOUT) {
-                    tracing::warn!(error = %e, "seek failed");
-                }
-            }
-            Recovery::Rejoin => rejoin = true,
+    }
+    publish(shared, round, &tps, now);
+    round.progressed.clear();
+    round.ran_dry = false;
+    if rejoin {
+        tracing::warn!("rejoining the group to recover stalled partitions");
+        consumer.unsubscribe();
+        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            tracing::warn!(error = %e, "cannot subscribe again");
         }
     }
+}
+
+/// Logs and counts one recovery step for a stalled partition and takes it; a rejoin is left
+/// to the caller (once for all partitions). Returns whether to rejoin.
+fn recover(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    tp: &Tp,
+    step: Recovery,
+    stalled_for: Duration,
+    fetchable: i64,
+    offset: Option<i64>,
+) -> bool {
+    let c = &shared.counters;
+    if step == Recovery::Resume {
+        c.stalls.fetch_add(1, Ordering::Relaxed);
+    }
+    c.stall_recoveries.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        topic = %tp.0,
+        partition = tp.1,
+        stalled_s = stalled_for.as_secs_f64(),
+        fetchable,
+        ?step,
+        "partition stalled: assigned, with records to fetch, none fetched while the pipeline asks"
+    );
+    match step {
+        Recovery::Resume => {
+            let _ = consumer.resume(&tpl_of([tp]));
+        }
+        Recovery::Seek => {
+            let offset = offset.map_or(Offset::Stored, Offset::Offset);
+            if let Err(e) = consumer.seek(&tp.0, tp.1, offset, REQUEST_TIMEOUT) {
+                tracing::warn!(error = %e, "seek failed");
+            }
+        }
+        Recovery::Rejoin => return true,
+    }
+    false
+}
+
+/// Publishes the partitions stalled now, and for how long ([`KafkaStats::stalled`]).
+///
+/// [`KafkaStats::stalled`]: super::KafkaStats::stalled
+fn publish(shared: &Shared, round: &Progress, tps: &[Tp], now: Instant) {
     let stalled: Vec<(String, i32, Duration)> = tps
         .iter()
         .filter_map(|tp| {
@@ -134,15 +173,5 @@ pub(super) fn check_stalls(
         .store(stalled.len() as u64, Ordering::Relaxed);
     if let Ok(mut s) = shared.stalled.lock() {
         *s = stalled;
-    }
-    round.progressed.clear();
-    round.ran_dry = false;
-    if rejoin {
-        tracing::warn!("rejoining the group to recover stalled partitions");
-        consumer.unsubscribe();
-        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
-        if let Err(e) = consumer.subscribe(&topics) {
-            tracing::warn!(error = %e, "cannot subscribe again");
-        }
     }
 }

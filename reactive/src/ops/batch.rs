@@ -107,6 +107,40 @@ struct BatchState<T, S> {
 }
 
 impl<T, S: Subscriber<Vec<T>>> BatchState<T, S> {
+    /// Asks upstream for what the granted batches can hold, less what is already here.
+    fn request_upstream(&mut self, permits: u64) {
+        if self.end.is_some() {
+            return;
+        }
+        let want = if demand::is_unbounded(permits) {
+            UNBOUNDED
+        } else {
+            permits.saturating_mul(self.linger.size() as u64)
+        };
+        let have = demand::add(self.buffer.len() as u64, self.outstanding);
+        if want > have {
+            let more = want - have;
+            self.outstanding = demand::add(self.outstanding, more);
+            self.inbox.request(more);
+        }
+    }
+
+    /// Takes items while the batch is not full, until upstream has none or ends.
+    fn take(&mut self, cx: &mut Context<'_>) {
+        while self.end.is_none() && self.buffer.len() < self.linger.size() {
+            match self.inbox.poll_recv(cx) {
+                Poll::Ready(Some(Ok(item))) => {
+                    self.outstanding = demand::sub(self.outstanding, 1);
+                    self.linger.arrived(self.buffer.len());
+                    self.buffer.push(item);
+                }
+                Poll::Ready(Some(Err(e))) => self.end = Some(Some(e)),
+                Poll::Ready(None) => self.end = Some(None),
+                Poll::Pending => break,
+            }
+        }
+    }
+
     fn emit(&mut self) {
         // Preallocate modestly: a huge `size` must not become a huge allocation.
         let size = self.linger.size();
@@ -116,6 +150,20 @@ impl<T, S: Subscriber<Vec<T>>> BatchState<T, S> {
         if let Some(d) = self.downstream.as_mut() {
             d.on_next(batch);
         }
+    }
+
+    /// Signals the end once upstream has ended and the last batch is out (an error does not
+    /// wait for demand: the partial batch is dropped with it). Whether it did.
+    fn end_now(&mut self, has_demand: bool) -> bool {
+        let Some(end) = &self.end else {
+            return false;
+        };
+        if self.buffer.is_empty() || (!has_demand && end.is_some()) {
+            let end = end.clone();
+            self.finish(end);
+            return true;
+        }
+        false
     }
 
     fn finish(&mut self, error: Option<Error>) {
@@ -160,53 +208,17 @@ impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S>
                     return Poll::Ready(());
                 }
             };
-            // Ask upstream for what the granted batches can hold, less what is already here.
-            if st.end.is_none() {
-                let want = if demand::is_unbounded(permits) {
-                    UNBOUNDED
-                } else {
-                    permits.saturating_mul(st.linger.size() as u64)
-                };
-                let have = demand::add(st.buffer.len() as u64, st.outstanding);
-                if want > have {
-                    let more = want - have;
-                    st.outstanding = demand::add(st.outstanding, more);
-                    st.inbox.request(more);
-                }
-            }
-            let mut progressed = false;
-            // Take items while a batch can still be formed or emitted.
-            while st.end.is_none() && st.buffer.len() < st.linger.size() {
-                match st.inbox.poll_recv(cx) {
-                    Poll::Ready(Some(Ok(item))) => {
-                        st.outstanding = demand::sub(st.outstanding, 1);
-                        st.linger.arrived(st.buffer.len());
-                        st.buffer.push(item);
-                    }
-                    Poll::Ready(Some(Err(e))) => st.end = Some(Some(e)),
-                    Poll::Ready(None) => st.end = Some(None),
-                    Poll::Pending => break,
-                }
-            }
+            st.request_upstream(permits);
+            st.take(cx);
             let has_demand = st.demand.try_ready().unwrap_or(0) > 0;
             let ready = st.linger.poll_ready(st.buffer.len(), cx)
                 || (st.end.is_some() && !st.buffer.is_empty());
-            if ready && has_demand {
+            let progressed = ready && has_demand;
+            if progressed {
                 st.emit();
-                progressed = true;
             }
-            if let Some(end) = &st.end {
-                if st.buffer.is_empty() {
-                    let end = end.clone();
-                    st.finish(end);
-                    return Poll::Ready(());
-                }
-                if !has_demand && end.is_some() {
-                    // An error does not wait for demand: the partial batch is dropped with it.
-                    let end = end.clone();
-                    st.finish(end);
-                    return Poll::Ready(());
-                }
+            if st.end_now(has_demand) {
+                return Poll::Ready(());
             }
             if !progressed {
                 return Poll::Pending;
