@@ -234,56 +234,12 @@ fn parse_rate(s: &str) -> Result<Rate, ValueError> {
 
 /// Parses `90s`, `2ms`, `1.5s`, `10m`, `1h`, `250us`, or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| ValueError(format!("expected a duration like 90s or 2ms, got `{s}`")))?;
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(ValueError(format!(
-                "unknown duration unit `{unit}` in `{s}` (use ns, us, ms, s, m or h)"
-            )));
-        }
-    };
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| ValueError(format!("duration out of range: `{s}`")))
+    quantity::duration(s).map_err(|e| ValueError(e.0))
 }
 
 /// Parses `1024`, `64KiB`, `16MiB`, `1GiB`, `10KB`, `5MB`.
 pub fn parse_bytes(s: &str) -> Result<u64, ValueError> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| ValueError(format!("expected a size like 16MiB, got `{s}`")))?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(ValueError(format!(
-                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)"
-            )));
-        }
-    };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| ValueError(format!("size out of range: `{s}`")))
+    quantity::bytes(s).map_err(|e| ValueError(e.0))
 }
 
 #[cfg(test)]

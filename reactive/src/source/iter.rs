@@ -67,11 +67,7 @@ impl<It: Iterator, S: Subscriber<It::Item>> Future for IterConnection<It, S> {
             match this.demand.poll_ready(cx) {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(stop)) => {
-                    if let Some(error) = stop.into_error() {
-                        subscriber.on_error(error);
-                    }
-                    this.demand.terminate();
-                    *this.subscriber = None;
+                    super::stop(this.subscriber, this.demand, stop);
                     return Poll::Ready(());
                 }
                 Poll::Pending => {

@@ -148,11 +148,7 @@ where
             match this.demand.poll_ready(cx) {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(stop)) => {
-                    if let Some(error) = stop.into_error() {
-                        subscriber.on_error(error);
-                    }
-                    this.demand.terminate();
-                    *this.subscriber = None;
+                    super::stop(this.subscriber, this.demand, stop);
                     return Poll::Ready(());
                 }
                 Poll::Pending => return Poll::Pending,
