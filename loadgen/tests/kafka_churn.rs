@@ -219,6 +219,11 @@ async fn a_group_under_churn_loses_nothing_duplicates_little_and_never_stalls() 
     let bound = in_flight
         + rebalances * (WORKERS * WORKER_WINDOW) as f64
         + crashes * per_member_rate * (COMMIT_INTERVAL_S + 1.0) * 3.0;
+    let grew = lags.values().map(|s| longest_growth(s)).max().unwrap_or(0);
+    eprintln!(
+        "churn: produced {produced}, distinct {}, duplicates {} (bound {bound:.0}: {rebalances} rebalances, {in_flight} in flight at revocations), longest lag growth {grew} s, longest stall {longest_stall} s",
+        stats.distinct_ids, stats.duplicates
+    );
     assert!(
         (stats.duplicates as f64) <= bound,
         "{} duplicates, more than the in-flight bound {bound:.0} ({rebalances} rebalances, {in_flight} in flight at revocations)",

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
@@ -28,6 +28,9 @@ pub fn loadgen() -> Command {
 pub struct Processor {
     pub child: Child,
     pub metrics: String,
+    /// Where its stdout and stderr go: files, not pipes, so a chatty member never blocks on a
+    /// full pipe that nobody reads (a blocked member misses its heartbeats and churns the group).
+    pub output: std::path::PathBuf,
 }
 
 impl Processor {
@@ -39,6 +42,9 @@ impl Processor {
         extra: &[&str],
     ) -> Self {
         let port = free_port();
+        std::fs::create_dir_all(dir).expect("the member's folder");
+        let output = dir.join("output.log");
+        let log = std::fs::File::create(&output).expect("the member's log");
         let child = loadgen()
             .args(["process", "--quiet", "--source", "kafka"])
             .args([
@@ -61,13 +67,14 @@ impl Processor {
             .arg("--out")
             .arg(dir)
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(log.try_clone().expect("the log again"))
+            .stderr(log)
             .spawn()
             .expect("loadgen process starts");
         Processor {
             child,
             metrics: format!("http://127.0.0.1:{port}"),
+            output,
         }
     }
 
@@ -102,14 +109,8 @@ impl Processor {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
-        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().expect("true"))
-            .wait_with_output()
-            .expect("output");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.output).unwrap_or_default()
     }
 }
 
