@@ -5,11 +5,17 @@
 //! When `tansu` is not installed, [`Broker::start`] returns `None` and the test skips with a
 //! note, except in CI (`CI=true`), where a missing broker is a failure: `.ci/run` installs it.
 //! Set `TANSU` to use a binary that is not on `PATH`.
+//!
+//! Brokers started with [`Broker::start`] (the tests') run one at a time in a test binary: a
+//! second test waits until the first one's broker is dropped. The Kafka tests start several
+//! processes each and measure a group's behaviour, so on a 2-core machine two of them at once
+//! would mostly measure each other.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -22,6 +28,25 @@ pub struct Broker {
     dir: PathBuf,
     port: u16,
     binary: PathBuf,
+    /// Whether this broker holds the test binary's one broker slot.
+    serial: bool,
+}
+
+/// The test binary's one broker slot: taken by [`Broker::start`], given back on drop.
+static SLOT: Mutex<bool> = Mutex::new(false);
+static SLOT_FREED: Condvar = Condvar::new();
+
+fn take_slot() {
+    let mut busy = SLOT.lock().unwrap_or_else(|p| p.into_inner());
+    while *busy {
+        busy = SLOT_FREED.wait(busy).unwrap_or_else(|p| p.into_inner());
+    }
+    *busy = true;
+}
+
+fn give_slot() {
+    *SLOT.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    SLOT_FREED.notify_one();
 }
 
 fn tansu_binary() -> Option<PathBuf> {
@@ -65,7 +90,17 @@ impl Broker {
             eprintln!("skipped: no tansu broker on PATH (see README, Kafka section)");
             return None;
         }
-        Some(Broker::try_start().unwrap_or_else(|e| panic!("{e}")))
+        take_slot();
+        match Broker::try_start() {
+            Ok(mut broker) => {
+                broker.serial = true;
+                Some(broker)
+            }
+            Err(e) => {
+                give_slot();
+                panic!("{e}")
+            }
+        }
     }
 
     /// Starts tansu on a free loopback port, or says why it could not.
@@ -118,6 +153,7 @@ impl Broker {
             dir,
             port,
             binary,
+            serial: false,
         };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -210,5 +246,8 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.serial {
+            give_slot();
+        }
     }
 }
