@@ -230,6 +230,25 @@ async fn a_consumer_that_cannot_be_created_ends_the_stream_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kip_848_protocol_on_a_broker_without_it_ends_the_stream_with_the_reason() {
+    let broker = broker_or_skip!();
+    broker.create_topic("kip848", 1);
+    let mut config = config(&broker, "g-kip848", "kip848");
+    config.group_protocol = "consumer".into();
+    let (_handle, mut inbox) = connect(config);
+    inbox.request(1);
+    let item = tokio::time::timeout(Duration::from_secs(15), inbox.next())
+        .await
+        .expect("an answer within 15 s, not a member that never joins")
+        .expect("a terminal signal");
+    let error = item.expect_err("an error, not a record");
+    assert!(
+        error.to_string().contains("ConsumerGroupHeartbeat"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_settle_on_drop_a_dropped_record_counts_as_acknowledged() {
     let broker = broker_or_skip!();
     broker.create_topic("settle", 2);

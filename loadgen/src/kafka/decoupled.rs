@@ -13,7 +13,7 @@ use reactive::{Publisher, PublisherExt};
 use sinkd::wire::Event;
 
 use super::poison::PoisonLog;
-use super::poll_loop::Shutdown;
+use super::poll_loop::{Failure, Shutdown};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 
@@ -67,7 +67,7 @@ pub fn decoupled(
     plan: &Plan,
     ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
-) -> (KafkaHandle, Arc<QueueStats>, Shutdown) {
+) -> (KafkaHandle, Arc<QueueStats>, Shutdown, Failure) {
     let source = KafkaSource::new(config);
     let handle = source.handle();
     let queue_config = plan
@@ -97,7 +97,18 @@ pub fn decoupled(
         pool_purger.purge(move |job: &Job| job.ack.is_in(&revoked));
     });
     let connection = tokio::spawn(queue.connect(subscriber));
-    let driver = tokio::spawn(pool);
+    // The pipeline ends early only when the source failed (a consumer that cannot be created,
+    // subscribed, or that the broker cannot serve): say why, so the processor stops with it.
+    let failure = Failure::default();
+    let driver = {
+        let failure = failure.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pool.await {
+                tracing::error!(error = %e, "the Kafka source failed");
+                let _ = failure.set(e.to_string());
+            }
+        })
+    };
     let h = handle.clone();
     let shutdown = Box::pin(async move {
         // Stop fetching; what was handed over drains through the sink and is acknowledged.
@@ -106,5 +117,5 @@ pub fn decoupled(
         connection.abort();
         h.close().await;
     });
-    (handle, queue_stats, shutdown)
+    (handle, queue_stats, shutdown, failure)
 }

@@ -11,3 +11,6 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A poll loop's counters, read by the sampler and the metrics endpoint.
 pub type StatsFn = Box<dyn Fn() -> KafkaStats + Send + Sync>;
+
+/// Why a poll loop ended on its own, once it has (the processor stops with the reason).
+pub type Failure = std::sync::Arc<std::sync::OnceLock<String>>;

@@ -14,7 +14,7 @@ use reactive::queue::QueueStats;
 use tokio::time::Instant;
 
 use super::poison::PoisonLog;
-use super::poll_loop::{Shutdown, StatsFn};
+use super::poll_loop::{Failure, Shutdown, StatsFn};
 use crate::cli::{PollLoop, ProcessArgs};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -133,6 +133,7 @@ struct Started {
     stats: StatsFn,
     queue: Option<Arc<QueueStats>>,
     shutdown: Shutdown,
+    failure: Failure,
 }
 
 /// Starts the poll loop `--poll-loop` names.
@@ -146,11 +147,13 @@ fn start_loop(
     let (ctx, poison) = (ctx.clone(), poison.clone());
     Ok(match args.kafka.poll_loop {
         PollLoop::Decoupled => {
-            let (handle, queue, shutdown) = super::decoupled::decoupled(config, plan, ctx, poison);
+            let (handle, queue, shutdown, failure) =
+                super::decoupled::decoupled(config, plan, ctx, poison);
             Started {
                 stats: Box::new(move || handle.stats()),
                 queue: Some(queue),
                 shutdown,
+                failure,
             }
         }
         PollLoop::Inline => {
@@ -160,6 +163,7 @@ fn start_loop(
                 stats,
                 queue: None,
                 shutdown,
+                failure: Failure::default(),
             }
         }
         PollLoop::Bare | PollLoop::BarePause => {
@@ -169,6 +173,7 @@ fn start_loop(
                 stats,
                 queue: None,
                 shutdown,
+                failure: Failure::default(),
             }
         }
     })
@@ -265,12 +270,16 @@ pub async fn run(
         if watch.sample(&started, &ctx, &live, &stopping, progress) || signalled {
             break;
         }
+        if let Some(reason) = started.failure.get() {
+            anyhow::bail!("the Kafka consumer stopped: {reason}");
+        }
     }
     progress.note("stopping: finishing what is in flight, committing, leaving the group");
     let Started {
         stats,
         queue,
         shutdown,
+        ..
     } = started;
     let _ = tokio::time::timeout(plan.drain_timeout() + Duration::from_secs(10), shutdown).await;
     let k = stats();

@@ -44,7 +44,8 @@
 //! - **Rebalances move only what changes hands.** The default assignment strategy is
 //!   `cooperative-sticky` (KIP-429): partitions that stay with a member keep flowing through a
 //!   rebalance. [`KafkaConfig::group_protocol`] `consumer` selects KIP-848 on brokers that
-//!   have it.
+//!   have it; on a broker without its `ConsumerGroupHeartbeat` API (asked with ApiVersions at
+//!   start) the stream ends at once with `on_error` and the reason, instead of never joining.
 //! - **No silent stall.** A partition's pause is applied again to the whole assignment after
 //!   every rebalance (librdkafka keeps a partition paused across a revoke and a re-assign, which
 //!   once left a member holding partitions it never fetched). And a partition that is assigned,
@@ -64,6 +65,7 @@
 mod config;
 mod lag;
 mod poller;
+mod probe;
 mod rebalance;
 mod record;
 mod recover;

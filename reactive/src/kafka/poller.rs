@@ -13,6 +13,7 @@ use rdkafka::message::Message;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::lag::lag_loop;
+use super::probe;
 use super::rebalance::{SourceContext, commit, is_eviction, tpl_of};
 use super::recover::{Progress, check_stalls};
 use super::shared::{Raw, Shared};
@@ -92,6 +93,22 @@ impl Round {
 }
 
 pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
+    if shared.config.group_protocol == "consumer" {
+        let config = &shared.config;
+        let has = probe::supports(
+            &config.bootstrap_servers,
+            probe::CONSUMER_GROUP_HEARTBEAT,
+            REQUEST_TIMEOUT,
+        );
+        if has == Some(false) {
+            let reason = format!(
+                "group.protocol=consumer (KIP-848) needs the ConsumerGroupHeartbeat API, which the broker at {} does not offer; use the classic protocol",
+                config.bootstrap_servers
+            );
+            let _ = tx.send(Msg::Failed(KafkaError::Subscription(reason)));
+            return;
+        }
+    }
     let context = SourceContext {
         shared: shared.clone(),
     };
