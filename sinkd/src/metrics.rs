@@ -73,8 +73,16 @@ impl Default for Metrics {
             audit_order_violations: Counter::default(),
             registry: Registry::default(),
         };
-        // Names are given without the `_total` suffix: the encoder adds it to counters.
-        let r = &mut registry;
+        m.register_all(&mut registry);
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Registers every metric. Names are given without the `_total` suffix: the encoder adds
+    /// it to counters.
+    fn register_all(&self, r: &mut Registry) {
+        let m = self;
         r.register(
             "sinkd_writes_accepted",
             "Write requests accepted (a batch is one)",
@@ -141,11 +149,8 @@ impl Default for Metrics {
             "Events whose seq was lower than the last seen for their key",
             m.audit_order_violations.clone(),
         );
-        Metrics { registry, ..m }
     }
-}
 
-impl Metrics {
     /// Counts a refused request.
     pub fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&Reason { reason }).inc();

@@ -5,13 +5,7 @@
 //!
 //! A leaf: it depends on nothing else in loadgen.
 
-use std::sync::atomic::AtomicU64;
-
 use anyhow::{Context, bail};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-use tokio::time::Instant;
 
 /// One row of the time series.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -293,135 +287,17 @@ pub fn from_csv(text: &str) -> anyhow::Result<Vec<Sample>> {
     Ok(out)
 }
 
-/// Registers `s`'s fields in `registry` (values as of now).
-pub fn register(registry: &mut Registry, s: &Sample) {
-    for f in FIELDS.iter() {
-        let v = (f.get)(s) * f.scale;
-        match f.kind {
-            Kind::None => {}
-            Kind::IntGauge => {
-                let g: Gauge = Gauge::default();
-                g.set(v as i64);
-                registry.register(f.metric, f.help, g);
-            }
-            Kind::Gauge => {
-                let g: Gauge<f64, AtomicU64> = Gauge::default();
-                g.set(v);
-                registry.register(f.metric, f.help, g);
-            }
-            Kind::Counter => {
-                let c: Counter = Counter::default();
-                c.inc_by(v as u64);
-                registry.register(f.metric, f.help, c);
-            }
-        }
-    }
-}
+mod expose;
+mod sampler;
 
-/// Encodes a registry as OpenMetrics text.
-pub fn encode(registry: &Registry) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
-    out
-}
-
-/// The content type of [`encode`]'s text.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The sum of every sample of metric `name` (over its label sets) in Prometheus text; 0 when
-/// there is none.
-pub fn scrape(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| k.split('{').next() == Some(name))
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum()
-}
-
-/// Running totals, as a pipeline knows them at one moment; [`Sampler`] makes a sample of them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Totals {
-    /// The schedule's rate now (0 without a schedule).
-    pub target_rate: f64,
-    /// Events the source emitted so far.
-    pub emitted: u64,
-    /// Events the sink acknowledged so far.
-    pub delivered: u64,
-    /// Write requests the sink acknowledged so far.
-    pub writes: u64,
-    pub queue_depth: u64,
-    pub queue_bytes: u64,
-    pub source_backlog: u64,
-    pub lag: u64,
-    pub rss_bytes: u64,
-    pub dropped: u64,
-    pub p99_ms: f64,
-    pub signal_rate: f64,
-}
-
-/// Turns running totals into samples: rates are the change since the last sample.
-#[derive(Debug)]
-pub struct Sampler {
-    origin: Instant,
-    last: (Instant, u64, u64, u64),
-}
-
-impl Sampler {
-    /// A sampler whose samples count time from `origin`.
-    pub fn new(origin: Instant) -> Self {
-        Sampler {
-            origin,
-            last: (Instant::now(), 0, 0, 0),
-        }
-    }
-
-    /// The instant the time series counts from.
-    pub fn origin(&self) -> Instant {
-        self.origin
-    }
-
-    /// The sample of `totals` taken now.
-    pub fn sample(&mut self, totals: Totals) -> Sample {
-        let now = Instant::now();
-        let dt = (now - self.last.0).as_secs_f64().max(1e-9);
-        let rate = |total: u64, last: u64| total.saturating_sub(last) as f64 / dt;
-        let sample = Sample {
-            t: (now - self.origin).as_secs_f64(),
-            target_rate: totals.target_rate,
-            generated_rate: rate(totals.emitted, self.last.1),
-            delivered_rate: rate(totals.delivered, self.last.2),
-            writes_rate: rate(totals.writes, self.last.3),
-            queue_depth: totals.queue_depth,
-            queue_bytes: totals.queue_bytes,
-            source_backlog: totals.source_backlog,
-            lag: totals.lag,
-            rss_bytes: totals.rss_bytes,
-            dropped: totals.dropped,
-            p99_ms: totals.p99_ms,
-            signal_rate: totals.signal_rate,
-        };
-        self.last = (now, totals.emitted, totals.delivered, totals.writes);
-        sample
-    }
-}
-
-/// The resident set size of this process, from /proc (0 where unavailable).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
-}
+pub use expose::{CONTENT_TYPE, encode, register, scrape};
+pub use sampler::{Sampler, Totals, rss_bytes};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::registry::Registry;
+    use tokio::time::Instant;
 
     fn sample() -> Sample {
         Sample {

@@ -1,0 +1,161 @@
+//! The Kafka flags: where `process` reads from and how it polls, and `produce`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::units;
+
+/// Where `loadgen process` reads events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The embedded open-model generator (--rate, --profile, --schedule).
+    Generator,
+    /// A Kafka topic, as a member of a consumer group (--bootstrap-servers, --topic, --group).
+    Kafka,
+}
+
+/// How the Kafka processor polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollLoop {
+    /// The reactive Kafka source: a poll thread of its own, fetching against demand, pausing
+    /// partitions without it. A slow sink cannot delay a poll.
+    Decoupled,
+    /// The common anti-pattern, kept for experiment 6: poll --poll-batch records, write them
+    /// all, commit, poll again. A slow sink delays the next poll.
+    Inline,
+    /// Experiment 6's control: a plain rdkafka consumer that never pauses (its backlog is
+    /// unbounded) and commits what it wrote; nothing is purged on a revocation.
+    Bare,
+    /// The control with the pause most consumers start with: pause the assignment when the
+    /// backlog holds --queue-cap records, resume at half, tracking only its own last call.
+    BarePause,
+}
+
+/// The consumer-group protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupProtocol {
+    /// JoinGroup and SyncGroup; a member computes the assignment (--assignment-strategy).
+    Classic,
+    /// KIP-848: the broker assigns. Needs a broker that has it (Apache Kafka 4.0 and later).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value of librdkafka's `group.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConsumerArgs {
+    /// Kafka bootstrap servers (host:port[,host:port...]).
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
+    /// Topic to consume.
+    #[arg(long, default_value = "events")]
+    pub topic: String,
+    /// Consumer group: processes with the same group share the topic's partitions.
+    #[arg(long, default_value = "loadgen")]
+    pub group: String,
+    /// max.poll.interval.ms: the longest between two polls before the client leaves the group.
+    #[arg(long, default_value = "300s", value_parser = units::duration)]
+    pub max_poll_interval: Duration,
+    /// session.timeout.ms (capped at --max-poll-interval).
+    #[arg(long, default_value = "45s", value_parser = units::duration)]
+    pub session_timeout: Duration,
+    /// How often acknowledged offsets are committed.
+    #[arg(long, default_value = "500ms", value_parser = units::duration)]
+    pub commit_interval: Duration,
+    /// An assigned partition with records to fetch that gets none for this long, while the
+    /// pipeline asks for records, counts as stalled and is recovered (0s: never).
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub stall_after: Duration,
+    /// partition.assignment.strategy: cooperative-sticky moves only the partitions that change
+    /// hands; range or roundrobin revoke every partition at each rebalance.
+    #[arg(long, default_value = "cooperative-sticky")]
+    pub assignment_strategy: String,
+    /// group.protocol: classic (JoinGroup/SyncGroup) or consumer (KIP-848; Kafka 4.0+ brokers).
+    #[arg(long, value_enum, default_value_t = GroupProtocol::Classic)]
+    pub group_protocol: GroupProtocol,
+    /// decoupled (the reactive source) or inline (poll, process, commit: the anti-pattern).
+    #[arg(long, value_enum, default_value_t = PollLoop::Decoupled)]
+    pub poll_loop: PollLoop,
+    /// With --poll-loop inline: records taken per poll round and processed before the next.
+    #[arg(long, default_value_t = 500)]
+    pub poll_batch: usize,
+    /// Lag (events) at which /pressure reads 1.0: producers with --pressure-url slow down
+    /// as lag approaches it.
+    #[arg(long, default_value_t = 20_000)]
+    pub pressure_lag: u64,
+    /// Stop once no record has arrived for this long (e.g. 10s); default: run until interrupted
+    /// or --stop-after.
+    #[arg(long, value_parser = units::duration)]
+    pub stop_when_idle: Option<Duration>,
+    /// Stop after this long (e.g. 5m).
+    #[arg(long, value_parser = units::duration)]
+    pub stop_after: Option<Duration>,
+    /// Any librdkafka consumer property, KEY=VALUE (repeatable), e.g.
+    /// `--kafka-option group.instance.id=processor-1`.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = units::key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["sink_url", "bootstrap_servers"])))]
+pub struct ProduceArgs {
+    /// Write to this sinkd (http://host:port) ...
+    #[arg(long)]
+    pub sink_url: Option<String>,
+    /// ... or produce to Kafka (host:port[,host:port...]).
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
+    /// Kafka topic.
+    #[arg(long, default_value = "events")]
+    pub topic: String,
+    /// Create the topic with this many partitions first (nothing happens if it exists).
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Replication factor of a topic created with --partitions.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+    /// Events/s.
+    #[arg(long, default_value = "2000", value_parser = units::rate)]
+    pub rate: f64,
+    /// How long.
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    pub duration: Duration,
+    /// Payload bytes per event (at most 1 MiB).
+    #[arg(long, default_value = "512", value_parser = units::payload_size)]
+    pub msg_size: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Distinct event keys (Kafka: the record key, so each key keeps its partition and order).
+    #[arg(long, default_value_t = 64)]
+    pub keys: u64,
+    /// Concurrent requests (sinkd only).
+    #[arg(long, default_value = "32", value_parser = units::workers)]
+    pub connections: usize,
+    /// Id of the first event (to keep ids distinct across producers of one topic).
+    #[arg(long, default_value_t = 0)]
+    pub first_id: u64,
+    /// Kafka: follow a processor's slow-source signal (its http://host:port/pressure): the rate
+    /// backs off by AIMD as the processor's lag builds and recovers as it drains.
+    #[arg(long)]
+    pub pressure_url: Option<String>,
+    /// Kafka: writes the producer's report (JSON) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
