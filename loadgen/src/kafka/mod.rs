@@ -166,6 +166,19 @@ pub fn register(registry: &mut Registry, stats: &KafkaStats, group: &str) {
         "Log-end offset minus the group's committed offset, per assigned partition",
         lag,
     );
+    let committed: Family<PartitionLabels, Gauge> = Family::default();
+    for l in &stats.lag {
+        if let Some(offset) = l.committed {
+            committed
+                .get_or_create(&partition(&l.topic, l.partition))
+                .set(offset);
+        }
+    }
+    registry.register(
+        "kafka_consumergroup_committed_offset",
+        "The group's committed offset, per assigned partition (its progress)",
+        committed,
+    );
     let stalled: Family<PartitionLabels, Gauge<f64, AtomicU64>> = Family::default();
     for (topic, p, d) in &stats.stalled_partitions {
         stalled
