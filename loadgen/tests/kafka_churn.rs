@@ -1,9 +1,9 @@
 //! A consumer group under churn, against the real broker: a member stopped past its session
 //! timeout, a member killed with `kill -9` and replaced, a member added and then removed. The
-//! group must lose nothing, a rebalance may duplicate only what was being written (and a
-//! crashed or stopped member what it had not committed), and no live member may sit on a
-//! partition whose lag grows without fetching it for longer than the stall threshold plus one
-//! recovery.
+//! group must lose nothing; a rebalance may duplicate only what was being written, a crashed or
+//! stopped member what it had not committed, and (tansu has no join barrier) what an old owner
+//! writes until its next heartbeat; and no live member may hold a partition whose lag grows
+//! while its commit stands still for longer than the stall threshold plus one recovery.
 
 mod support;
 

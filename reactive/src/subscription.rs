@@ -171,6 +171,20 @@ impl Stop {
             Stop::BadRequest => Some(Error::BadRequest),
         }
     }
+
+    /// Ends a connection on this stop: signals `on_error` for a `request(0)` (rule 3.9),
+    /// nothing for a cancel, then releases the demand and the subscriber.
+    pub(crate) fn end<T, S: crate::Subscriber<T>>(
+        self,
+        subscriber: &mut Option<S>,
+        demand: &Demand,
+    ) {
+        if let (Some(error), Some(s)) = (self.into_error(), subscriber.as_mut()) {
+            s.on_error(error);
+        }
+        demand.terminate();
+        *subscriber = None;
+    }
 }
 
 /// The publisher's side of a subscription: permits to emit.

@@ -15,20 +15,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use reactive::kafka::KafkaConfig;
+use reactive::kafka::{KafkaConfig, KafkaStats};
 
 use super::plain::{
-    Counters, InlineContext, Polled, polled, spawn_lag_reader, subscribed, write_round,
+    Counters, PlainContext, Polled, polled, spawn_lag_reader, subscribed, write_round,
 };
 use super::poison::PoisonLog;
-use super::poll_loop::{Shutdown, StatsFn};
+use super::poll_loop::{Failure, Running, Shutdown, StatsFn};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 
 /// The poll thread: polls without pause into the backlog; with `pause`, pauses the assignment
 /// at `cap` records held and resumes it at half.
 fn poll_thread(
-    consumer: Arc<BaseConsumer<InlineContext>>,
+    consumer: Arc<BaseConsumer<PlainContext>>,
     backlog: Arc<Mutex<VecDeque<Polled>>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
@@ -65,8 +65,8 @@ pub fn bare(
     pause: bool,
     ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
-) -> anyhow::Result<(StatsFn, Shutdown)> {
-    let consumer = subscribed::<BaseConsumer<InlineContext>>(&config)?;
+) -> anyhow::Result<Running> {
+    let consumer = subscribed::<BaseConsumer<PlainContext>>(&config)?;
     let backlog: Arc<Mutex<VecDeque<Polled>>> = Arc::default();
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,10 +119,10 @@ pub fn bare(
 
     let stats: StatsFn = {
         let (consumer, counters, backlog) = (consumer.clone(), counters.clone(), backlog.clone());
-        Box::new(move || {
-            let held = backlog.lock().map_or(0, |b| b.len() as u64);
-            counters.in_flight.store(held, Ordering::Relaxed);
-            counters.stats(consumer.context(), &lag)
+        Box::new(move || KafkaStats {
+            // In flight: what the backlog holds, polled and not yet written.
+            in_flight: backlog.lock().map_or(0, |b| b.len() as u64),
+            ..counters.stats(consumer.context(), &lag)
         })
     };
     let shutdown: Shutdown = Box::pin(async move {
@@ -133,5 +133,10 @@ pub fn bare(
         let c = consumer.clone();
         let _ = tokio::task::spawn_blocking(move || c.unsubscribe()).await;
     });
-    Ok((stats, shutdown))
+    Ok(Running {
+        stats,
+        queue: None,
+        shutdown,
+        failure: Failure::default(),
+    })
 }

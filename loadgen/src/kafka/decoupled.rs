@@ -6,14 +6,13 @@
 
 use std::sync::Arc;
 
-use reactive::kafka::{Ack, KafkaConfig, KafkaHandle, KafkaRecord, KafkaSource};
-use reactive::queue::QueueStats;
+use reactive::kafka::{Ack, KafkaConfig, KafkaRecord, KafkaSource};
 use reactive::sink::workers;
 use reactive::{Publisher, PublisherExt};
 use sinkd::wire::Event;
 
 use super::poison::PoisonLog;
-use super::poll_loop::{Failure, Shutdown};
+use super::poll_loop::{Failure, Running};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 
@@ -60,14 +59,13 @@ async fn write_jobs(ctx: &SinkWriter, poison: &PoisonLog, batch: Vec<Job>) {
     Ack::ack_all(acks);
 }
 
-/// Starts the source, its queue and the sink workers; returns the source's handle, the
-/// queue's stats and the graceful stop.
+/// Starts the source, its queue and the sink workers.
 pub fn decoupled(
     config: KafkaConfig,
     plan: &Plan,
     ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
-) -> (KafkaHandle, Arc<QueueStats>, Shutdown, Failure) {
+) -> Running {
     let source = KafkaSource::new(config);
     let handle = source.handle();
     let queue_config = plan
@@ -117,5 +115,10 @@ pub fn decoupled(
         connection.abort();
         h.close().await;
     });
-    (handle, queue_stats, shutdown, failure)
+    Running {
+        stats: Box::new(move || handle.stats()),
+        queue: Some(queue_stats),
+        shutdown,
+        failure,
+    }
 }

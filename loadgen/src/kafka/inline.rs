@@ -12,17 +12,17 @@ use reactive::kafka::KafkaConfig;
 use tokio::time::Instant;
 
 use super::plain::{
-    Counters, InlineContext, Polled, polled, spawn_lag_reader, subscribed, write_round,
+    Counters, PlainContext, Polled, polled, spawn_lag_reader, subscribed, write_round,
 };
 use super::poison::PoisonLog;
-use super::poll_loop::{Shutdown, StatsFn};
+use super::poll_loop::{Failure, Running, StatsFn};
 use crate::plan::Plan;
 use crate::sink::SinkWriter;
 
 /// Polls up to `n` records, waiting at most 200 ms for them; counts an eviction the client
 /// reports.
 async fn poll_round(
-    consumer: &StreamConsumer<InlineContext>,
+    consumer: &StreamConsumer<PlainContext>,
     n: usize,
     counters: &Counters,
 ) -> Vec<Polled> {
@@ -51,8 +51,8 @@ pub fn inline(
     poll_batch: usize,
     ctx: Arc<SinkWriter>,
     poison: Arc<PoisonLog>,
-) -> anyhow::Result<(StatsFn, Shutdown)> {
-    let consumer = subscribed::<StreamConsumer<InlineContext>>(&config)?;
+) -> anyhow::Result<Running> {
+    let consumer = subscribed::<StreamConsumer<PlainContext>>(&config)?;
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let lag = spawn_lag_reader(consumer.clone(), stop.clone());
@@ -91,5 +91,10 @@ pub fn inline(
         let c = consumer.clone();
         let _ = tokio::task::spawn_blocking(move || c.unsubscribe()).await;
     });
-    Ok((stats, shutdown))
+    Ok(Running {
+        stats,
+        queue: None,
+        shutdown,
+        failure: Failure::default(),
+    })
 }

@@ -10,11 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use rdkafka::ClientContext;
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-
-use rdkafka::config::FromClientConfigAndContext;
 use reactive::kafka::{KafkaConfig, KafkaStats, PartitionLag};
 use sinkd::wire::Event;
 
@@ -24,11 +23,11 @@ use crate::sink::SinkWriter;
 /// Creates a consumer of `config` and subscribes it to its topics.
 pub fn subscribed<C>(config: &KafkaConfig) -> anyhow::Result<Arc<C>>
 where
-    C: Consumer<InlineContext> + FromClientConfigAndContext<InlineContext>,
+    C: Consumer<PlainContext> + FromClientConfigAndContext<PlainContext>,
 {
     let consumer: C = config
         .client_config()
-        .create_with_context(InlineContext::default())
+        .create_with_context(PlainContext::default())
         .context("cannot create the Kafka consumer")?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer
@@ -39,12 +38,12 @@ where
 
 /// Rebalance bookkeeping for a consumer without the reactive source.
 #[derive(Default)]
-pub struct InlineContext {
+pub struct PlainContext {
     assigned: Mutex<Vec<(String, i32)>>,
     pub rebalances: AtomicU64,
 }
 
-impl InlineContext {
+impl PlainContext {
     /// The partitions assigned now, in order.
     pub fn assigned(&self) -> Vec<(String, i32)> {
         self.assigned
@@ -54,9 +53,9 @@ impl InlineContext {
     }
 }
 
-impl ClientContext for InlineContext {}
+impl ClientContext for PlainContext {}
 
-impl ConsumerContext for InlineContext {
+impl ConsumerContext for PlainContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
         match rebalance {
@@ -87,7 +86,7 @@ impl ConsumerContext for InlineContext {
 /// thread of its own, until `stop`.
 pub fn spawn_lag_reader<C>(consumer: Arc<C>, stop: Arc<AtomicBool>) -> Arc<Mutex<Vec<PartitionLag>>>
 where
-    C: Consumer<InlineContext> + Send + Sync + 'static,
+    C: Consumer<PlainContext> + Send + Sync + 'static,
 {
     let lag = Arc::new(Mutex::new(Vec::new()));
     let out = lag.clone();
@@ -181,7 +180,7 @@ pub struct Counters {
 
 impl Counters {
     /// The counters, the assignment and the lag, as [`KafkaStats`].
-    pub fn stats(&self, context: &InlineContext, lag: &Mutex<Vec<PartitionLag>>) -> KafkaStats {
+    pub fn stats(&self, context: &PlainContext, lag: &Mutex<Vec<PartitionLag>>) -> KafkaStats {
         KafkaStats {
             assigned: context.assigned(),
             rebalances: context.rebalances.load(Ordering::Relaxed),
@@ -201,7 +200,7 @@ impl Counters {
     /// and counts the commit or its failure.
     pub async fn commit<C>(&self, consumer: &Arc<C>, next: &[((String, i32), i64)])
     where
-        C: Consumer<InlineContext> + Send + Sync + 'static,
+        C: Consumer<PlainContext> + Send + Sync + 'static,
     {
         let (c, tpl) = (consumer.clone(), commit_list(next));
         match tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await {

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use reactive::kafka::{KafkaConfig, KafkaStats};
-use reactive::queue::QueueStats;
 use tokio::time::Instant;
 
 use super::poison::PoisonLog;
-use super::poll_loop::{Failure, Shutdown, StatsFn};
+use super::poll_loop::{Running, Shutdown};
 use crate::cli::{PollLoop, ProcessArgs};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -128,14 +127,6 @@ pub fn consumer_config(args: &ProcessArgs, plan: &Plan) -> anyhow::Result<KafkaC
     Ok(config)
 }
 
-/// A running poll loop: its counters, its queue (decoupled only), and its graceful stop.
-struct Started {
-    stats: StatsFn,
-    queue: Option<Arc<QueueStats>>,
-    shutdown: Shutdown,
-    failure: Failure,
-}
-
 /// Starts the poll loop `--poll-loop` names.
 fn start_loop(
     args: &ProcessArgs,
@@ -143,38 +134,17 @@ fn start_loop(
     plan: &Plan,
     ctx: &Arc<SinkWriter>,
     poison: &Arc<PoisonLog>,
-) -> anyhow::Result<Started> {
+) -> anyhow::Result<Running> {
     let (ctx, poison) = (ctx.clone(), poison.clone());
     Ok(match args.kafka.poll_loop {
-        PollLoop::Decoupled => {
-            let (handle, queue, shutdown, failure) =
-                super::decoupled::decoupled(config, plan, ctx, poison);
-            Started {
-                stats: Box::new(move || handle.stats()),
-                queue: Some(queue),
-                shutdown,
-                failure,
-            }
-        }
+        PollLoop::Decoupled => super::decoupled::decoupled(config, plan, ctx, poison),
         PollLoop::Inline => {
             let batch = args.kafka.poll_batch.max(1);
-            let (stats, shutdown) = super::inline::inline(config, plan, batch, ctx, poison)?;
-            Started {
-                stats,
-                queue: None,
-                shutdown,
-                failure: Failure::default(),
-            }
+            super::inline::inline(config, plan, batch, ctx, poison)?
         }
         PollLoop::Bare | PollLoop::BarePause => {
             let pause = args.kafka.poll_loop == PollLoop::BarePause;
-            let (stats, shutdown) = super::bare::bare(config, plan, pause, ctx, poison)?;
-            Started {
-                stats,
-                queue: None,
-                shutdown,
-                failure: Failure::default(),
-            }
+            super::bare::bare(config, plan, pause, ctx, poison)?
         }
     })
 }
@@ -192,7 +162,7 @@ impl Watch {
     /// stop condition holds.
     fn sample(
         &mut self,
-        started: &Started,
+        started: &Running,
         ctx: &SinkWriter,
         live: &Live,
         stopping: &Stopping,
@@ -275,7 +245,7 @@ pub async fn run(
         }
     }
     progress.note("stopping: finishing what is in flight, committing, leaving the group");
-    let Started {
+    let Running {
         stats,
         queue,
         shutdown,

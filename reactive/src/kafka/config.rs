@@ -32,7 +32,7 @@ pub struct KafkaConfig {
     pub lag_interval: Duration,
     /// Where a group with no committed offset starts: `earliest` or `latest`.
     pub auto_offset_reset: String,
-    /// Whether an [`Ack`] dropped without [`Ack::ack`] counts as acknowledged. Off by default:
+    /// Whether an [`Ack`](super::Ack) dropped without [`Ack::ack`](super::Ack::ack) counts as acknowledged. Off by default:
     /// a dropped record is redelivered later. Turn it on in pipelines that shed records on
     /// purpose, so that shedding does not hold the commit point back.
     pub settle_on_drop: bool,

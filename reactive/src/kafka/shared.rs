@@ -13,7 +13,7 @@ use super::tracker::{Tp, Tracker};
 use super::{KafkaConfig, PartitionLag};
 
 /// Called on the poll thread with the partitions being revoked, before the source waits for
-/// their records in flight. See [`KafkaHandle::on_revoke`].
+/// their records in flight. See [`KafkaHandle::on_revoke`](super::KafkaHandle::on_revoke).
 pub type RevokeHook = Box<dyn Fn(&[(Arc<str>, i32)]) + Send + Sync>;
 
 /// State shared by the connection, the poll thread, the lag thread and the acks.

@@ -198,13 +198,7 @@ impl<P: Publisher, S: Subscriber<Vec<P::Item>>> Future for BatchConnection<P, S>
                 Ok(p) => p,
                 Err(stop) => {
                     st.inbox.cancel();
-                    match stop.into_error() {
-                        Some(e) => st.finish(Some(e)),
-                        None => {
-                            st.downstream = None;
-                            st.demand.terminate();
-                        }
-                    }
+                    stop.end(&mut st.downstream, &st.demand);
                     return Poll::Ready(());
                 }
             };

@@ -1,6 +1,6 @@
 //! The buffered modes (bounded, unbounded, shedding): the upstream fills a [`ShedBuffer`]
-//! under a lock (this module's input half), and the [`Emitter`](super::emitter::Emitter) drains it downstream against
-//! demand. Both halves run in the queue's one task.
+//! under a lock (this module's input half), and the [`Emitter`](super::emitter::Emitter)
+//! drains it downstream against demand. Both halves run in the queue's one task.
 //!
 //! # Terminal signals
 //! - Completion is signalled as soon as the upstream has completed and the buffer is empty,

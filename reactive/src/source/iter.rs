@@ -67,7 +67,7 @@ impl<It: Iterator, S: Subscriber<It::Item>> Future for IterConnection<It, S> {
             match this.demand.poll_ready(cx) {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(stop)) => {
-                    super::stop(this.subscriber, this.demand, stop);
+                    stop.end(this.subscriber, this.demand);
                     return Poll::Ready(());
                 }
                 Poll::Pending => {

@@ -12,17 +12,3 @@ pub use stream::{FromStream, FromTryStream, StreamConnection, from_stream, from_
 /// Items a connection emits in one poll before it yields to the scheduler, so that a source
 /// that is always ready cannot starve the other tasks of its thread.
 pub(crate) const YIELD_BUDGET: u32 = 4096;
-
-/// Ends a connection on its subscriber's stop: signals `on_error` for a `request(0)` (rule
-/// 3.9), nothing for a cancel, releases the demand and the subscriber.
-pub(crate) fn stop<T, S: crate::Subscriber<T>>(
-    subscriber: &mut Option<S>,
-    demand: &mut crate::subscription::Demand,
-    stop: crate::subscription::Stop,
-) {
-    if let (Some(error), Some(s)) = (stop.into_error(), subscriber.as_mut()) {
-        s.on_error(error);
-    }
-    demand.terminate();
-    *subscriber = None;
-}

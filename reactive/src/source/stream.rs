@@ -148,7 +148,7 @@ where
             match this.demand.poll_ready(cx) {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(stop)) => {
-                    super::stop(this.subscriber, this.demand, stop);
+                    stop.end(this.subscriber, this.demand);
                     return Poll::Ready(());
                 }
                 Poll::Pending => return Poll::Pending,
