@@ -90,7 +90,7 @@ impl Window {
 }
 
 /// Least-squares slope of `y` over `x`.
-fn slope(points: &[(f64, f64)]) -> f64 {
+pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     if n < 2.0 {
         return 0.0;
@@ -230,6 +230,9 @@ impl Report {
                 .and_then(|a| a.missing.as_ref())
                 .map_or(0, |m| m.count),
             lost,
+            over_kafka: false,
+            left_in_source: 0,
+            delivered_uncommitted: 0,
             sink_ceiling_writes_per_s: if t.ceiling.is_finite() {
                 t.ceiling
             } else {

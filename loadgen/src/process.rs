@@ -196,5 +196,8 @@ async fn run_kafka(
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    if let Some(reason) = &report.failure {
+        anyhow::bail!("the Kafka consumer stopped: {reason}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,8 +22,21 @@ pub struct Report {
     pub ordering_violations: u64,
     /// Ids in 0..produced the sink never received.
     pub missing: u64,
-    /// produced - delivered - dropped - dead_lettered: 0 unless something vanished.
+    /// produced - delivered - dropped - dead_lettered - left_in_source: 0 unless something
+    /// vanished.
     pub lost: i64,
+    /// Whether events crossed a Kafka topic on their way (`experiment --kafka`).
+    #[serde(default)]
+    pub over_kafka: bool,
+    /// Over Kafka: records still in the topic past the group's commit when the run stopped.
+    /// Not lost: the group's next member reads them from the commit.
+    #[serde(default)]
+    pub left_in_source: u64,
+    /// Over Kafka: records the sink has although the group had not committed them when the run
+    /// stopped (writes that finished after the last commit). A restart replays them: the
+    /// duplicates a stop costs.
+    #[serde(default)]
+    pub delivered_uncommitted: u64,
     /// The sink's limit, writes/s (0 when unknown).
     pub sink_ceiling_writes_per_s: f64,
     /// Acknowledged writes/s over the overload window, divided by the ceiling.
@@ -165,6 +178,12 @@ impl Report {
                 self.rss_slope_bytes_per_s / 1e6
             ));
         }
+        if self.over_kafka && self.lag_max > 0 {
+            out.push(format!(
+                "Kafka held the rest as lag: up to {} records, {} still there when the run stopped (not lost: the group's next member reads them from its commit).",
+                self.lag_max, self.left_in_source
+            ));
+        }
         if self.lost != 0 {
             out.push(format!(
                 "{} events are unaccounted for: investigate.",
@@ -176,7 +195,7 @@ impl Report {
 
     /// The summary for stdout.
     pub fn summary(&self) -> String {
-        let rows = [
+        let mut rows = vec![
             ("produced", self.produced.to_string()),
             ("delivered", self.delivered.to_string()),
             (
@@ -192,6 +211,11 @@ impl Report {
             ),
             ("dead-lettered", self.dead_lettered.to_string()),
             ("lost", self.lost.to_string()),
+            ("left in Kafka", self.left_in_source.to_string()),
+            (
+                "delivered, not committed",
+                self.delivered_uncommitted.to_string(),
+            ),
             (
                 "duplicates / order violations",
                 format!("{} / {}", self.duplicates, self.ordering_violations),
@@ -242,6 +266,9 @@ impl Report {
             ("missed sends", self.missed_sends.to_string()),
             ("bottleneck", self.bottleneck.clone()),
         ];
+        if !self.over_kafka {
+            rows.retain(|(k, _)| *k != "left in Kafka" && *k != "delivered, not committed");
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()
             .map(|(k, v)| format!("  {k:<width$}  {v}\n"))

@@ -262,7 +262,12 @@ pub struct ExperimentArgs {
     /// without running again.
     #[arg(long, conflicts_with = "dry_run")]
     pub replot: bool,
-    /// Experiment 6: the Kafka cluster to use [default: a tansu broker started on loopback].
+    /// Runs experiments 1-5 and 7 over Kafka (producer -> topic -> `loadgen process` -> sinkd)
+    /// instead of the embedded generator, on a tansu broker started on loopback (build with
+    /// `--features local-broker`) unless --bootstrap-servers.
+    #[arg(long)]
+    pub kafka: bool,
+    /// The Kafka cluster to use (implies --kafka) [default: a tansu broker started on loopback].
     #[arg(long, value_name = "HOSTS")]
     pub bootstrap_servers: Option<String>,
     /// Experiments 6 and 6c: make each run this many times; the table gives min / median / max.
@@ -272,6 +277,13 @@ pub struct ExperimentArgs {
     /// e.g. `--only 3` for the decoupled source alone).
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub only: Vec<usize>,
+}
+
+impl ExperimentArgs {
+    /// Whether the runs go through a Kafka topic (`--kafka` or `--bootstrap-servers`).
+    pub fn over_kafka(&self) -> bool {
+        self.kafka || self.bootstrap_servers.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,12 +4,15 @@
 //! table (summary.md) and its analysis (experiment.json).
 //!
 //! It goes: [`load`] the config and check it whole, [`runs`] each in a process of its own (or
-//! read back with `--replot`), draw the [`charts`], write the [`summary`]. The Kafka
-//! consumer-group experiments (6, 6c) have their own runner ([`crate::kafka::eviction`]).
+//! read back with `--replot`), draw the [`charts`], write the [`summary`]. With `--kafka` each
+//! run goes through a real broker instead ([`over_kafka`], its report by [`kafka_report`]). The
+//! Kafka consumer-group experiments (6, 6c) have their own runner ([`crate::kafka::eviction`]).
 
 mod charts;
+mod kafka_report;
 mod load;
 mod measure;
+mod over_kafka;
 mod runs;
 mod summary;
 

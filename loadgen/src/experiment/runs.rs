@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::load::Loaded;
 use super::measure::analyse_stall;
+use super::over_kafka;
 use super::{RunResult, RunSpec};
 use crate::cli::{ExperimentArgs, RunArgs};
 use crate::pipeline::Outcome;
@@ -65,9 +66,9 @@ fn slug(label: &str) -> String {
         .collect()
 }
 
-/// A run's argv (`run` and the config's flags, at the experiment's time scale) and its
-/// checked plan.
-fn planned(l: &Loaded, spec: &RunSpec, scale: f64) -> anyhow::Result<(Vec<String>, Plan)> {
+/// A run's argv (`run` and the config's flags, at the experiment's time scale), its flags and
+/// its checked plan.
+fn planned(l: &Loaded, spec: &RunSpec, scale: f64) -> anyhow::Result<(Vec<String>, RunArgs, Plan)> {
     let mut argv: Vec<String> = vec!["run".into()];
     argv.extend(spec.args.iter().cloned());
     argv.extend(["--time-scale".into(), scale.to_string()]);
@@ -75,23 +76,45 @@ fn planned(l: &Loaded, spec: &RunSpec, scale: f64) -> anyhow::Result<(Vec<String
         .with_context(|| format!("config {} run '{}'", l.config.name, spec.label))?;
     let plan = Plan::from_args(&run_args)
         .with_context(|| format!("config {} run '{}'", l.config.name, spec.label))?;
-    Ok((argv, plan))
+    Ok((argv, run_args, plan))
 }
 
-/// Runs (or reads back) every run of the config, checking each one's flags first.
+/// Runs (or reads back) every run of the config, checking every run's flags first.
 pub(super) async fn run_all<'a>(l: &'a Loaded, args: &ExperimentArgs) -> anyhow::Result<Done<'a>> {
     let config = &l.config;
+    let kafka = args.over_kafka();
+    let mut plans = Vec::new();
+    for spec in &config.runs {
+        let planned = planned(l, spec, args.time_scale)?;
+        if kafka {
+            over_kafka::check(&planned.1)
+                .with_context(|| format!("config {} run '{}'", config.name, spec.label))?;
+        }
+        plans.push(planned);
+    }
+    // The broker lives as long as the experiment.
+    let broker = if kafka && !args.dry_run && !args.replot {
+        Some(crate::kafka::broker(args.bootstrap_servers.as_deref())?)
+    } else {
+        None
+    };
     println!(
-        "{}: {}\n{}\n(time scale {})\n",
-        config.name, config.title, config.question, args.time_scale
+        "{}: {}\n{}\n(time scale {}{})\n",
+        config.name,
+        config.title,
+        config.question,
+        args.time_scale,
+        broker.as_ref().map_or(String::new(), |(_, b)| format!(
+            "; over Kafka at {b}: producer -> topic ({} partitions) -> loadgen process -> sinkd",
+            over_kafka::PARTITIONS
+        ))
     );
     let mut done = Done {
         outcomes: Vec::new(),
         results: Vec::new(),
         all_ok: true,
     };
-    for spec in &config.runs {
-        let (argv, plan) = planned(l, spec, args.time_scale)?;
+    for (i, (spec, (argv, run_args, plan))) in config.runs.iter().zip(&plans).enumerate() {
         if args.dry_run {
             println!("{}: {}", spec.label, plan.to_json());
             continue;
@@ -105,8 +128,19 @@ pub(super) async fn run_all<'a>(l: &'a Loaded, args: &ExperimentArgs) -> anyhow:
                     spec.label
                 )
             })?
+        } else if let Some((_, bootstrap)) = &broker {
+            let run = over_kafka::KafkaRun {
+                flags: &argv[1..],
+                args: run_args,
+                plan,
+                bootstrap,
+                topic: format!("{}-{}-{}", config.name, std::process::id(), i + 1),
+            };
+            over_kafka::run_one(&run, &dir)
+                .await
+                .with_context(|| format!("run '{}' over Kafka", spec.label))?
         } else {
-            run_child(&argv, &dir, args.quiet)
+            run_child(argv, &dir, args.quiet)
                 .await
                 .with_context(|| format!("run '{}'", spec.label))?
         };

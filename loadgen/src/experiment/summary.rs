@@ -28,13 +28,25 @@ pub(super) fn write(l: &Loaded, args: &ExperimentArgs, done: &Done<'_>) -> anyho
 }
 
 fn runs_table(done: &Done<'_>) -> String {
-    let mut table = String::from(
-        "| run | delivered/s (steady) | produced | delivered | dropped | dead-lettered | lost | order violations | p99 ms | RSS peak MB | queue high-water | bottleneck |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    // Over Kafka, what the group had not consumed when the run stopped is a column of its own.
+    let kafka = done.outcomes.iter().any(|(_, o, _)| o.report.over_kafka);
+    let (left_head, left_rule) = if kafka {
+        (" left in Kafka |", "---|")
+    } else {
+        ("", "")
+    };
+    let mut table = format!(
+        "| run | delivered/s (steady) | produced | delivered | dropped | dead-lettered |{left_head} lost | order violations | p99 ms | RSS peak MB | queue high-water | bottleneck |\n|---|---|---|---|---|---|{left_rule}---|---|---|---|---|---|\n",
     );
     for (spec, o, total) in &done.outcomes {
         let r = &o.report;
+        let left = if kafka {
+            format!(" {} |", r.left_in_source)
+        } else {
+            String::new()
+        };
         table.push_str(&format!(
-            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {:.0} | {} | {} | {} | {} |{left} {} | {} | {:.1} | {:.1} | {} | {} |\n",
             spec.label,
             steady_mean(o, |x| x.delivered_rate, *total),
             r.produced,

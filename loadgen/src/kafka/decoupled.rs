@@ -108,10 +108,14 @@ pub fn decoupled(
         })
     };
     let h = handle.clone();
+    let drain_timeout = plan.drain_timeout();
     let shutdown = Box::pin(async move {
-        // Stop fetching; what was handed over drains through the sink and is acknowledged.
+        // Stop fetching; what was handed over drains through the sink and is acknowledged,
+        // for up to the drain timeout. Then the member commits what was acknowledged and
+        // leaves, drained or not: what is still queued was never acknowledged, so the next
+        // member reads it again, and only writes finishing after the commit can be replayed.
         h.drain();
-        let _ = driver.await;
+        let _ = tokio::time::timeout(drain_timeout, driver).await;
         connection.abort();
         h.close().await;
     });

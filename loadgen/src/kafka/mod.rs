@@ -11,6 +11,7 @@ pub mod bare;
 mod compose_check;
 pub mod decoupled;
 pub mod eviction;
+pub mod group_lag;
 pub mod inline;
 pub mod plain;
 pub mod poison;

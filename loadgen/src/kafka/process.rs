@@ -76,7 +76,11 @@ pub struct ProcessReport {
     pub delivered: u64,
     pub dead_lettered: u64,
     pub poison: u64,
+    /// Records dropped by the queue's policy (shed), and committed past.
     pub dropped: u64,
+    /// Records an unbounded queue held when its safety cap stopped the consumer: not
+    /// acknowledged, so still in Kafka past the commit.
+    pub discarded_at_cap: u64,
     pub evictions: u64,
     pub rebalances: u64,
     pub commits: u64,
@@ -93,6 +97,10 @@ pub struct ProcessReport {
     pub lag_max: i64,
     pub duration_s: f64,
     pub latency_ms: crate::report::Latency,
+    /// Why the consumer stopped before it was asked to (the source failed, or an unbounded
+    /// queue reached its safety cap); `None` after a stop condition or a signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Why the processor stops.
@@ -231,19 +239,21 @@ pub async fn run(
     let mut terminate = terminate_signal();
     // Created once, so a Ctrl-C between two samples is not missed.
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
+    // A failed source ends the run like a stop condition, so what was delivered is still
+    // committed and reported; the caller turns the failure into an error.
+    let failure = loop {
         let signalled = tokio::select! {
             _ = tick.tick() => false,
             _ = &mut interrupt => true,
             _ = &mut terminate => true,
         };
-        if watch.sample(&started, &ctx, &live, &stopping, progress) || signalled {
-            break;
-        }
         if let Some(reason) = started.failure.get() {
-            anyhow::bail!("the Kafka consumer stopped: {reason}");
+            break Some(reason.to_string());
         }
-    }
+        if watch.sample(&started, &ctx, &live, &stopping, progress) || signalled {
+            break None;
+        }
+    };
     progress.note("stopping: finishing what is in flight, committing, leaving the group");
     let Running {
         stats,
@@ -262,7 +272,13 @@ pub async fn run(
         delivered: ctx.counters.delivered.load(Ordering::Relaxed),
         dead_lettered: ctx.counters.dead_lettered.load(Ordering::Relaxed),
         poison: live.poison.load(Ordering::Relaxed),
-        dropped: queue.as_ref().map_or(0, |q| q.snapshot().dropped()),
+        // An unbounded queue's safety cap discards what it held, unacknowledged: those records
+        // are not dropped but left past the commit, and the group's next member reads them.
+        dropped: queue.as_ref().map_or(0, |q| {
+            let s = q.snapshot();
+            s.dropped() - s.dropped_overflow
+        }),
+        discarded_at_cap: queue.as_ref().map_or(0, |q| q.snapshot().dropped_overflow),
         evictions: k.evictions,
         rebalances: k.rebalances,
         commits: k.commits,
@@ -277,6 +293,7 @@ pub async fn run(
         latency_ms: crate::report::Latency::from_histogram(
             &ctx.latency.lock().unwrap_or_else(|p| p.into_inner()),
         ),
+        failure,
     })
 }
 

@@ -42,6 +42,21 @@ pub fn encode(registry: &Registry) -> String {
     out
 }
 
+/// A sample read back from the exposition [`register`] wrote (another process's `/metrics`):
+/// every field the exposition carries, by the same table; `t` is 0.
+pub fn from_exposition(text: &str) -> Sample {
+    let mut s = Sample::default();
+    for f in FIELDS.iter() {
+        let name = match f.kind {
+            Kind::None => continue,
+            Kind::Counter => format!("{}_total", f.metric),
+            Kind::IntGauge | Kind::Gauge => f.metric.to_string(),
+        };
+        (f.set)(&mut s, scrape(text, &name) / f.scale);
+    }
+    s
+}
+
 /// The content type of [`encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 

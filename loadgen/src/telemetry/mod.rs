@@ -290,7 +290,7 @@ pub fn from_csv(text: &str) -> anyhow::Result<Vec<Sample>> {
 mod expose;
 mod sampler;
 
-pub use expose::{CONTENT_TYPE, encode, register, scrape};
+pub use expose::{CONTENT_TYPE, encode, from_exposition, register, scrape};
 pub use sampler::{Sampler, Totals, rss_bytes};
 
 #[cfg(test)]
@@ -356,6 +356,16 @@ mod tests {
         );
         assert_eq!(text.matches("# HELP").count(), 12);
         assert_eq!(scrape(&text, "loadgen_lag"), 42.0);
+    }
+
+    #[test]
+    fn a_sample_survives_its_exposition() {
+        let mut r = Registry::default();
+        register(&mut r, &sample());
+        let back = from_exposition(&encode(&r));
+        // Everything but the time, which the exposition does not carry.
+        assert_eq!(back, Sample { t: 0.0, ..sample() });
+        assert_eq!(from_exposition("garbage"), Sample::default());
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! A short smoke of `loadgen experiment --kafka` against the real broker: experiment 7 (buffer,
+//! two kinds of shedding, slow-source) with every run going producer → topic → `loadgen
+//! process` → sinkd. Each run must account for every record the broker holds (delivered,
+//! dropped by its policy, dead-lettered, or still in Kafka past the commit), read its lag from
+//! the broker, and each policy must do what it says: buffer drops nothing, shedding drops,
+//! slow-source slows the producer and drops nothing.
+
+mod support;
+
+use support::{loadgen, temp};
+use testbroker::broker_or_skip;
+
+fn report(dir: &std::path::Path, run: &str) -> serde_json::Value {
+    let path = dir.join(run).join("report.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+fn n(r: &serde_json::Value, field: &str) -> i64 {
+    r[field]
+        .as_i64()
+        .or_else(|| r[field].as_f64().map(|f| f as i64))
+        .unwrap_or_else(|| panic!("no {field} in {r}"))
+}
+
+#[test]
+fn experiment_7_over_kafka_accounts_for_every_record() {
+    let broker = broker_or_skip!();
+    let out = temp("experiment-7");
+    let status = loadgen()
+        .args(["experiment", "7", "--quiet", "--time-scale", "0.004"])
+        .args(["--configs", "experiments", "--bootstrap-servers"])
+        .arg(broker.bootstrap())
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("loadgen runs");
+    assert!(status.success(), "experiment 7 --kafka failed: {status}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(summary.contains("left in Kafka"), "{summary}");
+    for run in ["buffer", "shed-drop-oldest", "shed-priority", "slow-source"] {
+        let r = report(&out, run);
+        assert_eq!(r["over_kafka"], true, "{run}");
+        let produced = n(&r, "produced");
+        assert!(produced > 10_000, "{run}: the producer wrote {produced}");
+        let accounted = n(&r, "delivered")
+            + n(&r["dropped"], "total")
+            + n(&r, "dead_lettered")
+            + n(&r, "left_in_source");
+        assert!(
+            accounted >= produced,
+            "{run}: {accounted} of {produced} accounted for: {r}"
+        );
+        assert_eq!(n(&r, "lost"), 0, "{run}: {r}");
+        // Writes that finished after the last commit: at most what the workers hold.
+        assert!(n(&r, "delivered_uncommitted") <= 4 * 16 + 200, "{run}: {r}");
+        // The lag is the broker's, and the 4x imbalance built some.
+        assert!(n(&r, "lag_max") > 1_000, "{run}: {r}");
+        let csv = std::fs::read_to_string(out.join(run).join("timeseries.csv")).expect("csv");
+        assert!(csv.lines().count() > 10, "{run}: {csv}");
+    }
+    assert_eq!(n(&report(&out, "buffer")["dropped"], "total"), 0);
+    assert!(n(&report(&out, "shed-drop-oldest")["dropped"], "total") > 0);
+    let slow = report(&out, "slow-source");
+    assert_eq!(n(&slow["dropped"], "total"), 0);
+    let (sent, offered) = (
+        slow["generated_rate"].as_f64().unwrap(),
+        slow["target_rate"].as_f64().unwrap(),
+    );
+    assert!(
+        sent < offered * 0.9,
+        "slow-source: the producer sent {sent:.0}/s of {offered:.0}/s"
+    );
+    for chart in ["generated.svg", "dropped.svg", "p99.svg"] {
+        assert!(out.join(chart).is_file(), "{chart}");
+    }
+}
