@@ -4,6 +4,7 @@
 //! run) → [`pipeline`] (the run) → [`report`], [`output`] (what it leaves).
 
 mod analysis;
+mod autoscale;
 mod chaos;
 mod chart;
 mod check;
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             Command::Chaos(args) => chaos::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Process(args) => process::run(args).await,
+            Command::Autoscale(args) => autoscale::run(args).await,
         }
     });
     match result {

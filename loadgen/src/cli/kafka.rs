@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::schedule::Schedule;
 use crate::units;
 
 /// Where `loadgen process` reads events from.
@@ -158,4 +159,61 @@ pub struct ProduceArgs {
     /// No live progress on stderr.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AutoscaleArgs {
+    /// Kafka bootstrap servers [default: a tansu broker started on loopback, with
+    /// `--features local-broker`].
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
+    /// Topic the members consume (created with --partitions if it does not exist).
+    #[arg(long, default_value = "events")]
+    pub topic: String,
+    /// The members' consumer group.
+    #[arg(long, default_value = "loadgen")]
+    pub group: String,
+    /// Partitions of the topic: the most members that can own one.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: i32,
+    /// Fewest members.
+    #[arg(long, default_value_t = 1)]
+    pub min_members: usize,
+    /// Most members [default: the partition count; never more].
+    #[arg(long)]
+    pub max_members: Option<usize>,
+    /// Add a member when the lag has grown across this long (and is at least --scale-up-lag);
+    /// remove one when it stayed at most --idle-lag this long.
+    #[arg(long, default_value = "10s", value_parser = units::duration)]
+    pub window: Duration,
+    /// The least time between two changes (each is a rebalance).
+    #[arg(long, default_value = "20s", value_parser = units::duration)]
+    pub cooldown: Duration,
+    /// The least lag, records, at which a member is added.
+    #[arg(long, default_value_t = 1000)]
+    pub scale_up_lag: u64,
+    /// Lag, records, at or below which the group counts as idle.
+    #[arg(long, default_value_t = 100)]
+    pub idle_lag: u64,
+    /// The sinkd the members write to [default: one started here with no rate limit and
+    /// --sink-latency per write, so its capacity grows with the members].
+    #[arg(long)]
+    pub sink_url: Option<String>,
+    /// The started sinkd's latency per write.
+    #[arg(long, default_value = "2ms", value_parser = units::duration)]
+    pub sink_latency: Duration,
+    /// Offered load produced into the topic, `RATE@DURATION,...` (e.g. `1500@60s,8000@240s`);
+    /// without it no producer is started.
+    #[arg(long, value_parser = Schedule::parse)]
+    pub step: Option<Schedule>,
+    /// Stop after this long [default: the end of --step and one minute; else until Ctrl-C].
+    #[arg(long, value_parser = units::duration)]
+    pub stop_after: Option<Duration>,
+    /// Writes summary.md, autoscale.json, the charts and the members' logs here
+    /// [default: out/autoscale].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Flags for every `loadgen process` member, after `--` (e.g. `-- --sink-workers 8`).
+    #[arg(last = true)]
+    pub member_flags: Vec<String>,
 }

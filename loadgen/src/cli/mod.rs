@@ -10,7 +10,7 @@ use crate::schedule::Schedule;
 use crate::units;
 
 mod kafka;
-pub use kafka::{KafkaConsumerArgs, PollLoop, ProduceArgs, Source};
+pub use kafka::{AutoscaleArgs, KafkaConsumerArgs, PollLoop, ProduceArgs, Source};
 
 /// Open-model load, backpressured pipelines, and the experiments that measure them.
 #[derive(Debug, Parser)]
@@ -35,6 +35,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// The processor as a long-running service, with Prometheus /metrics.
     Process(ProcessArgs),
+    /// Lag-driven scale-out: supervises `process` members of one consumer group, adding one
+    /// when the broker's lag grows for a window and removing one when it stays near zero.
+    Autoscale(AutoscaleArgs),
 }
 
 #[derive(Debug, Clone, Parser)]
