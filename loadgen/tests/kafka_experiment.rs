@@ -76,3 +76,38 @@ fn experiment_7_over_kafka_accounts_for_every_record() {
         assert!(out.join(chart).is_file(), "{chart}");
     }
 }
+
+#[test]
+fn autoscale_adds_members_when_lag_grows_and_never_more_than_partitions() {
+    let broker = broker_or_skip!();
+    let out = temp("autoscale");
+    // One member writes about 1,000/s (4 writers, 4 ms a write); 4,000/s needs more of them.
+    let status = loadgen()
+        .args(["autoscale", "--partitions", "3", "--step", "4000@25s"])
+        .args(["--stop-after", "40s", "--window", "3s", "--cooldown", "6s"])
+        .args(["--sink-latency", "4ms", "--bootstrap-servers"])
+        .arg(broker.bootstrap())
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("loadgen runs");
+    assert!(status.success(), "autoscale failed: {status}");
+    let text = std::fs::read_to_string(out.join("autoscale.json")).expect("autoscale.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let decisions = v["decisions"].as_array().expect("decisions");
+    assert!(!decisions.is_empty(), "no member added: {text}");
+    assert_eq!(decisions[0]["from"], 1);
+    assert_eq!(decisions[0]["to"], 2);
+    let readings = v["readings"].as_array().expect("readings");
+    let most = readings
+        .iter()
+        .filter_map(|r| r["members"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!((2..=3).contains(&most), "members peaked at {most}");
+    assert_eq!(v["costs"].as_array().map(Vec::len), Some(decisions.len()));
+    for chart in ["throughput.svg", "members.svg", "lag.svg"] {
+        assert!(out.join(chart).is_file(), "{chart}");
+    }
+}

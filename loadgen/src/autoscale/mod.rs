@@ -33,7 +33,8 @@ struct Members<'a> {
     sink_url: &'a str,
     out: &'a Path,
     started: usize,
-    running: Vec<Child>,
+    /// Each running member and its metrics port.
+    running: Vec<(Child, u16)>,
 }
 
 impl Members<'_> {
@@ -63,13 +64,35 @@ impl Members<'_> {
         ]);
         argv.extend(a.member_flags.iter().cloned());
         let log = self.out.join(format!("member-{n}.log"));
-        self.running.push(child::spawn(&argv, &log)?);
+        self.running.push((child::spawn(&argv, &log)?, port));
         Ok(())
+    }
+
+    /// Waits (up to a minute) until the first member owns a partition, so that the load does
+    /// not start into a group still forming.
+    async fn joined(&self) -> anyhow::Result<()> {
+        let Some((_, port)) = self.running.first() else {
+            return Ok(());
+        };
+        let metrics = sinkd::SinkClient::new(&format!("http://127.0.0.1:{port}"))?;
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            if let Ok(text) = metrics.metrics().await
+                && crate::telemetry::scrape(&text, "kafka_consumer_assigned_partitions") > 0.0
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!(
+            "the first member did not join its group within 60 s (see {}/member-1.log)",
+            self.out.display()
+        )
     }
 
     /// Stops the newest member: SIGTERM, so it commits and leaves the group.
     async fn remove(&mut self) {
-        if let Some(mut c) = self.running.pop() {
+        if let Some((mut c, _)) = self.running.pop() {
             child::terminate(&mut c, Duration::from_secs(30)).await;
         }
     }
@@ -187,6 +210,7 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<ExitCode> {
     for _ in 0..rule.min {
         members.add()?;
     }
+    members.joined().await?;
     let stop_after = args.stop_after.or_else(|| {
         args.step
             .as_ref()

@@ -149,7 +149,7 @@ pub fn cost(readings: &[Reading], t: f64, lead: f64, span: f64) -> Cost {
     let reduced_s = (0..after.len())
         .filter(|&i| after[i].committed_rate < before * 0.9)
         .map(step)
-        .sum();
+        .fold(0.0, |a, b| a + b);
     let at = |r: Option<&&Reading>| r.map_or(0, |r| r.duplicates);
     Cost {
         reduced_s,
