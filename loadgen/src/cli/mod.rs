@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Runs the whole pipeline in one process: generator -> transform -> queue -> sink workers
     /// -> sinkd (embedded on loopback unless --sink-url). With no flags: a 30 s demonstration.
-    Run(RunArgs),
+    Run(RunCommand),
     /// Runs one of the lab's experiments from its committed config.
     Experiment(ExperimentArgs),
     /// Runs the pipeline over a grid of settings and prints a table per figure.
@@ -35,6 +35,17 @@ pub enum Command {
     Produce(ProduceArgs),
     /// The processor as a long-running service, with Prometheus /metrics.
     Process(ProcessArgs),
+}
+
+/// `loadgen run`: the pipeline's flags, and what only a run in its own process takes.
+#[derive(Debug, Clone, Default, Parser)]
+pub struct RunCommand {
+    /// Serves /metrics, /pressure and /debug/pprof/heap here while the run lasts, as `process`
+    /// does (the experiments' memory limit takes the heap profile from it).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Parser)]
