@@ -12,6 +12,7 @@ mod cli;
 mod experiment;
 mod generator;
 mod kafka;
+mod memlimit;
 mod output;
 mod pipeline;
 mod plan;
