@@ -283,6 +283,13 @@ pub struct ExperimentArgs {
     /// e.g. `--only 3` for the decoupled source alone).
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub only: Vec<usize>,
+    /// Runs each run under this memory limit (e.g. 256MiB), a cgroup where the machine allows
+    /// one, else setrlimit; an unbounded run's --safety-cap is lifted, so the limit ends it.
+    #[arg(long, value_parser = units::bytes)]
+    pub memory_limit: Option<u64>,
+    /// With --memory-limit: how to impose it.
+    #[arg(long, value_enum, default_value_t = crate::memlimit::Via::Auto, requires = "memory_limit")]
+    pub memory_limit_via: crate::memlimit::Via,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,10 +4,14 @@
 //! table (summary.md) and its analysis (experiment.json).
 //!
 //! It goes: [`load`] the config and check it whole, [`runs`] each in a process of its own (or
-//! read back with `--replot`), draw the [`charts`], write the [`summary`]. The Kafka
+//! read back with `--replot`; under `--memory-limit`, [`limited`] and judged against its
+//! [`cliff`]), draw the [`charts`], write the [`summary`]. The Kafka
 //! consumer-group experiments (6, 6c) have their own runner ([`crate::kafka::eviction`]).
 
 mod charts;
+mod cliff;
+mod heap;
+mod limited;
 mod load;
 mod measure;
 mod runs;
@@ -84,6 +88,9 @@ pub(super) struct RunResult {
     pub(super) report: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) stall: Option<StallAnalysis>,
+    /// Under `--memory-limit`: how the run ended against the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cliff: Option<cliff::Cliff>,
 }
 
 #[derive(Debug, Serialize, Clone, Copy)]

@@ -1,0 +1,116 @@
+//! A child's heap, symbolized here. The child (the same executable) sends jemalloc's raw dump
+//! (`/debug/pprof/heap/raw`: sampled stacks as addresses, and its own memory map); this process
+//! moves each address from the child's map to its own, symbolizes it, and writes the pprof file
+//! and the flamegraph. So the child, under its memory limit, pays for a dump and nothing more:
+//! symbolizing in-process costs about 80 MB of heap and maps the debug information.
+
+use std::path::Path;
+
+/// A mapped file's region in a memory map: `[start, end)` holds the file from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Region {
+    start: usize,
+    end: usize,
+    offset: usize,
+    path: String,
+}
+
+/// The file-backed regions of a `/proc/PID/maps` text (other lines are ignored).
+fn regions(maps: &str) -> Vec<Region> {
+    maps.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (range, _perms, offset) = (w.next()?, w.next()?, w.next()?);
+            let path = w.nth(2)?;
+            let (start, end) = range.split_once('-')?;
+            let hex = |s: &str| usize::from_str_radix(s, 16).ok();
+            path.starts_with('/').then_some(Region {
+                start: hex(start)?,
+                end: hex(end)?,
+                offset: hex(offset)?,
+                path: path.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `addr` in the child's map, at the same file and offset in ours.
+fn translate(addr: usize, child: &[Region], ours: &[Region]) -> Option<usize> {
+    let c = child.iter().find(|r| r.start <= addr && addr < r.end)?;
+    let file_offset = addr - c.start + c.offset;
+    let o = ours.iter().find(|r| {
+        r.path == c.path && r.offset <= file_offset && file_offset < r.offset + (r.end - r.start)
+    })?;
+    Some(o.start + (file_offset - o.offset))
+}
+
+/// The child's memory map, from the `MAPPED_LIBRARIES:` section of its raw dump.
+fn child_maps(raw: &str) -> &str {
+    raw.split_once("MAPPED_LIBRARIES:").map_or("", |(_, m)| m)
+}
+
+/// Writes `heap.pb.gz` and `heap-flamegraph.svg` into `dir` from the raw dump `raw` of a
+/// child of this same executable.
+#[cfg(feature = "heap-profile")]
+pub(super) fn render(raw: &[u8], dir: &Path, title: &str) -> anyhow::Result<()> {
+    use pprof_util::{StackProfile, WeightedStack};
+    let text = String::from_utf8_lossy(raw);
+    let child = regions(child_maps(&text));
+    let ours = regions(&std::fs::read_to_string("/proc/self/maps")?);
+    let parsed = pprof_util::parse_jeheap(raw, None)?;
+    let mut profile = StackProfile::default();
+    for (stack, annotation) in parsed.iter() {
+        // An address in no file both processes map (a JIT, a vDSO) is left out of its stack.
+        let addrs = stack
+            .addrs
+            .iter()
+            .filter_map(|&a| translate(a, &child, &ours))
+            .collect();
+        profile.push_stack(WeightedStack { addrs, weight: stack.weight }, annotation);
+    }
+    let pprof = profile.to_pprof(("inuse_space", "bytes"), ("space", "bytes"), None);
+    std::fs::write(dir.join("heap.pb.gz"), pprof)?;
+    let mut opts = pprof_util::FlamegraphOptions::default();
+    opts.title = title.to_string();
+    opts.count_name = "bytes".to_string();
+    std::fs::write(dir.join("heap-flamegraph.svg"), profile.to_flamegraph(&mut opts)?)?;
+    Ok(())
+}
+
+#[cfg(not(feature = "heap-profile"))]
+pub(super) fn render(_: &[u8], _: &Path, _: &str) -> anyhow::Result<()> {
+    anyhow::bail!("this loadgen was built without --features heap-profile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "55d0a0000000-55d0a0100000 r--p 00000000 08:01 42 /usr/bin/loadgen
+55d0a0100000-55d0a0500000 r-xp 00100000 08:01 42 /usr/bin/loadgen
+7f0000000000-7f0000021000 rw-p 00000000 00:00 0
+7f1000000000-7f1000200000 r-xp 00028000 08:01 7 /usr/lib/libc.so.6
+";
+    const OURS: &str = "5600b0000000-5600b0100000 r--p 00000000 08:01 42 /usr/bin/loadgen
+5600b0100000-5600b0500000 r-xp 00100000 08:01 42 /usr/bin/loadgen
+7fa000000000-7fa000200000 r-xp 00028000 08:01 7 /usr/lib/libc.so.6
+";
+
+    #[test]
+    fn an_address_keeps_its_file_and_offset() {
+        let (child, ours) = (regions(CHILD), regions(OURS));
+        assert_eq!(child.len(), 3, "the anonymous mapping is no region");
+        assert_eq!(translate(0x55d0a0123456, &child, &ours), Some(0x5600b0123456));
+        assert_eq!(translate(0x7f1000000010, &child, &ours), Some(0x7fa000000010));
+        // Anonymous memory, or a file we do not map: no address here.
+        assert_eq!(translate(0x7f0000000010, &child, &ours), None);
+        assert_eq!(translate(0x7f1000000010, &child, &regions(&OURS[..120])), None);
+    }
+
+    #[test]
+    fn the_map_is_read_from_the_dump() {
+        let raw = format!("heap_v2/524288\n  t*: 1: 8 [0: 0]\n\nMAPPED_LIBRARIES:\n{CHILD}");
+        assert_eq!(regions(child_maps(&raw)).len(), 3);
+        assert!(child_maps("heap_v2/524288\n").is_empty());
+    }
+}
