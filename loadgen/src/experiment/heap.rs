@@ -4,6 +4,9 @@
 //! and the flamegraph. So the child, under its memory limit, pays for a dump and nothing more:
 //! symbolizing in-process costs about 80 MB of heap and maps the debug information.
 
+// The address translation is used by `render` only with heap-profile; its tests run always.
+#![cfg_attr(not(feature = "heap-profile"), allow(dead_code))]
+
 use std::path::Path;
 
 /// A mapped file's region in a memory map: `[start, end)` holds the file from `offset`.

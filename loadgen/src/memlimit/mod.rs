@@ -161,3 +161,55 @@ fn limit_data(bytes: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fate::Fate;
+
+    /// What the children below run: allocate and touch a MiB at a time until refused.
+    #[test]
+    #[ignore = "run in a child under a limit by the tests below"]
+    fn allocate_until_refused() {
+        let mut hold: Vec<Vec<u8>> = Vec::new();
+        loop {
+            hold.push(vec![1u8; 1 << 20]);
+        }
+    }
+
+    /// This test binary running only [`allocate_until_refused`] under `limit`; its fate.
+    async fn allocate_under(limit: &Limit) -> Fate {
+        let exe = std::env::current_exe().expect("the test binary");
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(["--ignored", "--exact", "memlimit::tests::allocate_until_refused"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        limit.apply(&mut cmd);
+        // A guard against a child that never meets its limit, not a measurement.
+        let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+            .await
+            .expect("the child met its limit")
+            .expect("the child ran");
+        fate::of_status(out.status, limit.oom_kills(), &String::from_utf8_lossy(&out.stderr))
+    }
+
+    #[tokio::test]
+    async fn a_child_over_its_rlimit_dies_of_an_allocation_failure() {
+        let limit = Limit::new(64 << 20, Via::Rlimit, "unused").unwrap();
+        assert_eq!(limit.mechanism(), Mechanism::RlimitData);
+        let fate = allocate_under(&limit).await;
+        assert!(matches!(fate, Fate::AllocationFailure { .. }), "{fate:?}");
+    }
+
+    #[tokio::test]
+    async fn a_child_over_its_cgroup_limit_is_killed_by_the_oom_killer() {
+        let name = format!("loadgen-test-{}", std::process::id());
+        let Ok(limit) = Limit::new(64 << 20, Via::Cgroup, &name) else {
+            eprintln!("no writable memory cgroup here: nothing to test");
+            return;
+        };
+        assert!(matches!(limit.mechanism(), Mechanism::Cgroup(_)));
+        assert_eq!(allocate_under(&limit).await, Fate::OomKilled);
+    }
+}
