@@ -159,7 +159,11 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
 
 /// Serves the endpoints of an embedded pipeline on `listener`, from the samples `progress`
 /// publishes (returned, to run the pipeline with): for `process` and `run --metrics-addr`.
-pub fn serve_pipeline(plan: &Plan, listener: tokio::net::TcpListener, progress: Progress) -> Progress {
+pub fn serve_pipeline(
+    plan: &Plan,
+    listener: tokio::net::TcpListener,
+    progress: Progress,
+) -> Progress {
     let (tx, rx) = watch::channel(Sample::default());
     let plan_for_fill = plan.clone();
     let expose: Exposer = Arc::new(move || {

@@ -60,7 +60,12 @@ pub(crate) struct Profile {
 
 /// limit ÷ ((rate − ceiling) × bytes per event): when a queue that grows at the excess fills
 /// the limit. `None` when nothing is in excess or an event weighs nothing.
-pub(super) fn predicted_s(limit_bytes: u64, rate: f64, ceiling: f64, bytes_per_event: f64) -> Option<f64> {
+pub(super) fn predicted_s(
+    limit_bytes: u64,
+    rate: f64,
+    ceiling: f64,
+    bytes_per_event: f64,
+) -> Option<f64> {
     let growth = (rate - ceiling) * bytes_per_event;
     (growth > 0.0).then(|| limit_bytes as f64 / growth)
 }
@@ -74,7 +79,9 @@ pub(super) fn bytes_per_event(series: &[Sample]) -> Option<f64> {
         .collect();
     let (lo, hi) = points
         .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), &(x, _)| (lo.min(x), hi.max(x)));
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &(x, _)| {
+            (lo.min(x), hi.max(x))
+        });
     if points.len() < 2 || hi - lo < MIN_GROWTH {
         return None;
     }
@@ -112,7 +119,12 @@ pub(super) fn table(done: &Done<'_>) -> String {
     for r in &done.results {
         let Some(c) = &r.cliff else { continue };
         let profile = match &c.profile {
-            Ok(p) => format!("{} at {:.1} s ({:.0} MB)", p.flamegraph, p.at_s, p.usage_bytes as f64 / 1e6),
+            Ok(p) => format!(
+                "{} at {:.1} s ({:.0} MB)",
+                p.flamegraph,
+                p.at_s,
+                p.usage_bytes as f64 / 1e6
+            ),
             Err(why) => why.clone(),
         };
         t.push_str(&format!(
@@ -140,21 +152,40 @@ pub(super) fn draw(l: &Loaded, done: &Done<'_>) -> anyhow::Result<()> {
     for ((spec, outcome, _), r) in done.outcomes.iter().zip(&done.results) {
         let Some(c) = &r.cliff else { continue };
         limit = c.limit_bytes;
-        let rss: Vec<(f64, f64)> = outcome.series.iter().map(|s| (s.t, s.rss_bytes as f64 / 1e6)).collect();
+        let rss: Vec<(f64, f64)> = outcome
+            .series
+            .iter()
+            .map(|s| (s.t, s.rss_bytes as f64 / 1e6))
+            .collect();
         let usage: Vec<(f64, f64)> = c.usage.iter().map(|&(t, b)| (t, b as f64 / 1e6)).collect();
-        end = end.max(rss.last().map_or(0.0, |p| p.0)).max(usage.last().map_or(0.0, |p| p.0));
-        series.push(Series { name: format!("{} RSS", spec.label), points: rss });
-        series.push(Series { name: format!("{} charged ({})", spec.label, c.mechanism), points: usage });
+        end = end
+            .max(rss.last().map_or(0.0, |p| p.0))
+            .max(usage.last().map_or(0.0, |p| p.0));
+        series.push(Series {
+            name: format!("{} RSS", spec.label),
+            points: rss,
+        });
+        series.push(Series {
+            name: format!("{} charged ({})", spec.label, c.mechanism),
+            points: usage,
+        });
     }
     if series.is_empty() {
         return Ok(());
     }
     let mb = limit as f64 / 1e6;
-    series.push(Series { name: "limit".into(), points: vec![(0.0, mb), (end, mb)] });
+    series.push(Series {
+        name: "limit".into(),
+        points: vec![(0.0, mb), (end, mb)],
+    });
     crate::output::write_chart(
         &l.out.join("memory-limit.svg"),
         &Chart::new(
-            format!("{}: memory against a {} MiB limit", l.config.name, limit >> 20),
+            format!(
+                "{}: memory against a {} MiB limit",
+                l.config.name,
+                limit >> 20
+            ),
             "seconds",
             "MB",
             series,
@@ -177,7 +208,11 @@ mod tests {
     }
 
     fn sample(depth: u64, rss: u64) -> Sample {
-        Sample { queue_depth: depth, rss_bytes: rss, ..Sample::default() }
+        Sample {
+            queue_depth: depth,
+            rss_bytes: rss,
+            ..Sample::default()
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! A child's heap, symbolized here. The child (the same executable) sends jemalloc's raw dump
+//! A child's heap, taken at 80% of its limit and symbolized here. The child (the same executable) sends jemalloc's raw dump
 //! (`/debug/pprof/heap/raw`: sampled stacks as addresses, and its own memory map); this process
 //! moves each address from the child's map to its own, symbolizes it, and writes the pprof file
 //! and the flamegraph. So the child, under its memory limit, pays for a dump and nothing more:
@@ -7,7 +7,14 @@
 // The address translation is used by `render` only with heap-profile; its tests run always.
 #![cfg_attr(not(feature = "heap-profile"), allow(dead_code))]
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::cliff::Profile;
 
 /// A mapped file's region in a memory map: `[start, end)` holds the file from `offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,20 +76,101 @@ pub(super) fn render(raw: &[u8], dir: &Path, title: &str) -> anyhow::Result<()> 
             .iter()
             .filter_map(|&a| translate(a, &child, &ours))
             .collect();
-        profile.push_stack(WeightedStack { addrs, weight: stack.weight }, annotation);
+        profile.push_stack(
+            WeightedStack {
+                addrs,
+                weight: stack.weight,
+            },
+            annotation,
+        );
     }
     let pprof = profile.to_pprof(("inuse_space", "bytes"), ("space", "bytes"), None);
     std::fs::write(dir.join("heap.pb.gz"), pprof)?;
     let mut opts = pprof_util::FlamegraphOptions::default();
     opts.title = title.to_string();
     opts.count_name = "bytes".to_string();
-    std::fs::write(dir.join("heap-flamegraph.svg"), profile.to_flamegraph(&mut opts)?)?;
+    std::fs::write(
+        dir.join("heap-flamegraph.svg"),
+        profile.to_flamegraph(&mut opts)?,
+    )?;
     Ok(())
 }
 
 #[cfg(not(feature = "heap-profile"))]
 pub(super) fn render(_: &[u8], _: &Path, _: &str) -> anyhow::Result<()> {
     anyhow::bail!("this loadgen was built without --features heap-profile")
+}
+
+/// jemalloc's raw dump of the child's heap, into `dir` (rendered after the run: [`render_dump`]).
+pub(super) async fn take_profile(
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+    at_s: f64,
+    usage: u64,
+) -> anyhow::Result<Profile> {
+    if !cfg!(feature = "heap-profile") {
+        bail!("this loadgen was built without --features heap-profile");
+    }
+    let raw = get(addr, "/debug/pprof/heap/raw").await?;
+    std::fs::write(dir.join(RAW), raw)?;
+    Ok(Profile {
+        at_s,
+        usage_bytes: usage,
+        pprof: "heap.pb.gz".into(),
+        flamegraph: "heap-flamegraph.svg".into(),
+    })
+}
+
+/// The raw dump's file name in the run's folder.
+const RAW: &str = "heap.jeheap";
+
+/// The pprof file and the flamegraph of a raw dump taken, symbolized here, off the runtime.
+pub(super) async fn render_dump(
+    profile: Result<Profile, String>,
+    dir: &Path,
+    label: &str,
+) -> Result<Profile, String> {
+    let p = profile?;
+    let raw = std::fs::read(dir.join(RAW)).map_err(|e| format!("none: {e}"))?;
+    let (dir, title) = (
+        dir.to_path_buf(),
+        format!(
+            "{label}: heap in use at {:.1} s ({:.0} MB charged)",
+            p.at_s,
+            p.usage_bytes as f64 / 1e6
+        ),
+    );
+    match tokio::task::spawn_blocking(move || render(&raw, &dir, &title)).await {
+        Ok(Ok(())) => Ok(p),
+        Ok(Err(e)) => Err(format!("none: {e:#}")),
+        Err(e) => Err(format!("none: {e}")),
+    }
+}
+
+/// `GET path` from the child, the body of a 200 (within a minute: symbolizing takes seconds).
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(60), fetch)
+        .await
+        .with_context(|| format!("GET {path}: no answer within 60 s"))?
+        .with_context(|| format!("GET {path}"))?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("GET {path}: not HTTP"))?;
+    let head = String::from_utf8_lossy(&buf[..split]);
+    let body = buf[split + 4..].to_vec();
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", String::from_utf8_lossy(&body).trim());
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -103,11 +191,20 @@ mod tests {
     fn an_address_keeps_its_file_and_offset() {
         let (child, ours) = (regions(CHILD), regions(OURS));
         assert_eq!(child.len(), 3, "the anonymous mapping is no region");
-        assert_eq!(translate(0x55d0a0123456, &child, &ours), Some(0x5600b0123456));
-        assert_eq!(translate(0x7f1000000010, &child, &ours), Some(0x7fa000000010));
+        assert_eq!(
+            translate(0x55d0a0123456, &child, &ours),
+            Some(0x5600b0123456)
+        );
+        assert_eq!(
+            translate(0x7f1000000010, &child, &ours),
+            Some(0x7fa000000010)
+        );
         // Anonymous memory, or a file we do not map: no address here.
         assert_eq!(translate(0x7f0000000010, &child, &ours), None);
-        assert_eq!(translate(0x7f1000000010, &child, &regions(&OURS[..120])), None);
+        assert_eq!(
+            translate(0x7f1000000010, &child, &regions(&OURS[..120])),
+            None
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A run under `--memory-limit`: its child started under the limit ([`crate::memlimit`]),
-//! watched from outside (what the limit counts, every 100 ms), a heap profile and flamegraph
-//! taken from its `/debug/pprof/heap` once the count passes 80% of the limit, and its end
+//! watched from outside (what the limit counts, every 100 ms), its raw heap dump taken once the
+//! count passes 80% of the limit and symbolized after the run ([`super::heap`]), and its end
 //! judged. A child that dies leaves no report.json: its result comes from the time series it
 //! wrote as it ran, and the watch.
 
@@ -8,8 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::Context;
 use tokio::time::Instant;
 
 use super::cliff::{Cliff, Profile};
@@ -52,9 +51,18 @@ pub(super) struct Run<'a> {
 
 /// Runs it to its end, whichever end that is.
 pub(super) async fn run(r: Run<'_>) -> anyhow::Result<(Outcome, Cliff)> {
-    let name = format!("loadgen-{}-{}", std::process::id(), r.label.replace(' ', "-"));
+    let name = format!(
+        "loadgen-{}-{}",
+        std::process::id(),
+        r.label.replace(' ', "-")
+    );
     let limit = Limit::new(r.bytes, r.via, &name)?;
-    eprintln!("{}: limit {} MiB by {}", r.label, r.bytes >> 20, limit.mechanism());
+    eprintln!(
+        "{}: limit {} MiB by {}",
+        r.label,
+        r.bytes >> 20,
+        limit.mechanism()
+    );
     if let Some(why) = &limit.fallback {
         eprintln!("{}: (no cgroup: {why})", r.label);
     }
@@ -83,11 +91,20 @@ pub(super) async fn run(r: Run<'_>) -> anyhow::Result<(Outcome, Cliff)> {
             status = child.wait() => break status?,
             _ = tick.tick() => {}
         }
-        let Some(usage) = limit.usage(pid) else { continue };
-        watch.record(r.label, start.elapsed().as_secs_f64(), usage, r.bytes, addr, r.dir);
+        let Some(usage) = limit.usage(pid) else {
+            continue;
+        };
+        watch.record(
+            r.label,
+            start.elapsed().as_secs_f64(),
+            usage,
+            r.bytes,
+            addr,
+            r.dir,
+        );
     };
     let died_at = start.elapsed().as_secs_f64();
-    let profile = render(watch.profile_result().await, r.dir, r.label).await;
+    let profile = super::heap::render_dump(watch.profile_result().await, r.dir, r.label).await;
     let tail = stderr_tail(&r.dir.join("stderr.log"));
     let fate = fate::of_status(status, limit.oom_kills(), &tail);
     eprintln!("{}: {fate} after {died_at:.1} s", r.label);
@@ -122,22 +139,45 @@ struct Watch {
 }
 
 impl Watch {
-    fn record(&mut self, label: &str, t: f64, usage: u64, limit: u64, addr: SocketAddr, dir: &Path) {
+    fn record(
+        &mut self,
+        label: &str,
+        t: f64,
+        usage: u64,
+        limit: u64,
+        addr: SocketAddr,
+        dir: &Path,
+    ) {
         self.usage.push((t, usage));
         let fifth = usage * 5 / limit.max(1);
         if fifth > self.announced {
             self.announced = fifth;
-            eprintln!("{label}: {:.0} MB of {} MiB at {t:.1} s", usage as f64 / 1e6, limit >> 20);
+            eprintln!(
+                "{label}: {:.0} MB of {} MiB at {t:.1} s",
+                usage as f64 / 1e6,
+                limit >> 20
+            );
         }
         if self.profile.is_none() && usage as f64 >= PROFILE_AT * limit as f64 {
-            eprintln!("{label}: {:.0}% of the limit: taking a heap profile", PROFILE_AT * 100.0);
-            self.profile = Some(tokio::spawn(take_profile(addr, dir.to_path_buf(), t, usage)));
+            eprintln!(
+                "{label}: {:.0}% of the limit: taking a heap profile",
+                PROFILE_AT * 100.0
+            );
+            self.profile = Some(tokio::spawn(super::heap::take_profile(
+                addr,
+                dir.to_path_buf(),
+                t,
+                usage,
+            )));
         }
     }
 
     async fn profile_result(&mut self) -> Result<Profile, String> {
         match self.profile.take() {
-            None => Err(format!("none: the count stayed under {:.0}% of the limit", PROFILE_AT * 100.0)),
+            None => Err(format!(
+                "none: the count stayed under {:.0}% of the limit",
+                PROFILE_AT * 100.0
+            )),
             Some(task) => match task.await {
                 Ok(Ok(p)) => Ok(p),
                 Ok(Err(e)) => Err(format!("none: {e:#}")),
@@ -145,54 +185,6 @@ impl Watch {
             },
         }
     }
-}
-
-/// jemalloc's raw dump of the child's heap, into `dir` (rendered after the run: [`render`]).
-async fn take_profile(addr: SocketAddr, dir: std::path::PathBuf, at_s: f64, usage: u64) -> anyhow::Result<Profile> {
-    if !cfg!(feature = "heap-profile") {
-        bail!("this loadgen was built without --features heap-profile");
-    }
-    let raw = get(addr, "/debug/pprof/heap/raw").await?;
-    std::fs::write(dir.join(RAW), raw)?;
-    Ok(Profile { at_s, usage_bytes: usage, pprof: "heap.pb.gz".into(), flamegraph: "heap-flamegraph.svg".into() })
-}
-
-/// The raw dump's file name in the run's folder.
-const RAW: &str = "heap.jeheap";
-
-/// The pprof file and the flamegraph of a raw dump taken, symbolized here, off the runtime.
-async fn render(profile: Result<Profile, String>, dir: &Path, label: &str) -> Result<Profile, String> {
-    let p = profile?;
-    let raw = std::fs::read(dir.join(RAW)).map_err(|e| format!("none: {e}"))?;
-    let (dir, title) = (dir.to_path_buf(), format!("{label}: heap in use at {:.1} s ({:.0} MB charged)", p.at_s, p.usage_bytes as f64 / 1e6));
-    match tokio::task::spawn_blocking(move || super::heap::render(&raw, &dir, &title)).await {
-        Ok(Ok(())) => Ok(p),
-        Ok(Err(e)) => Err(format!("none: {e:#}")),
-        Err(e) => Err(format!("none: {e}")),
-    }
-}
-
-/// `GET path` from the child, the body of a 200 (within a minute: symbolizing takes seconds).
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Vec<u8>> {
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
-    };
-    let buf = tokio::time::timeout(Duration::from_secs(60), fetch)
-        .await
-        .with_context(|| format!("GET {path}: no answer within 60 s"))?
-        .with_context(|| format!("GET {path}"))?;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").with_context(|| format!("GET {path}: not HTTP"))?;
-    let head = String::from_utf8_lossy(&buf[..split]);
-    let body = buf[split + 4..].to_vec();
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}", String::from_utf8_lossy(&body).trim());
-    }
-    Ok(body)
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -226,7 +218,8 @@ fn outcome_of(dir: &Path, died: bool, died_at: f64) -> anyhow::Result<Outcome> {
         return super::runs::read_back(dir);
     }
     let csv = dir.join("timeseries.csv");
-    let text = std::fs::read_to_string(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let text =
+        std::fs::read_to_string(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
     let series = crate::telemetry::from_csv(&text)?;
     let report = Report {
         rss_peak_bytes: series.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
@@ -235,13 +228,20 @@ fn outcome_of(dir: &Path, died: bool, died_at: f64) -> anyhow::Result<Outcome> {
         bottleneck: "died under the memory limit".into(),
         ..Report::default()
     };
-    Ok(Outcome { report, series, latency: crate::sink::histogram() })
+    Ok(Outcome {
+        report,
+        series,
+        latency: crate::sink::histogram(),
+    })
 }
 
 fn save(dir: &Path, cliff: &Cliff) -> anyhow::Result<()> {
     std::fs::write(dir.join("cliff.json"), serde_json::to_string_pretty(cliff)?)?;
     let mut csv = String::from("t,bytes\n");
-    cliff.usage.iter().for_each(|(t, b)| csv.push_str(&format!("{t:.3},{b}\n")));
+    cliff
+        .usage
+        .iter()
+        .for_each(|(t, b)| csv.push_str(&format!("{t:.3},{b}\n")));
     std::fs::write(dir.join("limit-usage.csv"), csv)?;
     Ok(())
 }
@@ -256,9 +256,16 @@ pub(super) fn read_back(dir: &Path) -> anyhow::Result<Option<(Outcome, Cliff)>> 
     cliff.usage = usage
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_once(',').and_then(|(t, b)| Some((t.parse().ok()?, b.parse().ok()?))))
+        .filter_map(|l| {
+            l.split_once(',')
+                .and_then(|(t, b)| Some((t.parse().ok()?, b.parse().ok()?)))
+        })
         .collect();
-    let outcome = outcome_of(dir, cliff.died_at_s.is_some(), cliff.died_at_s.unwrap_or(0.0))?;
+    let outcome = outcome_of(
+        dir,
+        cliff.died_at_s.is_some(),
+        cliff.died_at_s.unwrap_or(0.0),
+    )?;
     Ok(Some((outcome, cliff)))
 }
 
@@ -268,9 +275,17 @@ mod tests {
 
     #[test]
     fn the_safety_cap_is_lifted_in_either_spelling() {
-        let argv: Vec<String> = ["run", "--queue", "unbounded", "--safety-cap", "4000000", "--rate", "8000"]
-            .map(String::from)
-            .into();
+        let argv: Vec<String> = [
+            "run",
+            "--queue",
+            "unbounded",
+            "--safety-cap",
+            "4000000",
+            "--rate",
+            "8000",
+        ]
+        .map(String::from)
+        .into();
         let (out, lifted) = lift_safety_cap(&argv);
         assert!(lifted);
         assert_eq!(out, ["run", "--queue", "unbounded", "--rate", "8000"]);

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::load::Loaded;
-use super::measure::analyse_stall;
 use super::cliff::Cliff;
 use super::limited;
+use super::load::Loaded;
+use super::measure::analyse_stall;
 use super::{RunResult, RunSpec};
 use crate::cli::{ExperimentArgs, RunArgs};
 use crate::pipeline::Outcome;
@@ -105,7 +105,10 @@ pub(super) async fn run_all<'a>(l: &'a Loaded, args: &ExperimentArgs) -> anyhow:
             .with_context(|| format!("run '{}'", spec.label))?;
         match &cliff {
             Some(c) if c.fate.died() => {
-                println!("== {} ==\n{}: no report, the gates are not judged", spec.label, c.fate);
+                println!(
+                    "== {} ==\n{}: no report, the gates are not judged",
+                    spec.label, c.fate
+                );
                 done.all_ok &= l.checks.is_empty();
             }
             _ => {
@@ -147,7 +150,10 @@ async fn one(
     };
     let (argv, lifted) = limited::lift_safety_cap(argv);
     if lifted {
-        eprintln!("{}: --safety-cap lifted: the memory limit ends this run", spec.label);
+        eprintln!(
+            "{}: --safety-cap lifted: the memory limit ends this run",
+            spec.label
+        );
     }
     let run = limited::Run {
         label: &spec.label,

@@ -34,8 +34,7 @@ fn mount_of(mountinfo: &str, version: Version) -> Option<(PathBuf, String)> {
         let fits = match version {
             Version::V2 => right.first() == Some(&"cgroup2"),
             Version::V1 => {
-                right.first() == Some(&"cgroup")
-                    && right.get(2)?.split(',').any(|o| o == "memory")
+                right.first() == Some(&"cgroup") && right.get(2)?.split(',').any(|o| o == "memory")
             }
         };
         fits.then(|| (PathBuf::from(point), root.to_string()))

@@ -116,13 +116,20 @@ mod tests {
 
     #[test]
     fn a_panic_on_a_failed_allocation_is_one_too_but_a_clean_exit_lives() {
-        let stderr = "thread 'main' panicked: failed to spawn thread: Cannot allocate memory (os error 12)";
+        let stderr =
+            "thread 'main' panicked: failed to spawn thread: Cannot allocate memory (os error 12)";
         assert!(matches!(
             classify(Some(101), None, None, stderr),
             Fate::AllocationFailure { .. }
         ));
-        assert_eq!(classify(Some(0), None, Some(0), ""), Fate::Exited { code: 0 });
-        assert_eq!(classify(Some(1), None, None, "a gate failed"), Fate::Exited { code: 1 });
+        assert_eq!(
+            classify(Some(0), None, Some(0), ""),
+            Fate::Exited { code: 0 }
+        );
+        assert_eq!(
+            classify(Some(1), None, None, "a gate failed"),
+            Fate::Exited { code: 1 }
+        );
         assert!(!Fate::Exited { code: 1 }.died());
     }
 }

@@ -181,17 +181,25 @@ mod tests {
     async fn allocate_under(limit: &Limit) -> Fate {
         let exe = std::env::current_exe().expect("the test binary");
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.args(["--ignored", "--exact", "memlimit::tests::allocate_until_refused"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args([
+            "--ignored",
+            "--exact",
+            "memlimit::tests::allocate_until_refused",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
         limit.apply(&mut cmd);
         // A guard against a child that never meets its limit, not a measurement.
         let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
             .await
             .expect("the child met its limit")
             .expect("the child ran");
-        fate::of_status(out.status, limit.oom_kills(), &String::from_utf8_lossy(&out.stderr))
+        fate::of_status(
+            out.status,
+            limit.oom_kills(),
+            &String::from_utf8_lossy(&out.stderr),
+        )
     }
 
     #[tokio::test]
