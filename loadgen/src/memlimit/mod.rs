@@ -12,8 +12,9 @@
 //! - `RLIMIT_DATA` caps the data segment: private writable mappings, so address space reserved
 //!   writable counts whether touched or not. A request over it fails; Rust aborts on a failed
 //!   allocation (SIGABRT, "memory allocation of N bytes failed" on stderr). Chosen over
-//!   `RLIMIT_AS`, which also counts every thread's stack and the PROT_NONE reservations of the
-//!   allocator's arenas, and so stops a multi-threaded process long before its heap is large.
+//!   `RLIMIT_AS`, which also counts the PROT_NONE reservations of the allocator's arenas: a
+//!   `loadgen run` on glibc's malloc, 3 s in, had 150 MB of address space (VmSize) for 12 MB of
+//!   data segment (VmData) and 15 MB resident.
 
 mod cgroup;
 pub mod fate;
