@@ -13,6 +13,7 @@ mod cli;
 mod experiment;
 mod generator;
 mod kafka;
+mod memlimit;
 mod output;
 mod pipeline;
 mod plan;
@@ -31,7 +32,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, RunCommand};
 
 /// With `--features heap-profile`: jemalloc, sampling allocations for `/debug/pprof/heap`.
 #[cfg(feature = "heap-profile")]
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli
             .command
-            .unwrap_or_else(|| Command::Run(RunArgs::default()))
+            .unwrap_or_else(|| Command::Run(RunCommand::default()))
         {
             Command::Run(args) => run::run(args).await,
             Command::Experiment(args) => experiment::run(args).await,

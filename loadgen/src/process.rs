@@ -25,22 +25,50 @@ pub fn exposition(s: &Sample) -> String {
     crate::telemetry::encode(&registry)
 }
 
-/// A heap profile in pprof format (gzipped protobuf), or why there is none.
+/// What `/debug/pprof/heap` can give: the profile, or its flamegraph.
+#[derive(Debug, Clone, Copy)]
+enum Heap {
+    /// pprof format (gzipped protobuf), symbolized in this process.
+    Pprof,
+    /// An SVG flamegraph of the bytes in use, by allocating stack.
+    Flamegraph,
+    /// jemalloc's own dump, unsymbolized (its addresses, and this process's mappings): cheap
+    /// to take, for another process of the same executable to symbolize.
+    Raw,
+}
+
+/// A heap dump of this process, or why there is none. Symbolizing takes seconds of CPU, so it
+/// runs on a blocking thread, not on the runtime's workers; the first one also keeps about
+/// 80 MB of symbol tables on the heap and maps the executable's debug information.
 #[cfg(feature = "heap-profile")]
-async fn heap_profile() -> Result<Vec<u8>, String> {
+async fn heap_dump(kind: Heap) -> Result<Vec<u8>, String> {
     let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
         return Err("jemalloc profiling is not available in this process".into());
     };
-    let mut ctl = ctl.lock().await;
-    if !ctl.activated() {
-        return Err("jemalloc profiling is not active (malloc_conf prof:true)".into());
-    }
-    ctl.dump_pprof()
+    let ctl = ctl.clone();
+    let dump = move || {
+        let mut ctl = ctl.blocking_lock();
+        if !ctl.activated() {
+            return Err("jemalloc profiling is not active (malloc_conf prof:true)".to_string());
+        }
+        match kind {
+            Heap::Pprof => ctl.dump_pprof(),
+            Heap::Flamegraph => ctl.dump_flamegraph(),
+            Heap::Raw => ctl.dump().and_then(|mut f| {
+                let mut raw = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut raw)?;
+                Ok(raw)
+            }),
+        }
         .map_err(|e| format!("cannot dump the heap profile: {e}"))
+    };
+    tokio::task::spawn_blocking(dump)
+        .await
+        .map_err(|e| format!("the heap dump failed: {e}"))?
 }
 
 #[cfg(not(feature = "heap-profile"))]
-async fn heap_profile() -> Result<Vec<u8>, String> {
+async fn heap_dump(_: Heap) -> Result<Vec<u8>, String> {
     Err(
         "this loadgen was built without heap profiling: build it with `--features heap-profile`"
             .into(),
@@ -64,7 +92,8 @@ fn respond(
 /// What the server shows: the metrics text and the pressure, computed per request.
 type Exposer = Arc<dyn Fn() -> (String, f64) + Send + Sync>;
 
-/// Answers one request: `/metrics`, `/pressure` or `/debug/pprof/heap`.
+/// Answers one request: `/metrics`, `/pressure`, `/debug/pprof/heap`,
+/// `/debug/pprof/heap/flamegraph` or `/debug/pprof/heap/raw`.
 async fn answer(expose: Exposer, path: String) -> hyper::Response<Full<Bytes>> {
     match path.as_str() {
         "/metrics" => respond(
@@ -77,18 +106,24 @@ async fn answer(expose: Exposer, path: String) -> hyper::Response<Full<Bytes>> {
             "text/plain",
             format!("{:.4}\n", expose().1),
         ),
-        "/debug/pprof/heap" => match heap_profile().await {
-            Ok(profile) => respond(http::StatusCode::OK, "application/octet-stream", profile),
-            Err(why) => respond(
-                http::StatusCode::NOT_IMPLEMENTED,
-                "text/plain",
-                format!("{why}\n"),
-            ),
-        },
+        "/debug/pprof/heap" => heap(Heap::Pprof, "application/octet-stream").await,
+        "/debug/pprof/heap/flamegraph" => heap(Heap::Flamegraph, "image/svg+xml").await,
+        "/debug/pprof/heap/raw" => heap(Heap::Raw, "text/plain").await,
         _ => respond(
             http::StatusCode::NOT_FOUND,
             "text/plain",
-            "try /metrics, /pressure or /debug/pprof/heap\n",
+            "try /metrics, /pressure, /debug/pprof/heap or /debug/pprof/heap/flamegraph\n",
+        ),
+    }
+}
+
+async fn heap(kind: Heap, content_type: &'static str) -> hyper::Response<Full<Bytes>> {
+    match heap_dump(kind).await {
+        Ok(body) => respond(http::StatusCode::OK, content_type, body),
+        Err(why) => respond(
+            http::StatusCode::NOT_IMPLEMENTED,
+            "text/plain",
+            format!("{why}\n"),
         ),
     }
 }
@@ -122,7 +157,13 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run_generator(plan: &Plan, listener: tokio::net::TcpListener) -> anyhow::Result<ExitCode> {
+/// Serves the endpoints of an embedded pipeline on `listener`, from the samples `progress`
+/// publishes (returned, to run the pipeline with): for `process` and `run --metrics-addr`.
+pub fn serve_pipeline(
+    plan: &Plan,
+    listener: tokio::net::TcpListener,
+    progress: Progress,
+) -> Progress {
     let (tx, rx) = watch::channel(Sample::default());
     let plan_for_fill = plan.clone();
     let expose: Exposer = Arc::new(move || {
@@ -131,7 +172,11 @@ async fn run_generator(plan: &Plan, listener: tokio::net::TcpListener) -> anyhow
         (exposition(&s), pressure)
     });
     tokio::spawn(serve(listener, expose));
-    let progress = Progress::new(plan.quiet(), "process").with_live(tx);
+    progress.with_live(tx)
+}
+
+async fn run_generator(plan: &Plan, listener: tokio::net::TcpListener) -> anyhow::Result<ExitCode> {
+    let progress = serve_pipeline(plan, listener, Progress::new(plan.quiet(), "process"));
     let outcome = tokio::select! {
         outcome = crate::pipeline::run(plan, &progress) => outcome?,
         _ = tokio::signal::ctrl_c() => {

@@ -157,9 +157,10 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
+    // A heap profile is binary (gzipped protobuf): read bytes, not UTF-8.
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[test]
@@ -178,8 +179,9 @@ fn process_serves_live_metrics_while_it_runs() {
             "constant",
             "--rate",
             "1000",
+            // Killed once read: long enough for a symbolized heap profile of a debug build.
             "--duration",
-            "4s",
+            "60s",
             "--metrics-addr",
         ])
         .arg(format!("127.0.0.1:{port}"))
@@ -231,4 +233,55 @@ fn process_serves_live_metrics_while_it_runs() {
         rate > 100.0,
         "a live delivered rate (1000/s offered), got {rate}"
     );
+}
+
+#[test]
+fn run_serves_its_endpoints_and_writes_its_series_as_it_goes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("loadgen-test-{}-run-live", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--quiet", "--profile", "constant", "--rate", "1000"])
+        .args(["--duration", "30s", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--out")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (at most 10 s) for a few samples; the run itself lasts 30 s.
+    let csv = dir.join("timeseries.csv");
+    let mut rows = 0;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        rows = std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count().saturating_sub(1));
+        if rows >= 3 {
+            break;
+        }
+    }
+    let metrics = http_get(port, "/metrics").unwrap_or_default();
+    let raw = http_get(port, "/debug/pprof/heap/raw").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        rows >= 3,
+        "rows of timeseries.csv while the run lasts: {rows}"
+    );
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("loadgen_delivered_rate"), "{metrics}");
+    if cfg!(feature = "heap-profile") {
+        assert!(
+            raw.starts_with("HTTP/1.1 200") && raw.contains("heap_v2/"),
+            "{raw}"
+        );
+        assert!(raw.contains("MAPPED_LIBRARIES:"), "{raw}");
+    } else {
+        assert!(raw.starts_with("HTTP/1.1 501"), "{raw}");
+    }
 }

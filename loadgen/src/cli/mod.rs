@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Runs the whole pipeline in one process: generator -> transform -> queue -> sink workers
     /// -> sinkd (embedded on loopback unless --sink-url). With no flags: a 30 s demonstration.
-    Run(RunArgs),
+    Run(RunCommand),
     /// Runs one of the lab's experiments from its committed config.
     Experiment(ExperimentArgs),
     /// Runs the pipeline over a grid of settings and prints a table per figure.
@@ -38,6 +38,17 @@ pub enum Command {
     /// Lag-driven scale-out: supervises `process` members of one consumer group, adding one
     /// when the broker's lag grows for a window and removing one when it stays near zero.
     Autoscale(AutoscaleArgs),
+}
+
+/// `loadgen run`: the pipeline's flags, and what only a run in its own process takes.
+#[derive(Debug, Clone, Default, Parser)]
+pub struct RunCommand {
+    /// Serves /metrics, /pressure and /debug/pprof/heap here while the run lasts, as `process`
+    /// does (the experiments' memory limit takes the heap profile from it).
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -280,6 +291,13 @@ pub struct ExperimentArgs {
     /// e.g. `--only 3` for the decoupled source alone).
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub only: Vec<usize>,
+    /// Runs each run under this memory limit (e.g. 256MiB), a cgroup where the machine allows
+    /// one, else setrlimit; an unbounded run's --safety-cap is lifted, so the limit ends it.
+    #[arg(long, value_parser = units::bytes)]
+    pub memory_limit: Option<u64>,
+    /// With --memory-limit: how to impose it.
+    #[arg(long, value_enum, default_value_t = crate::memlimit::Via::Auto, requires = "memory_limit")]
+    pub memory_limit_via: crate::memlimit::Via,
 }
 
 impl ExperimentArgs {

@@ -12,7 +12,7 @@ fn field(s: &Sample, name: &str) -> f64 {
     s.field(name).unwrap_or(f64::NAN)
 }
 
-/// Every chart of the config, and the sweep's two.
+/// Every chart of the config, the sweep's two, and the memory limit's.
 pub(super) fn draw(l: &Loaded, done: &Done<'_>) -> anyhow::Result<()> {
     for c in &l.config.charts {
         over_time(l, done, c)?;
@@ -20,7 +20,7 @@ pub(super) fn draw(l: &Loaded, done: &Done<'_>) -> anyhow::Result<()> {
     if l.config.kind == Kind::Sweep {
         sweep(l, done)?;
     }
-    Ok(())
+    super::cliff::draw(l, done)
 }
 
 /// One chart of a field over time, a curve (or two, with `also`) per run.

@@ -87,6 +87,11 @@ fn check(config: &Config, args: &ExperimentArgs) -> anyhow::Result<()> {
             bail!("'--only' applies to the Kafka consumer-group experiments (6, 6c)");
         }
     }
+    if args.memory_limit.is_some() && args.over_kafka() {
+        bail!(
+            "'--memory-limit' applies to the embedded runs, not with '--kafka' or '--bootstrap-servers'"
+        );
+    }
     if let Some(bad) = args.only.iter().find(|&&n| n == 0 || n > config.runs.len()) {
         bail!(
             "invalid value '{bad}' for '--only': config {} has runs 1 to {}",

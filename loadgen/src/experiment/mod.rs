@@ -4,12 +4,16 @@
 //! table (summary.md) and its analysis (experiment.json).
 //!
 //! It goes: [`load`] the config and check it whole, [`runs`] each in a process of its own (or
-//! read back with `--replot`), draw the [`charts`], write the [`summary`]. With `--kafka` each
-//! run goes through a real broker instead ([`over_kafka`], its report by [`kafka_report`]). The
-//! Kafka consumer-group experiments (6, 6c) have their own runner ([`crate::kafka::eviction`]).
+//! read back with `--replot`; under `--memory-limit`, [`limited`] and judged against its
+//! [`cliff`]; with `--kafka`, through a real broker by [`over_kafka`], its report by
+//! [`kafka_report`]), draw the [`charts`], write the [`summary`]. The Kafka consumer-group
+//! experiments (6, 6c) have their own runner ([`crate::kafka::eviction`]).
 
 mod charts;
+mod cliff;
+mod heap;
 mod kafka_report;
+mod limited;
 mod load;
 mod measure;
 mod over_kafka;
@@ -87,6 +91,9 @@ pub(super) struct RunResult {
     pub(super) report: Report,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) stall: Option<StallAnalysis>,
+    /// Under `--memory-limit`: how the run ended against the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cliff: Option<cliff::Cliff>,
 }
 
 #[derive(Debug, Serialize, Clone, Copy)]

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use super::cliff::Cliff;
+use super::limited;
 use super::load::Loaded;
 use super::measure::analyse_stall;
 use super::over_kafka;
@@ -36,7 +38,7 @@ pub(super) async fn run_child(args: &[String], dir: &Path, quiet: bool) -> anyho
 }
 
 /// Reads the report and time series a run left in `dir`.
-fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
+pub(super) fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
     let report_path = dir.join("report.json");
     let text = std::fs::read_to_string(&report_path)
         .with_context(|| format!("no {}", report_path.display()))?;
@@ -121,40 +123,80 @@ pub(super) async fn run_all<'a>(l: &'a Loaded, args: &ExperimentArgs) -> anyhow:
         }
         let dir = l.out.join(slug(&spec.label));
         eprintln!("== {} ==", spec.label);
-        let outcome = if args.replot {
-            read_back(&dir).with_context(|| {
-                format!(
-                    "run '{}' (--replot needs a previous run's folder)",
-                    spec.label
-                )
-            })?
-        } else if let Some((_, bootstrap)) = &broker {
-            let run = over_kafka::KafkaRun {
-                flags: &argv[1..],
-                args: run_args,
-                plan,
-                bootstrap,
-                topic: format!("{}-{}-{}", config.name, std::process::id(), i + 1),
-            };
-            over_kafka::run_one(&run, &dir)
-                .await
-                .with_context(|| format!("run '{}' over Kafka", spec.label))?
-        } else {
-            run_child(argv, &dir, args.quiet)
-                .await
-                .with_context(|| format!("run '{}'", spec.label))?
-        };
-        println!("== {} ==\n{}", spec.label, outcome.report.summary());
-        done.all_ok &= crate::check::apply_checks(&l.checks, &outcome.report, "");
+        let kafka = broker.as_ref().map(|(_, bootstrap)| over_kafka::KafkaRun {
+            flags: &argv[1..],
+            args: run_args,
+            plan,
+            bootstrap,
+            topic: format!("{}-{}-{}", config.name, std::process::id(), i + 1),
+        });
+        let (outcome, cliff) = one(spec, argv, plan, &dir, args, kafka.as_ref())
+            .await
+            .with_context(|| format!("run '{}'", spec.label))?;
+        match &cliff {
+            Some(c) if c.fate.died() => {
+                println!(
+                    "== {} ==\n{}: no report, the gates are not judged",
+                    spec.label, c.fate
+                );
+                done.all_ok &= l.checks.is_empty();
+            }
+            _ => {
+                println!("== {} ==\n{}", spec.label, outcome.report.summary());
+                done.all_ok &= crate::check::apply_checks(&l.checks, &outcome.report, "");
+            }
+        }
         done.results.push(RunResult {
             label: spec.label.clone(),
             report: outcome.report.clone(),
             stall: config
                 .stall
                 .map(|s| analyse_stall(s, args.time_scale, &outcome.series)),
+            cliff,
         });
         done.outcomes
             .push((spec, outcome, plan.schedule().total().as_secs_f64()));
     }
     Ok(done)
+}
+
+/// One run: read back (`--replot`), over Kafka, under the memory limit, or as a plain child.
+async fn one(
+    spec: &RunSpec,
+    argv: &[String],
+    plan: &Plan,
+    dir: &Path,
+    args: &ExperimentArgs,
+    kafka: Option<&over_kafka::KafkaRun<'_>>,
+) -> anyhow::Result<(Outcome, Option<Cliff>)> {
+    if args.replot {
+        if let Some((outcome, cliff)) = limited::read_back(dir)? {
+            return Ok((outcome, Some(cliff)));
+        }
+        let outcome = read_back(dir).context("--replot needs a previous run's folder")?;
+        return Ok((outcome, None));
+    }
+    if let Some(run) = kafka {
+        return Ok((over_kafka::run_one(run, dir).await?, None));
+    }
+    let Some(bytes) = args.memory_limit else {
+        return Ok((run_child(argv, dir, args.quiet).await?, None));
+    };
+    let (argv, lifted) = limited::lift_safety_cap(argv);
+    if lifted {
+        eprintln!(
+            "{}: --safety-cap lifted: the memory limit ends this run",
+            spec.label
+        );
+    }
+    let run = limited::Run {
+        label: &spec.label,
+        argv: &argv,
+        plan,
+        dir,
+        bytes,
+        via: args.memory_limit_via,
+    };
+    let (outcome, cliff) = limited::run(run).await?;
+    Ok((outcome, Some(cliff)))
 }

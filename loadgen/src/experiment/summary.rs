@@ -14,6 +14,9 @@ pub(super) fn write(l: &Loaded, args: &ExperimentArgs, done: &Done<'_>) -> anyho
     if config.kind == Kind::Stall {
         table.push_str(&stall_table(done));
     }
+    if done.results.iter().any(|r| r.cliff.is_some()) {
+        table.push_str(&super::cliff::table(done));
+    }
     std::fs::write(l.out.join("summary.md"), &table)?;
     std::fs::write(
         l.out.join("experiment.json"),
@@ -38,7 +41,18 @@ fn runs_table(done: &Done<'_>) -> String {
     let mut table = format!(
         "| run | delivered/s (steady) | produced | delivered | dropped | dead-lettered |{left_head} lost | order violations | p99 ms | RSS peak MB | queue high-water | bottleneck |\n|---|---|---|---|---|---|{left_rule}---|---|---|---|---|---|\n",
     );
-    for (spec, o, total) in &done.outcomes {
+    for ((spec, o, total), result) in done.outcomes.iter().zip(&done.results) {
+        if let Some(c) = result.cliff.as_ref().filter(|c| c.fate.died()) {
+            let cells = " — |".repeat(8);
+            let rss = o.report.rss_peak_bytes as f64 / 1e6;
+            table.push_str(&format!(
+                "| {} (died at {:.1} s) |{cells} {rss:.1} | — | {} |\n",
+                spec.label,
+                c.died_at_s.unwrap_or(0.0),
+                c.fate
+            ));
+            continue;
+        }
         let r = &o.report;
         let left = if kafka {
             format!(" {} |", r.left_in_source)

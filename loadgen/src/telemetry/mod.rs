@@ -236,15 +236,17 @@ pub fn field_names() -> String {
 pub fn to_csv(series: &[Sample]) -> String {
     let mut out = FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(",");
     out.push('\n');
-    for s in series {
-        let row: Vec<String> = FIELDS
-            .iter()
-            .map(|f| format!("{:.*}", f.decimals, (f.get)(s)))
-            .collect();
-        out.push_str(&row.join(","));
-        out.push('\n');
-    }
+    series.iter().for_each(|s| out.push_str(&csv_row(s)));
     out
+}
+
+/// One sample as a row of [`to_csv`], its newline included.
+pub fn csv_row(s: &Sample) -> String {
+    let row: Vec<String> = FIELDS
+        .iter()
+        .map(|f| format!("{:.*}", f.decimals, (f.get)(s)))
+        .collect();
+    row.join(",") + "\n"
 }
 
 /// Reads a series written by [`to_csv`]. Columns are found by name, so a file with more
