@@ -303,3 +303,60 @@ async fn a_partition_paused_behind_the_source_is_found_and_recovered() {
     drop(inbox);
     handle.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_settle_on_drop_records_purged_at_a_revocation_are_read_again() {
+    // A shedding pipeline settles what it drops on purpose; what it lets go because its
+    // partition moves to another member (the purge) must not be committed past, or nobody
+    // writes it.
+    let broker = broker_or_skip!();
+    broker.create_topic("settle-revoke", 2);
+    broker.produce("settle-revoke", 100, record);
+    let mut c = config(&broker, "g-settle-revoke", "settle-revoke");
+    c.settle_on_drop = true;
+    let (a, mut inbox_a) = connect(c.clone());
+    // The pipeline's queue at member A: records held, neither written nor shed.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let purge = held.clone();
+    a.on_revoke(move |revoked| {
+        purge
+            .lock()
+            .unwrap()
+            .retain(|r: &KafkaRecord| !r.ack.is_in(revoked));
+    });
+    inbox_a.request(100);
+    let mut odd: BTreeMap<i32, HashSet<u64>> = BTreeMap::new();
+    for _ in 0..100 {
+        let r = next(&mut inbox_a).await;
+        if value(&r) % 2 == 0 {
+            r.ack.ack();
+        } else {
+            odd.entry(r.partition).or_default().insert(value(&r));
+            held.lock().unwrap().push(r);
+        }
+    }
+    // B joins: one partition moves to it, and A's revocation purges that partition's records.
+    let (b, mut inbox_b) = connect(c);
+    inbox_b.request(u64::MAX >> 2);
+    let mut seen: BTreeMap<i32, HashSet<u64>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let complete = |seen: &BTreeMap<i32, HashSet<u64>>| {
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|(p, v)| odd.get(p).is_none_or(|o| o.is_subset(v)))
+    };
+    while !complete(&seen) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(Some(Ok(r))) = tokio::time::timeout(left, inbox_b.next()).await else {
+            panic!(
+                "the new owner never read the purged records again: it saw {seen:?}, A held {odd:?}"
+            );
+        };
+        seen.entry(r.partition).or_default().insert(value(&r));
+        r.ack.ack();
+    }
+    drop((inbox_a, inbox_b));
+    a.close().await;
+    b.close().await;
+}

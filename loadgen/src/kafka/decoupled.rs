@@ -116,8 +116,11 @@ pub fn decoupled(
         // member reads it again, and only writes finishing after the commit can be replayed.
         h.drain();
         let _ = tokio::time::timeout(drain_timeout, driver).await;
-        connection.abort();
+        // Close before the queue is dropped: leaving purges what it holds unacknowledged (so a
+        // shedding pipeline does not settle, and commit past, records it never wrote), and
+        // acknowledgements after the close are ignored.
         h.close().await;
+        connection.abort();
     });
     Running {
         stats: Box::new(move || handle.stats()),

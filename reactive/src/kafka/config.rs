@@ -34,7 +34,9 @@ pub struct KafkaConfig {
     pub auto_offset_reset: String,
     /// Whether an [`Ack`](super::Ack) dropped without [`Ack::ack`](super::Ack::ack) counts as acknowledged. Off by default:
     /// a dropped record is redelivered later. Turn it on in pipelines that shed records on
-    /// purpose, so that shedding does not hold the commit point back.
+    /// purpose, so that shedding does not hold the commit point back. A record dropped while its
+    /// partition is being revoked (purged, or still queued when the source closes) is not
+    /// settled: the partition's next owner reads it again.
     pub settle_on_drop: bool,
     /// How long an assigned partition with records to fetch may go without any being fetched,
     /// while the pipeline asks for records, before it counts as stalled and the source starts

@@ -83,7 +83,9 @@ impl Drop for Ack {
         if self.done {
             return;
         }
-        if self.shared.settle_on_drop {
+        // Settled only when shed on purpose: a record let go because its partition is being
+        // revoked (purged) is read again by the next owner, shedding or not.
+        if self.shared.settle_on_drop && !self.shared.is_revoking(&self.tp) {
             self.shared.ack(&self.tp, self.offset, self.generation);
         } else {
             // Let go before the sink had it (purged from a revoked partition, say): no longer

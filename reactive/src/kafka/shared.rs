@@ -106,6 +106,11 @@ impl Shared {
         }
     }
 
+    /// Whether `tp` is being revoked now.
+    pub(super) fn is_revoking(&self, tp: &Tp) -> bool {
+        lock(&self.revoking).contains(tp)
+    }
+
     pub(super) fn end_revoke(&self, tps: &[Tp]) {
         lock(&self.revoking).retain(|tp| !tps.contains(tp));
     }
