@@ -17,10 +17,10 @@ use reactive::queue::QueueSnapshot;
 use crate::plan::Plan;
 use crate::report::{Dropped, Latency, QueueSummary, Report};
 use crate::sink::SinkWriter;
-use crate::telemetry::Sample;
+use crate::telemetry::{Coarsen, Sample};
 
 /// One reading of the stages, taken with each sample.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StageReading {
     /// Seconds since the start.
     pub t: f64,
@@ -32,6 +32,14 @@ pub struct StageReading {
     pub completed: u64,
     /// Events the queue dropped by policy so far.
     pub dropped: u64,
+}
+
+/// Readings are running totals: a coarse reading is the later one, and what happened between
+/// two readings is still their difference.
+impl Coarsen for StageReading {
+    fn coarsen(&self, _: u32, later: &Self, _: u32) -> Self {
+        later.clone()
+    }
 }
 
 /// Everything [`Report::build`] reads.

@@ -1,7 +1,9 @@
 //! The time series every command samples: [`Sample`], with its fields spelled out once in
 //! [`FIELDS`]. The CSV a run writes, the CSV an experiment reads back, the chart fields and the
 //! Prometheus exposition of `loadgen process` all come from that one table. [`Sampler`] turns
-//! running totals into a sample, for the embedded pipeline and the Kafka processor alike.
+//! running totals into a sample, for the embedded pipeline and the Kafka processor alike;
+//! [`Bounded`] holds a series in memory that does not grow with the run, and [`CsvWriter`]
+//! writes the full one to disk as it goes.
 //!
 //! A leaf: it depends on nothing else in loadgen.
 
@@ -232,17 +234,31 @@ pub fn field_names() -> String {
         .join(", ")
 }
 
-/// The series as CSV: a header of the field names, one row per sample.
-pub fn to_csv(series: &[Sample]) -> String {
+/// The CSV's header line: the field names.
+pub fn csv_header() -> String {
     let mut out = FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(",");
     out.push('\n');
+    out
+}
+
+/// One CSV line for `s`.
+pub fn csv_row(s: &Sample) -> String {
+    let row: Vec<String> = FIELDS
+        .iter()
+        .map(|f| format!("{:.*}", f.decimals, (f.get)(s)))
+        .collect();
+    let mut out = row.join(",");
+    out.push('\n');
+    out
+}
+
+/// The series as CSV: a header of the field names, one row per sample (what [`CsvWriter`]
+/// writes, all at once).
+#[cfg(test)]
+pub fn to_csv(series: &[Sample]) -> String {
+    let mut out = csv_header();
     for s in series {
-        let row: Vec<String> = FIELDS
-            .iter()
-            .map(|f| format!("{:.*}", f.decimals, (f.get)(s)))
-            .collect();
-        out.push_str(&row.join(","));
-        out.push('\n');
+        out.push_str(&csv_row(s));
     }
     out
 }
@@ -289,9 +305,11 @@ pub fn from_csv(text: &str) -> anyhow::Result<Vec<Sample>> {
 
 mod expose;
 mod sampler;
+mod series;
 
 pub use expose::{CONTENT_TYPE, encode, register, scrape};
 pub use sampler::{Sampler, Totals, rss_bytes};
+pub use series::{Bounded, Coarsen, CsvWriter};
 
 #[cfg(test)]
 mod tests {
