@@ -247,6 +247,7 @@ impl Report {
             overloaded: !window.overloads.is_empty(),
             rss_peak_bytes: t.series.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
             rss_slope_bytes_per_s: slope(&rss_points),
+            sink_audit_bytes: audit.map_or(0, |a| a.audit_bytes),
             latency_ms: Latency::from_histogram(
                 &t.sink.latency.lock().unwrap_or_else(|p| p.into_inner()),
             ),
