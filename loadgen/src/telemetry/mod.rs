@@ -7,8 +7,6 @@
 //!
 //! A leaf: it depends on nothing else in loadgen.
 
-use anyhow::{Context, bail};
-
 /// One row of the time series.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Sample {
@@ -234,82 +232,17 @@ pub fn field_names() -> String {
         .join(", ")
 }
 
-/// The CSV's header line: the field names.
-pub fn csv_header() -> String {
-    let mut out = FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(",");
-    out.push('\n');
-    out
-}
-
-/// One CSV line for `s`.
-pub fn csv_row(s: &Sample) -> String {
-    let row: Vec<String> = FIELDS
-        .iter()
-        .map(|f| format!("{:.*}", f.decimals, (f.get)(s)))
-        .collect();
-    let mut out = row.join(",");
-    out.push('\n');
-    out
-}
-
-/// The series as CSV: a header of the field names, one row per sample (what [`CsvWriter`]
-/// writes, all at once).
-#[cfg(test)]
-pub fn to_csv(series: &[Sample]) -> String {
-    let mut out = csv_header();
-    for s in series {
-        out.push_str(&csv_row(s));
-    }
-    out
-}
-
-/// Reads a series written by [`to_csv`]. Columns are found by name, so a file with more
-/// columns reads too; a missing column or a value that is not a number is an error naming the
-/// line and the column, never a silent zero.
-pub fn from_csv(text: &str) -> anyhow::Result<Vec<Sample>> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .context("the time series is empty")?
-        .split(',')
-        .collect();
-    let columns: Vec<(usize, &Field)> = FIELDS
-        .iter()
-        .map(|f| {
-            header
-                .iter()
-                .position(|h| *h == f.name)
-                .map(|i| (i, f))
-                .with_context(|| format!("the time series has no column '{}'", f.name))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut out = Vec::new();
-    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let cells: Vec<&str> = line.split(',').collect();
-        let mut s = Sample::default();
-        for (i, f) in &columns {
-            let cell = cells.get(*i).copied().unwrap_or("");
-            let Ok(v) = cell.trim().parse::<f64>() else {
-                bail!(
-                    "line {}: column '{}' is '{cell}', not a number",
-                    n + 2,
-                    f.name
-                );
-            };
-            (f.set)(&mut s, v);
-        }
-        out.push(s);
-    }
-    Ok(out)
-}
-
+mod csv;
 mod expose;
 mod sampler;
 mod series;
 
+#[cfg(test)]
+pub use csv::to_csv;
+pub use csv::{CsvWriter, from_csv};
 pub use expose::{CONTENT_TYPE, encode, register, scrape};
 pub use sampler::{Sampler, Totals, rss_bytes};
-pub use series::{Bounded, Coarsen, CsvWriter};
+pub use series::{Bounded, Coarsen};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
 //! [`Bounded`]: a time series held in memory that never grows past a fixed number of points,
-//! however long the run, and [`CsvWriter`], which writes every sample to disk as it is taken.
+//! however long the run.
 //!
 //! Up to its capacity a [`Bounded`] keeps every sample. When it is full it merges neighbours
 //! pairwise (half the points, each covering twice the time), and from then on merges each
@@ -11,13 +11,8 @@
 //! maximum, and running totals keep the later value; so peaks, totals and mean rates read off
 //! the coarse series are those of the full one.
 //!
-//! The full-resolution series is the CSV's ([`CsvWriter`]); the bounded one is what the report
-//! and the charts read.
-
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+//! The full-resolution series is the CSV's ([`super::CsvWriter`]); the bounded one is what the
+//! report and the charts read.
 
 use super::Sample;
 
@@ -121,51 +116,6 @@ impl Coarsen for Sample {
     }
 }
 
-/// Writes a series to a CSV file sample by sample (the format of [`super::to_csv`]), through a
-/// fixed buffer. A write that fails is reported once by [`CsvWriter::write`]; later ones are
-/// skipped.
-#[derive(Debug)]
-pub struct CsvWriter {
-    path: PathBuf,
-    out: Option<std::io::BufWriter<std::fs::File>>,
-}
-
-impl CsvWriter {
-    /// Creates `path` and writes the header.
-    pub fn create(path: &Path) -> anyhow::Result<CsvWriter> {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        out.write_all(super::csv_header().as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(CsvWriter {
-            path: path.to_path_buf(),
-            out: Some(out),
-        })
-    }
-
-    /// Appends one row; an error the first time a write fails, nothing after.
-    pub fn write(&mut self, s: &Sample) -> anyhow::Result<()> {
-        let Some(out) = &mut self.out else {
-            return Ok(());
-        };
-        if let Err(e) = out.write_all(super::csv_row(s).as_bytes()) {
-            self.out = None;
-            return Err(e).with_context(|| format!("cannot write {}", self.path.display()));
-        }
-        Ok(())
-    }
-
-    /// Flushes what is buffered.
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        if let Some(out) = &mut self.out {
-            out.flush()
-                .with_context(|| format!("cannot write {}", self.path.display()))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,21 +176,5 @@ mod tests {
         let b = at(2.0, 40.0, 3, 2);
         let m = a.coarsen(2, &b, 1);
         assert_eq!((m.t, m.delivered_rate, m.lag, m.dropped), (2.0, 20.0, 5, 2));
-    }
-
-    #[test]
-    fn the_csv_writer_writes_what_to_csv_writes() {
-        let dir = std::env::temp_dir().join(format!("series-csv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("timeseries.csv");
-        let series = vec![at(0.25, 1.5, 3, 0), at(0.5, 2.5, 4, 1)];
-        let mut w = CsvWriter::create(&path).unwrap();
-        for s in &series {
-            w.write(s).unwrap();
-        }
-        w.finish().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, super::super::to_csv(&series));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
