@@ -27,7 +27,7 @@ use crate::report::Report;
 use crate::sink::{SinkWriter, start_sink};
 use crate::telemetry::{Bounded, CsvWriter, Sample, Sampler, Totals, rss_bytes};
 
-/// The most points the in-memory series keeps (about 130 KB with the stage readings): a run
+/// The most points the in-memory series keeps (about 150 KB with the stage readings): a run
 /// of up to 128 s at the default 250 ms period keeps every sample, a longer one coarser ones.
 pub const SERIES_POINTS: usize = 512;
 
