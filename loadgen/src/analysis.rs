@@ -17,10 +17,10 @@ use reactive::queue::QueueSnapshot;
 use crate::plan::Plan;
 use crate::report::{Dropped, Latency, QueueSummary, Report};
 use crate::sink::SinkWriter;
-use crate::telemetry::Sample;
+use crate::telemetry::{Coarsen, Sample};
 
 /// One reading of the stages, taken with each sample.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StageReading {
     /// Seconds since the start.
     pub t: f64,
@@ -32,6 +32,14 @@ pub struct StageReading {
     pub completed: u64,
     /// Events the queue dropped by policy so far.
     pub dropped: u64,
+}
+
+/// Readings are running totals: a coarse reading is the later one, and what happened between
+/// two readings is still their difference.
+impl Coarsen for StageReading {
+    fn coarsen(&self, _: u32, later: &Self, _: u32) -> Self {
+        later.clone()
+    }
 }
 
 /// Everything [`Report::build`] reads.
@@ -242,6 +250,7 @@ impl Report {
             overloaded: !window.overloads.is_empty(),
             rss_peak_bytes: t.series.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
             rss_slope_bytes_per_s: slope(&rss_points),
+            sink_audit_bytes: audit.map_or(0, |a| a.audit_bytes),
             latency_ms: Latency::from_histogram(
                 &t.sink.latency.lock().unwrap_or_else(|p| p.into_inner()),
             ),

@@ -1,5 +1,6 @@
-//! What a run writes: the time series (CSV), report.json, the latency histogram (HDR interval
-//! log), and charts (SVG).
+//! What a run writes: report.json, the latency histogram (HDR interval log), and charts (SVG).
+//! The time series (`timeseries.csv`, every sample) is written by the pipeline as it runs
+//! ([`crate::telemetry::CsvWriter`]); the charts draw the run's bounded series.
 
 use std::path::Path;
 
@@ -10,11 +11,6 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use crate::chart::{Chart, Series};
 use crate::pipeline::Outcome;
 use crate::telemetry::Sample;
-
-pub fn write_csv(path: &Path, series: &[Sample]) -> anyhow::Result<()> {
-    std::fs::write(path, crate::telemetry::to_csv(series))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
 
 pub fn write_hlog(path: &Path, outcome: &Outcome) -> anyhow::Result<()> {
     let mut buf = Vec::new();
@@ -53,7 +49,6 @@ pub fn write_chart(path: &Path, chart: &Chart) -> anyhow::Result<()> {
 /// Everything for one run, into `dir`.
 pub fn write_run(dir: &Path, title: &str, outcome: &Outcome) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_csv(&dir.join("timeseries.csv"), &outcome.series)?;
     std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(&outcome.report)?,

@@ -1,5 +1,10 @@
 //! One pipeline run: generator -> transform -> queue -> sink workers -> sink, sampled into a
 //! time series, ended by a drain, summed up in a report ([`crate::analysis`]).
+//!
+//! What the run holds in memory does not grow with its length: the series the report and the
+//! charts read is a [`Bounded`] one of at most [`SERIES_POINTS`] points (as are the stage
+//! readings beside it), and the full-resolution series goes to `timeseries.csv` in the plan's
+//! out directory as each sample is taken (no CSV without one).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,7 +25,11 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::sink::{SinkWriter, start_sink};
-use crate::telemetry::{Sample, Sampler, Totals, rss_bytes};
+use crate::telemetry::{Bounded, CsvWriter, Sample, Sampler, Totals, rss_bytes};
+
+/// The most points the in-memory series keeps (about 150 KB with the stage readings): a run
+/// of up to 128 s at the default 250 ms period keeps every sample, a longer one coarser ones.
+pub const SERIES_POINTS: usize = 512;
 
 /// What a run leaves behind.
 pub struct Outcome {
@@ -46,8 +55,9 @@ struct Running {
 
 /// What the sampling loop collected.
 struct Collected {
-    series: Vec<Sample>,
-    stages: Vec<StageReading>,
+    series: Bounded<Sample>,
+    stages: Bounded<StageReading>,
+    csv: Option<CsvWriter>,
     drained: bool,
 }
 
@@ -136,9 +146,15 @@ async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress)
     // The first tick is immediate: skip it, so every sample covers a whole period.
     tick.tick().await;
     let mut sampler = Sampler::new(origin);
+    let csv = plan.out().and_then(|dir| {
+        CsvWriter::create(&dir.join("timeseries.csv"))
+            .map_err(|e| progress.note(&format!("{e:#}")))
+            .ok()
+    });
     let mut c = Collected {
-        series: Vec::new(),
-        stages: Vec::new(),
+        series: Bounded::new(SERIES_POINTS),
+        stages: Bounded::new(SERIES_POINTS),
+        csv,
         drained: false,
     };
     loop {
@@ -160,6 +176,9 @@ async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress)
             completed: r.workers.completed(),
             dropped: r.queue.snapshot().dropped(),
         });
+        if let Some(Err(e)) = c.csv.as_mut().map(|csv| csv.write(&sample)) {
+            progress.note(&format!("{e:#}"));
+        }
         c.series.push(sample);
         if c.drained || Instant::now() >= deadline {
             return c;
@@ -210,6 +229,10 @@ async fn finish(
     if let Some(controller) = r.controller {
         controller.abort();
     }
+    if let Some(Err(e)) = c.csv.map(CsvWriter::finish) {
+        progress.note(&format!("{e:#}"));
+    }
+    let (series, stages) = (c.series.to_vec(), c.stages.to_vec());
     let produced = r.generator.emitted.load(Ordering::Relaxed);
     let audit = match &r.sink.client {
         Some(client) => match client.stats(Some((0, produced))).await {
@@ -237,15 +260,15 @@ async fn finish(
         missed_sends: r.generator.missed.load(Ordering::Relaxed),
         queue: r.queue.snapshot(),
         held_by_workers: r.workers.held(),
-        stages: &c.stages,
+        stages: &stages,
         audit,
         ceiling: r.ceiling,
-        series: &c.series,
+        series: &series,
         drained: c.drained,
     });
     Ok(Outcome {
         report,
-        series: c.series,
+        series,
         latency,
     })
 }

@@ -1,13 +1,7 @@
 //! Live progress on stderr: readable at a glance, hidden when stderr is not a terminal. Every
-//! sample can also be published as it is taken: to a watch (`process`'s /metrics) and to a CSV
-//! file (so a run that is killed leaves its time series so far).
+//! sample can also be published as it is taken, to a watch (`process`'s /metrics).
 
-use std::io::Write;
-use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
-
-use anyhow::Context;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -17,7 +11,6 @@ use crate::telemetry::Sample;
 pub struct Progress {
     bar: ProgressBar,
     live: Option<tokio::sync::watch::Sender<Sample>>,
-    csv: Option<Mutex<std::fs::File>>,
 }
 
 impl Progress {
@@ -34,11 +27,7 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_prefix(label.to_string());
-        Progress {
-            bar,
-            live: None,
-            csv: None,
-        }
+        Progress { bar, live: None }
     }
 
     /// Also publishes every sample (for `process`'s /metrics).
@@ -47,24 +36,9 @@ impl Progress {
         self
     }
 
-    /// Also appends every sample to the CSV file `path` (header first), written through at
-    /// each sample: the run rewrites it whole at its end, a killed run leaves the rows so far.
-    pub fn with_csv(mut self, path: &Path) -> anyhow::Result<Self> {
-        let header = crate::telemetry::to_csv(&[]);
-        std::fs::write(path, header).with_context(|| format!("cannot write {}", path.display()))?;
-        let file = std::fs::OpenOptions::new().append(true).open(path)?;
-        self.csv = Some(Mutex::new(file));
-        Ok(self)
-    }
-
     pub fn update(&self, s: &Sample, total: Duration) {
         if let Some(live) = &self.live {
             live.send_replace(s.clone());
-        }
-        if let Some(csv) = &self.csv {
-            let mut file = csv.lock().unwrap_or_else(|p| p.into_inner());
-            // A lost row of the live copy is no error: the run writes the whole series at its end.
-            let _ = file.write_all(crate::telemetry::csv_row(s).as_bytes());
         }
         let frac = (s.t / total.as_secs_f64().max(1e-9)).min(1.0);
         self.bar.set_position((frac * 1000.0) as u64);

@@ -49,6 +49,12 @@ pub struct Report {
     pub rss_peak_bytes: u64,
     /// How fast RSS grew over the overload window (least squares), bytes/s.
     pub rss_slope_bytes_per_s: f64,
+    /// What the sink's audit says it holds at the end (sinkd's estimate of its id set and
+    /// per-key map), bytes; 0 without an audit. With the embedded sinkd (no `--sink-url`) it
+    /// is part of this process's RSS: the rest of the RSS is the pipeline's and the sink's
+    /// fixed costs.
+    #[serde(default)]
+    pub sink_audit_bytes: u64,
     /// End-to-end latency from each event's intended send time to the sink's acknowledgement.
     pub latency_ms: Latency,
     /// The largest lag sampled: events due and not yet delivered, dropped or dead-lettered.
@@ -262,6 +268,10 @@ impl Report {
                     mb(self.rss_peak_bytes),
                     self.rss_slope_bytes_per_s / 1e3
                 ),
+            ),
+            (
+                "sink audit holds",
+                format!("{:.1} KB", self.sink_audit_bytes as f64 / 1e3),
             ),
             ("missed sends", self.missed_sends.to_string()),
             ("bottleneck", self.bottleneck.clone()),

@@ -23,7 +23,7 @@ pub async fn run(command: RunCommand) -> anyhow::Result<ExitCode> {
     let plan = Plan::from_args(&args)?;
     println!("{}\n", plan.describe());
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut progress = Progress::new(plan.quiet(), "run").with_csv(&dir.join("timeseries.csv"))?;
+    let mut progress = Progress::new(plan.quiet(), "run");
     if let Some(addr) = command.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

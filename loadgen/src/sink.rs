@@ -37,8 +37,10 @@ pub struct SinkWriter {
     pub(crate) origin_epoch_ns: i64,
 }
 
+/// A latency histogram: microseconds, 1 µs to 1 hour, 3 significant figures. Its range is
+/// fixed (no auto-resize) and values are recorded saturating, so a longer latency counts as
+/// 1 hour and the histogram's memory is the same at the first value and the billionth.
 pub fn histogram() -> Histogram<u64> {
-    // Microseconds, 1 µs to 1 hour, 3 significant figures.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
@@ -194,5 +196,20 @@ pub async fn start_sink(
             let client = SinkClient::new(&running.url())?.with_admin_token("loadgen");
             Ok((Some(running), Some(client), *rate))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_latency_histogram_never_resizes() {
+        let mut h = super::histogram();
+        let size = h.distinct_values();
+        h.saturating_record(1);
+        h.saturating_record(10 * 3_600_000_000); // ten hours: clamped, not grown
+        assert_eq!(h.distinct_values(), size);
+        assert_eq!(h.len(), 2);
+        // Counted as 1 hour, to the histogram's precision.
+        assert!((h.max() as f64 / 3.6e9 - 1.0).abs() < 1e-3, "{}", h.max());
     }
 }

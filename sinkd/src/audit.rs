@@ -4,42 +4,19 @@
 //! the range a producer says it sent, missing ids) and the per-key `seq` (to count ordering
 //! violations: a `seq` lower than the highest already seen for its key).
 //!
-//! Ids are kept in a chunked bitmap: 8 KiB per 65,536 consecutive ids, allocated on first use,
-//! so a dense run of 10 million ids costs about 1.3 MB.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//! Ids are kept in an [`IdSet`]: a bitmap (8 KiB per 65,536 consecutive ids) only for the
+//! chunks not yet complete, and runs of whole chunks for the rest. A lossless run keeps only
+//! the chunks in flight, so the audit stays flat however long it runs; a chunk with a lost id
+//! keeps its bitmap, so a lossy run costs 1 bit per id of its lossy chunks.
 
 use serde::Serialize;
 
-const CHUNK_BITS: u64 = 1 << 16;
-const WORDS: usize = (CHUNK_BITS / 64) as usize;
-
-/// A hasher for u64 keys chosen by the producer: one multiply, no per-process seed. Keys come
-/// from a trusted test harness, not from an adversary, so flooding resistance is not needed.
-#[derive(Debug, Default, Clone, Copy)]
-struct U64Hasher(u64);
-
-impl Hasher for U64Hasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Fast<V> = HashMap<u64, V, BuildHasherDefault<U64Hasher>>;
+use crate::idset::{CHUNK_BITS, Fast, IdSet};
 
 /// The running audit.
 #[derive(Debug, Default)]
 pub struct Audit {
-    chunks: Fast<Box<[u64; WORDS]>>,
+    ids: IdSet,
     received: u64,
     distinct: u64,
     duplicates: u64,
@@ -63,6 +40,10 @@ pub struct Stats {
     pub keys: u64,
     /// Payload bytes received.
     pub payload_bytes: u64,
+    /// An estimate of the heap the audit itself holds (ids and keys), bytes: what sinkd's
+    /// witness costs, apart from the rest of the process.
+    #[serde(default)]
+    pub audit_bytes: u64,
     /// With an expected id range: how many of its ids were never received.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub missing: Option<Missing>,
@@ -86,18 +67,10 @@ impl Audit {
     pub fn record(&mut self, id: u64, key: u64, seq: u64, payload_len: usize) {
         self.received += 1;
         self.bytes += payload_len as u64;
-        let chunk = self
-            .chunks
-            .entry(id / CHUNK_BITS)
-            .or_insert_with(|| Box::new([0; WORDS]));
-        let bit = id % CHUNK_BITS;
-        let word = &mut chunk[(bit / 64) as usize];
-        let mask = 1u64 << (bit % 64);
-        if *word & mask != 0 {
-            self.duplicates += 1;
-        } else {
-            *word |= mask;
+        if self.ids.insert(id) {
             self.distinct += 1;
+        } else {
+            self.duplicates += 1;
         }
         let last = self.last_seq.entry(key).or_insert(seq);
         if seq < *last {
@@ -112,10 +85,9 @@ impl Audit {
         (self.duplicates, self.order_violations)
     }
 
-    fn seen(&self, id: u64) -> bool {
-        self.chunks
-            .get(&(id / CHUNK_BITS))
-            .is_some_and(|c| c[((id % CHUNK_BITS) / 64) as usize] & (1 << (id % 64)) != 0)
+    /// An estimate of the heap the audit holds: the id set and the per-key map.
+    pub fn heap_bytes(&self) -> u64 {
+        self.ids.heap_bytes() + self.last_seq.capacity() as u64 * 17
     }
 
     /// The audit so far; with `expected = Some((from, to))`, also the ids of `from..to` that
@@ -126,12 +98,14 @@ impl Audit {
             let mut sample = Vec::new();
             let mut id = from;
             while id < to {
-                // Whole words of 64 ids at a time, where the range allows.
+                // Whole chunks at a time where every id was seen, then whole words of 64 ids,
+                // where the range allows.
+                if to - id >= CHUNK_BITS && self.ids.whole_chunk(id) {
+                    id += CHUNK_BITS;
+                    continue;
+                }
                 if id % 64 == 0 && to - id >= 64 {
-                    let word = self
-                        .chunks
-                        .get(&(id / CHUNK_BITS))
-                        .map_or(0, |c| c[((id % CHUNK_BITS) / 64) as usize]);
+                    let word = self.ids.word(id);
                     count += u64::from((!word).count_ones());
                     let mut absent = !word;
                     while absent != 0 && sample.len() < 100 {
@@ -141,7 +115,7 @@ impl Audit {
                     id += 64;
                     continue;
                 }
-                if !self.seen(id) {
+                if !self.ids.contains(id) {
                     count += 1;
                     if sample.len() < 100 {
                         sample.push(id);
@@ -163,6 +137,7 @@ impl Audit {
             order_violations: self.order_violations,
             keys: self.last_seq.len() as u64,
             payload_bytes: self.bytes,
+            audit_bytes: self.heap_bytes(),
             missing,
         }
     }
@@ -204,5 +179,63 @@ mod tests {
         assert_eq!(m.count, 200 + 100_000);
         assert_eq!(&m.sample[..3], &[7, 1007, 2007]);
         assert_eq!(m.sample.len(), 100);
+    }
+
+    #[test]
+    fn agrees_with_a_hashset_on_shuffled_ids_with_duplicates_and_losses() {
+        use std::collections::HashSet;
+        let mut a = Audit::default();
+        let mut model = HashSet::new();
+        let mut state = 11u64;
+        // Ids 0..300,000 in windows of 4,096 shuffled by a draw, some sent twice, some lost.
+        let mut dups = 0;
+        for base in (0..300_000u64).step_by(4096) {
+            let mut window: Vec<u64> = (base..(base + 4096).min(300_000)).collect();
+            for i in (1..window.len()).rev() {
+                let j = (splitmix::step(&mut state) % (i as u64 + 1)) as usize;
+                window.swap(i, j);
+            }
+            for id in window {
+                let draw = splitmix::step(&mut state) % 1000;
+                if draw == 0 && id > 200_000 {
+                    continue; // lost, but only in the last chunks
+                }
+                let times = if draw < 5 { 2 } else { 1 };
+                for _ in 0..times {
+                    a.record(id, id % 64, 0, 0);
+                    if !model.insert(id) {
+                        dups += 1;
+                    }
+                }
+            }
+        }
+        let s = a.stats(Some((0, 300_000)));
+        assert_eq!(s.distinct_ids, model.len() as u64);
+        assert_eq!(s.duplicates, dups);
+        let m = s.missing.unwrap();
+        let lost: Vec<u64> = (0..300_000).filter(|id| !model.contains(id)).collect();
+        assert_eq!(m.count, lost.len() as u64);
+        assert!(m.count > 0);
+        assert_eq!(m.sample, lost[..lost.len().min(100)]);
+    }
+
+    #[test]
+    fn a_lossless_stream_keeps_the_audit_flat() {
+        let mut a = Audit::default();
+        // Slightly out of order (pairs swapped), as concurrent writers deliver.
+        let record_up_to = |a: &mut Audit, from: u64, to: u64| {
+            for pair in (from..to).step_by(2) {
+                a.record(pair + 1, 0, 0, 0);
+                a.record(pair, 0, 0, 0);
+            }
+        };
+        record_up_to(&mut a, 0, 1 << 20);
+        let early = a.stats(None).audit_bytes;
+        record_up_to(&mut a, 1 << 20, 1 << 24);
+        let s = a.stats(Some((0, 1 << 24)));
+        assert_eq!((s.distinct_ids, s.missing.unwrap().count), (1 << 24, 0));
+        // 16 times the ids, the same memory (a bitmap of every id would be 2 MiB).
+        assert!(s.audit_bytes <= early, "{} > {early}", s.audit_bytes);
+        assert!(s.audit_bytes < 16 * 1024, "{}", s.audit_bytes);
     }
 }

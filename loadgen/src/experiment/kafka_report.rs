@@ -120,6 +120,8 @@ pub(super) fn build(t: &KafkaTotals<'_>) -> Report {
         sink_utilization: utilization,
         overloaded: finite && rate > t.ceiling * t.plan.batch_size() as f64,
         rss_peak_bytes: t.series.iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+        // sinkd runs in the experiment's process here, not the processor's.
+        sink_audit_bytes: 0,
         rss_slope_bytes_per_s: slope(&rss_points),
         latency_ms: serde_json::from_value::<Latency>(t.processor["latency_ms"].clone())
             .unwrap_or_default(),

@@ -94,7 +94,7 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 /// Every name a Prometheus text exposition defines (histograms with their series).
-fn exported(exposition: &str) -> BTreeSet<String> {
+pub fn exported(exposition: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in exposition.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {

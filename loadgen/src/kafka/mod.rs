@@ -10,6 +10,8 @@ pub mod bare;
 #[cfg(test)]
 mod compose_check;
 pub mod decoupled;
+#[cfg(test)]
+mod deploy_check;
 pub mod eviction;
 pub mod group_lag;
 pub mod inline;

@@ -1,11 +1,11 @@
 //! The time series every command samples: [`Sample`], with its fields spelled out once in
 //! [`FIELDS`]. The CSV a run writes, the CSV an experiment reads back, the chart fields and the
 //! Prometheus exposition of `loadgen process` all come from that one table. [`Sampler`] turns
-//! running totals into a sample, for the embedded pipeline and the Kafka processor alike.
+//! running totals into a sample, for the embedded pipeline and the Kafka processor alike;
+//! [`Bounded`] holds a series in memory that does not grow with the run, and [`CsvWriter`]
+//! writes the full one to disk as it goes.
 //!
 //! A leaf: it depends on nothing else in loadgen.
-
-use anyhow::{Context, bail};
 
 /// One row of the time series.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -232,68 +232,15 @@ pub fn field_names() -> String {
         .join(", ")
 }
 
-/// The series as CSV: a header of the field names, one row per sample.
-pub fn to_csv(series: &[Sample]) -> String {
-    let mut out = FIELDS.iter().map(|f| f.name).collect::<Vec<_>>().join(",");
-    out.push('\n');
-    series.iter().for_each(|s| out.push_str(&csv_row(s)));
-    out
-}
-
-/// One sample as a row of [`to_csv`], its newline included.
-pub fn csv_row(s: &Sample) -> String {
-    let row: Vec<String> = FIELDS
-        .iter()
-        .map(|f| format!("{:.*}", f.decimals, (f.get)(s)))
-        .collect();
-    row.join(",") + "\n"
-}
-
-/// Reads a series written by [`to_csv`]. Columns are found by name, so a file with more
-/// columns reads too; a missing column or a value that is not a number is an error naming the
-/// line and the column, never a silent zero.
-pub fn from_csv(text: &str) -> anyhow::Result<Vec<Sample>> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .context("the time series is empty")?
-        .split(',')
-        .collect();
-    let columns: Vec<(usize, &Field)> = FIELDS
-        .iter()
-        .map(|f| {
-            header
-                .iter()
-                .position(|h| *h == f.name)
-                .map(|i| (i, f))
-                .with_context(|| format!("the time series has no column '{}'", f.name))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut out = Vec::new();
-    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let cells: Vec<&str> = line.split(',').collect();
-        let mut s = Sample::default();
-        for (i, f) in &columns {
-            let cell = cells.get(*i).copied().unwrap_or("");
-            let Ok(v) = cell.trim().parse::<f64>() else {
-                bail!(
-                    "line {}: column '{}' is '{cell}', not a number",
-                    n + 2,
-                    f.name
-                );
-            };
-            (f.set)(&mut s, v);
-        }
-        out.push(s);
-    }
-    Ok(out)
-}
-
+mod csv;
 mod expose;
 mod sampler;
+mod series;
 
+pub use csv::{CsvWriter, from_csv, to_csv};
 pub use expose::{CONTENT_TYPE, encode, from_exposition, register, scrape};
 pub use sampler::{Sampler, Totals, rss_bytes};
+pub use series::{Bounded, Coarsen};
 
 #[cfg(test)]
 mod tests {

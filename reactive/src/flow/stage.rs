@@ -36,7 +36,7 @@ struct Inner {
 }
 
 /// A stage's counters at one moment, or over a window (see [`since`](Self::since)).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StageSnapshot {
     /// The stage's name.
     pub name: String,
