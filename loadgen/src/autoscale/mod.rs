@@ -239,6 +239,9 @@ pub async fn run(args: AutoscaleArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The span the rates are measured over, seconds.
+const RATE_SPAN_S: f64 = 5.0;
+
 /// The loop: a reading a second, a decision when the rule says so.
 async fn watch(
     members: &mut Members<'_>,
@@ -250,7 +253,9 @@ async fn watch(
     let started = Instant::now();
     let mut scaler = Scaler::new(rule);
     let (mut readings, mut decisions) = (Vec::<Reading>::new(), Vec::new());
-    // (t, log-end, committed) two seconds back, for rates that span more than one commit.
+    // (t, log-end, committed) over the last RATE_SPAN seconds: commits land in steps of a
+    // commit interval, and a reading can take a while on a busy broker, so a rate over one
+    // second would be all spikes.
     let mut history: std::collections::VecDeque<(f64, i64, i64)> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
@@ -263,7 +268,7 @@ async fn watch(
         let t = started.elapsed().as_secs_f64();
         let committed = g.log_end - g.lag;
         history.push_back((t, g.log_end, committed));
-        while history.len() > 3 {
+        while history.len() > 2 && history[1].0 <= t - RATE_SPAN_S {
             history.pop_front();
         }
         let (t0, end0, committed0) = history[0];

@@ -190,10 +190,11 @@ pub struct AutoscaleArgs {
     #[arg(long, default_value = "20s", value_parser = units::duration)]
     pub cooldown: Duration,
     /// The least lag, records, at which a member is added.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 5000)]
     pub scale_up_lag: u64,
-    /// Lag, records, at or below which the group counts as idle.
-    #[arg(long, default_value_t = 100)]
+    /// Lag, records, at or below which the group counts as idle (at rest the lag is about the
+    /// rate times the commit interval).
+    #[arg(long, default_value_t = 1000)]
     pub idle_lag: u64,
     /// The sinkd the members write to [default: one started here with no rate limit and
     /// --sink-latency per write, so its capacity grows with the members].
