@@ -97,6 +97,12 @@ impl Window {
     }
 }
 
+/// The mean of `xs` (0 when empty).
+pub(crate) fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (n, sum) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
 /// Least-squares slope of `y` over `x`.
 pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -202,11 +208,7 @@ impl Report {
         let (delivered, dropped, dead_lettered, lost) = accounting(&t);
         let window = Window::new(t.plan, t.ceiling);
         let judged: Vec<&Sample> = t.series.iter().filter(|s| window.contains(s.t)).collect();
-        let writes_rate = if judged.is_empty() {
-            0.0
-        } else {
-            judged.iter().map(|s| s.writes_rate).sum::<f64>() / judged.len() as f64
-        };
+        let writes_rate = mean(judged.iter().map(|s| s.writes_rate));
         let finite = t.ceiling.is_finite() && t.ceiling > 0.0;
         // An overflowing queue stops growing once it hits its cap: measure its growth before.
         let grew_until = if t.queue.overflowed {
@@ -238,9 +240,6 @@ impl Report {
                 .and_then(|a| a.missing.as_ref())
                 .map_or(0, |m| m.count),
             lost,
-            over_kafka: false,
-            left_in_source: 0,
-            delivered_uncommitted: 0,
             sink_ceiling_writes_per_s: if t.ceiling.is_finite() {
                 t.ceiling
             } else {
@@ -279,6 +278,8 @@ impl Report {
             },
             drained: t.drained,
             plan: t.plan.to_json(),
+            // Over Kafka only (`over_kafka`, `left_in_source`, `delivered_uncommitted`).
+            ..Report::default()
         }
     }
 }

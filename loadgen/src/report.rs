@@ -134,6 +134,16 @@ pub fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+impl Dropped {
+    /// The total and its reasons, in a line.
+    fn line(&self) -> String {
+        format!(
+            "{} (newest {}, oldest {}, priority {:?}, abandoned {})",
+            self.total, self.newest, self.oldest, self.priority, self.abandoned
+        )
+    }
+}
+
 impl Report {
     /// What the sink has, as far as is known.
     pub fn delivery_line(&self) -> String {
@@ -204,17 +214,7 @@ impl Report {
         let mut rows = vec![
             ("produced", self.produced.to_string()),
             ("delivered", self.delivered.to_string()),
-            (
-                "dropped",
-                format!(
-                    "{} (newest {}, oldest {}, priority {:?}, abandoned {})",
-                    self.dropped.total,
-                    self.dropped.newest,
-                    self.dropped.oldest,
-                    self.dropped.priority,
-                    self.dropped.abandoned
-                ),
-            ),
+            ("dropped", self.dropped.line()),
             ("dead-lettered", self.dead_lettered.to_string()),
             ("lost", self.lost.to_string()),
             ("left in Kafka", self.left_in_source.to_string()),

@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use crate::analysis::mean;
+
 /// The scaling rule's settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
@@ -122,11 +124,6 @@ pub struct Cost {
     pub rate_after: f64,
     /// Duplicates sinkd counted over the span.
     pub duplicates: u64,
-}
-
-fn mean(xs: impl Iterator<Item = f64>) -> f64 {
-    let (n, s) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
-    if n == 0 { 0.0 } else { s / n as f64 }
 }
 
 /// The cost of a change at `t`, from the readings of the `lead` seconds before it and the

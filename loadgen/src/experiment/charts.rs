@@ -1,9 +1,9 @@
 //! The charts that put every run's curve on one axis, and, for a sweep, throughput and p99
 //! against the parameter.
 
+use super::Done;
 use super::load::Loaded;
 use super::measure::steady_mean;
-use super::runs::Done;
 use super::{ChartSpec, Kind};
 use crate::chart::{Chart, Series};
 use crate::telemetry::Sample;

@@ -10,8 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Done;
 use super::load::Loaded;
-use super::runs::Done;
 use crate::chart::{Chart, Series};
 use crate::memlimit::Mechanism;
 use crate::memlimit::fate::Fate;

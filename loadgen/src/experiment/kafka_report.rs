@@ -12,7 +12,7 @@
 //! - **lag** is the broker's (log-end minus commit, summed over partitions), and the bottleneck
 //!   is judged from utilization, shedding and the lag's slope over the steady window.
 
-use crate::analysis::slope;
+use crate::analysis::{mean, slope};
 use crate::plan::Plan;
 use crate::report::{Dropped, Latency, QueueSummary, Report};
 use crate::telemetry::Sample;
@@ -40,11 +40,6 @@ fn u(v: &serde_json::Value, field: &str) -> u64 {
     v[field].as_u64().unwrap_or(0)
 }
 
-fn mean(xs: impl Iterator<Item = f64>) -> f64 {
-    let (n, sum) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
-    if n == 0 { 0.0 } else { sum / n as f64 }
-}
-
 /// The stage limiting throughput over the steady window, in words.
 fn bottleneck(utilization: f64, shed_share: f64, lag_slope: f64, rate: f64) -> String {
     if shed_share >= 0.5 {
@@ -61,6 +56,17 @@ fn bottleneck(utilization: f64, shed_share: f64, lag_slope: f64, rate: f64) -> S
         format!("processor (lag grew {lag_slope:.0}/s while the sink had room)")
     } else {
         "none: the producer sets the pace".to_string()
+    }
+}
+
+/// The queue's high-water marks, from the processor's samples.
+fn queue(t: &KafkaTotals<'_>) -> QueueSummary {
+    QueueSummary {
+        high_water: t.series.iter().map(|s| s.queue_depth).max().unwrap_or(0),
+        high_water_bytes: t.series.iter().map(|s| s.queue_bytes).max().unwrap_or(0),
+        blocked_s: 0.0,
+        // The processor stopped on its own: with an unbounded queue, at its safety cap.
+        overflowed: t.processor["failure"].is_string(),
     }
 }
 
@@ -137,13 +143,7 @@ pub(super) fn build(t: &KafkaTotals<'_>) -> Report {
         },
         duration_s: t.series.last().map_or(0.0, |s| s.t),
         retries: 0,
-        queue: QueueSummary {
-            high_water: t.series.iter().map(|s| s.queue_depth).max().unwrap_or(0),
-            high_water_bytes: t.series.iter().map(|s| s.queue_bytes).max().unwrap_or(0),
-            blocked_s: 0.0,
-            // The processor stopped on its own: with an unbounded queue, at its safety cap.
-            overflowed: t.processor["failure"].is_string(),
-        },
+        queue: queue(t),
         drained: t.left == 0,
         plan,
     }

@@ -215,7 +215,7 @@ fn ceiling(plan: &Plan, outcome: &Outcome) -> f64 {
 /// with a report of what the series tells (the rest is unknown and left at zero).
 fn outcome_of(dir: &Path, died: bool, died_at: f64) -> anyhow::Result<Outcome> {
     if !died {
-        return super::runs::read_back(dir);
+        return super::folder::read_back(dir);
     }
     let csv = dir.join("timeseries.csv");
     let text =

@@ -11,6 +11,7 @@
 
 mod charts;
 mod cliff;
+mod folder;
 mod heap;
 mod kafka_report;
 mod limited;
@@ -83,6 +84,14 @@ pub(super) struct StallSpec {
     pub(super) for_s: f64,
     pub(super) sink_rate: f64,
     pub(super) source_rate: f64,
+}
+
+/// What the runs left: each run's spec, outcome and schedule length, its result for
+/// experiment.json, and whether every gate held.
+pub(super) struct Done<'a> {
+    pub(super) outcomes: Vec<(&'a RunSpec, crate::pipeline::Outcome, f64)>,
+    pub(super) results: Vec<RunResult>,
+    pub(super) all_ok: bool,
 }
 
 #[derive(Debug, Serialize)]

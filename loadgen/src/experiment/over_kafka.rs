@@ -184,6 +184,37 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Samples until the producer ends, then through the drain (up to the run's
+    /// `--drain-timeout`, or until the lag is 0); returns when the producer ended, seconds.
+    async fn through(
+        &mut self,
+        plan: &Plan,
+        producer: &mut Child,
+        (reader, metrics): (&LagReader, &sinkd::SinkClient),
+        dir: &Path,
+    ) -> anyhow::Result<f64> {
+        let mut tick = tokio::time::interval(plan.sample());
+        loop {
+            tokio::select! {
+                status = producer.wait() => {
+                    let status = status.context("cannot wait for the producer")?;
+                    anyhow::ensure!(status.success(), "the producer failed ({status}): see {}", dir.join("producer.log").display());
+                    break;
+                }
+                _ = tick.tick() => self.sample(reader, metrics, true).await,
+            }
+        }
+        let produce_end = self.sampler.origin().elapsed().as_secs_f64();
+        let drain_until = Instant::now() + plan.drain_timeout();
+        while Instant::now() < drain_until && self.series.last().is_none_or(|s| s.lag > 0) {
+            tick.tick().await;
+            self.sample(reader, metrics, false).await;
+        }
+        Ok(produce_end)
+    }
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     std::fs::read_to_string(path)
         .ok()
@@ -222,23 +253,9 @@ pub(super) async fn run_one(r: &KafkaRun<'_>, dir: &Path) -> anyhow::Result<Outc
         last: GroupLag::default(),
         series: Vec::new(),
     };
-    let mut tick = tokio::time::interval(r.plan.sample());
-    loop {
-        tokio::select! {
-            status = producer.wait() => {
-                let status = status.context("cannot wait for the producer")?;
-                anyhow::ensure!(status.success(), "the producer failed ({status}): see {}", dir.join("producer.log").display());
-                break;
-            }
-            _ = tick.tick() => watch.sample(&reader, &metrics, true).await,
-        }
-    }
-    let produce_end = origin.elapsed().as_secs_f64();
-    let drain_until = Instant::now() + r.plan.drain_timeout();
-    while Instant::now() < drain_until && watch.series.last().is_none_or(|s| s.lag > 0) {
-        tick.tick().await;
-        watch.sample(&reader, &metrics, false).await;
-    }
+    let produce_end = watch
+        .through(r.plan, &mut producer, (&reader, &metrics), dir)
+        .await?;
     child::terminate(&mut processor, Duration::from_secs(30)).await;
     let end = reader.read().await?;
     let audit = client.stats(None).await.ok();

@@ -6,23 +6,15 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::cliff::Cliff;
+use super::folder::read_back;
 use super::limited;
 use super::load::Loaded;
 use super::measure::analyse_stall;
 use super::over_kafka;
-use super::{RunResult, RunSpec};
+use super::{Done, RunResult, RunSpec};
 use crate::cli::{ExperimentArgs, RunArgs};
 use crate::pipeline::Outcome;
 use crate::plan::Plan;
-use crate::report::Report;
-
-/// What the runs left: each run's spec, outcome and schedule length, its result for
-/// experiment.json, and whether every gate held.
-pub(super) struct Done<'a> {
-    pub(super) outcomes: Vec<(&'a RunSpec, Outcome, f64)>,
-    pub(super) results: Vec<RunResult>,
-    pub(super) all_ok: bool,
-}
 
 /// Runs `loadgen run ARGS --out DIR` as a child process and reads back what it wrote.
 pub(super) async fn run_child(args: &[String], dir: &Path, quiet: bool) -> anyhow::Result<Outcome> {
@@ -35,24 +27,6 @@ pub(super) async fn run_child(args: &[String], dir: &Path, quiet: bool) -> anyho
     }
     let status = cmd.status().await.context("cannot start the run")?;
     read_back(dir).with_context(|| format!("the run exited with {status}"))
-}
-
-/// Reads the report and time series a run left in `dir`.
-pub(super) fn read_back(dir: &Path) -> anyhow::Result<Outcome> {
-    let report_path = dir.join("report.json");
-    let text = std::fs::read_to_string(&report_path)
-        .with_context(|| format!("no {}", report_path.display()))?;
-    let report: Report = serde_json::from_str(&text)?;
-    let csv = dir.join("timeseries.csv");
-    let text =
-        std::fs::read_to_string(&csv).with_context(|| format!("cannot read {}", csv.display()))?;
-    let series =
-        crate::telemetry::from_csv(&text).with_context(|| format!("invalid {}", csv.display()))?;
-    Ok(Outcome {
-        report,
-        series,
-        latency: crate::sink::histogram(),
-    })
 }
 
 fn slug(label: &str) -> String {

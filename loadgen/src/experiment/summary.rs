@@ -1,9 +1,9 @@
 //! The experiment's tables (summary.md) and its analysis (experiment.json).
 
+use super::Done;
 use super::Kind;
 use super::load::Loaded;
 use super::measure::steady_mean;
-use super::runs::Done;
 use crate::cli::ExperimentArgs;
 
 /// Writes summary.md and experiment.json, and prints the table.

@@ -212,6 +212,39 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Samples until a stop condition, a signal, or the source's failure (returned): a failed
+    /// source ends the run like a stop condition, so what was delivered is still committed and
+    /// reported, and the caller turns the failure into an error.
+    async fn until_stop(
+        &mut self,
+        plan: &Plan,
+        started: &Running,
+        (ctx, live): (&SinkWriter, &Live),
+        stopping: &Stopping,
+        progress: &Progress,
+    ) -> Option<String> {
+        let mut tick = tokio::time::interval(plan.sample());
+        tick.tick().await;
+        let mut terminate = terminate_signal();
+        // Created once, so a Ctrl-C between two samples is not missed.
+        let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+        loop {
+            let signalled = tokio::select! {
+                _ = tick.tick() => false,
+                _ = &mut interrupt => true,
+                _ = &mut terminate => true,
+            };
+            if let Some(reason) = started.failure.get() {
+                return Some(reason.to_string());
+            }
+            if self.sample(started, ctx, live, stopping, progress) || signalled {
+                return None;
+            }
+        }
+    }
+}
+
 /// Runs the processor until a stop condition or a signal; returns its report.
 pub async fn run(
     args: &ProcessArgs,
@@ -228,32 +261,15 @@ pub async fn run(
 
     let started_at = Instant::now();
     let started = start_loop(args, config, plan, &ctx, &poison)?;
-    let mut tick = tokio::time::interval(plan.sample());
-    tick.tick().await;
     let mut watch = Watch {
         sampler: Sampler::new(started_at),
         last_delivered: 0,
         last_record: Instant::now(),
         lag_max: 0,
     };
-    let mut terminate = terminate_signal();
-    // Created once, so a Ctrl-C between two samples is not missed.
-    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
-    // A failed source ends the run like a stop condition, so what was delivered is still
-    // committed and reported; the caller turns the failure into an error.
-    let failure = loop {
-        let signalled = tokio::select! {
-            _ = tick.tick() => false,
-            _ = &mut interrupt => true,
-            _ = &mut terminate => true,
-        };
-        if let Some(reason) = started.failure.get() {
-            break Some(reason.to_string());
-        }
-        if watch.sample(&started, &ctx, &live, &stopping, progress) || signalled {
-            break None;
-        }
-    };
+    let failure = watch
+        .until_stop(plan, &started, (&ctx, &live), &stopping, progress)
+        .await;
     progress.note("stopping: finishing what is in flight, committing, leaving the group");
     let Running {
         stats,
