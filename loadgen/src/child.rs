@@ -44,3 +44,69 @@ pub async fn terminate(child: &mut Child, grace: std::time::Duration) {
         let _ = child.kill().await;
     }
 }
+
+/// A free TCP port on loopback, for a child's metrics endpoint.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// One `loadgen process --source kafka` member of a consumer group, as the experiments and
+/// `autoscale` start them: metrics on `127.0.0.1:port`, writing to `sink_url`, its dead letters
+/// in `out`.
+pub struct Member<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub sink_url: &'a str,
+    pub port: u16,
+    pub out: &'a Path,
+}
+
+impl Member<'_> {
+    /// Its argv, before the run's own flags.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv: Vec<String> = ["process", "--quiet", "--source", "kafka"]
+            .map(String::from)
+            .into();
+        argv.extend([
+            "--bootstrap-servers".into(),
+            self.bootstrap.into(),
+            "--topic".into(),
+            self.topic.into(),
+            "--group".into(),
+            self.group.into(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{}", self.port),
+            "--sink-url".into(),
+            self.sink_url.into(),
+            "--out".into(),
+            self.out.display().to_string(),
+        ]);
+        argv
+    }
+}
+
+/// Waits (up to a minute) until the member whose metrics are on `port` owns a partition, so
+/// that load does not start into a group still forming; an error, with its log, if it exits.
+pub async fn joined(port: u16, member: &mut Child, log: &Path) -> anyhow::Result<()> {
+    let metrics = sinkd::SinkClient::new(&format!("http://127.0.0.1:{port}"))?;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while tokio::time::Instant::now() < until {
+        if let Ok(Some(status)) = member.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            anyhow::bail!("the processor exited ({status}) before joining its group:\n{tail}");
+        }
+        if let Ok(text) = metrics.metrics().await
+            && crate::telemetry::scrape(&text, "kafka_consumer_assigned_partitions") > 0.0
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!(
+        "the processor did not join its group within 60 s (see {})",
+        log.display()
+    )
+}

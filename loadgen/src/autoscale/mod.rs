@@ -41,53 +41,31 @@ impl Members<'_> {
     fn add(&mut self) -> anyhow::Result<()> {
         self.started += 1;
         let n = self.started;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = child::free_port()?;
         let a = self.args;
-        let mut argv: Vec<String> = ["process", "--quiet", "--source", "kafka"]
-            .map(String::from)
-            .into();
-        argv.extend([
-            "--bootstrap-servers".into(),
-            self.bootstrap.into(),
-            "--topic".into(),
-            a.topic.clone(),
-            "--group".into(),
-            a.group.clone(),
-            "--metrics-addr".into(),
-            format!("127.0.0.1:{port}"),
-            "--sink-url".into(),
-            self.sink_url.into(),
-            "--out".into(),
-            self.out.join(format!("member-{n}")).display().to_string(),
-        ]);
+        let out = self.out.join(format!("member-{n}"));
+        let mut argv = child::Member {
+            bootstrap: self.bootstrap,
+            topic: &a.topic,
+            group: &a.group,
+            sink_url: self.sink_url,
+            port,
+            out: &out,
+        }
+        .argv();
         argv.extend(a.member_flags.iter().cloned());
         let log = self.out.join(format!("member-{n}.log"));
         self.running.push((child::spawn(&argv, &log)?, port));
         Ok(())
     }
 
-    /// Waits (up to a minute) until the first member owns a partition, so that the load does
-    /// not start into a group still forming.
-    async fn joined(&self) -> anyhow::Result<()> {
-        let Some((_, port)) = self.running.first() else {
-            return Ok(());
-        };
-        let metrics = sinkd::SinkClient::new(&format!("http://127.0.0.1:{port}"))?;
-        let until = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < until {
-            if let Ok(text) = metrics.metrics().await
-                && crate::telemetry::scrape(&text, "kafka_consumer_assigned_partitions") > 0.0
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    /// Waits until the first member owns a partition.
+    async fn joined(&mut self) -> anyhow::Result<()> {
+        let log = self.out.join("member-1.log");
+        match self.running.first_mut() {
+            Some((c, port)) => child::joined(*port, c, &log).await,
+            None => Ok(()),
         }
-        bail!(
-            "the first member did not join its group within 60 s (see {}/member-1.log)",
-            self.out.display()
-        )
     }
 
     /// Stops the newest member: SIGTERM, so it commits and leaves the group.

@@ -65,32 +65,22 @@ pub(super) fn check(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn processor_argv(r: &KafkaRun<'_>, group: &str, sink: &str, port: u16, dir: &Path) -> Vec<String> {
-    let mut argv: Vec<String> = ["process", "--quiet", "--source", "kafka"]
-        .map(String::from)
-        .into();
+    let out = dir.join("processor");
+    let member = child::Member {
+        bootstrap: r.bootstrap,
+        topic: &r.topic,
+        group,
+        sink_url: sink,
+        port,
+        out: &out,
+    };
+    let mut argv = member.argv();
     argv.extend([
-        "--bootstrap-servers".into(),
-        r.bootstrap.into(),
-        "--topic".into(),
-        r.topic.clone(),
-        "--group".into(),
-        group.into(),
-        "--metrics-addr".into(),
-        format!("127.0.0.1:{port}"),
-        "--out".into(),
-        dir.join("processor").display().to_string(),
         "--report".into(),
         dir.join("processor.json").display().to_string(),
     ]);
     argv.extend(r.flags.iter().cloned());
-    argv.extend(["--sink-url".into(), sink.into()]);
     argv
 }
 
@@ -120,32 +110,6 @@ fn producer_argv(r: &KafkaRun<'_>, pressure: Option<String>, dir: &Path) -> Vec<
         argv.extend(["--pressure-url".into(), url]);
     }
     argv
-}
-
-/// Waits until the processor owns a partition (it has joined its group), so the producer does
-/// not start into a group that is still forming.
-async fn joined(
-    metrics: &sinkd::SinkClient,
-    processor: &mut Child,
-    log: &Path,
-) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < until {
-        if let Ok(Some(status)) = processor.try_wait() {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            bail!("the processor exited ({status}) before joining its group:\n{tail}");
-        }
-        if let Ok(text) = metrics.metrics().await
-            && crate::telemetry::scrape(&text, "kafka_consumer_assigned_partitions") > 0.0
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!(
-        "the processor did not join its group within 60 s (see {})",
-        log.display()
-    )
 }
 
 /// The samples of a run: the broker's figures and the processor's, on the run's clock.
@@ -235,11 +199,11 @@ pub(super) async fn run_one(r: &KafkaRun<'_>, dir: &Path) -> anyhow::Result<Outc
         .sink_url
         .clone()
         .unwrap_or_else(|| sink.as_ref().map_or_else(String::new, sinkd::Running::url));
-    let port = free_port()?;
+    let port = child::free_port()?;
     let log = dir.join("processor.log");
     let mut processor = child::spawn(&processor_argv(r, &group, &sink_url, port, dir), &log)?;
     let metrics = sinkd::SinkClient::new(&format!("http://127.0.0.1:{port}"))?;
-    joined(&metrics, &mut processor, &log).await?;
+    child::joined(port, &mut processor, &log).await?;
     let pressure = r
         .plan
         .slow_source()

@@ -60,39 +60,28 @@ fn report_field(report: &Path, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// The processors, each with its metrics address.
 type Processors = Vec<(Child, String)>;
 
 fn start_processors(s: &Setting<'_>, sink_url: &str, dir: &Path) -> anyhow::Result<Processors> {
     let mut procs = Vec::new();
     for i in 0..s.spec.processors {
-        let port = free_port()?;
+        let port = child::free_port()?;
         let n = i + 1;
-        let mut argv: Vec<String> = [
-            "process",
-            "--quiet",
-            "--bootstrap-servers",
-            s.bootstrap,
-            "--topic",
-            s.topic,
-            "--sink-url",
-            sink_url,
-        ]
-        .map(String::from)
-        .into();
-        argv.extend([
-            "--group".into(),
+        let (group, out) = (
             format!("{}-group", s.topic),
-            "--metrics-addr".into(),
-            format!("127.0.0.1:{port}"),
-            "--out".into(),
-            dir.join(format!("processor-{n}")).display().to_string(),
+            dir.join(format!("processor-{n}")),
+        );
+        let mut argv = child::Member {
+            bootstrap: s.bootstrap,
+            topic: s.topic,
+            group: &group,
+            sink_url,
+            port,
+            out: &out,
+        }
+        .argv();
+        argv.extend([
             "--report".into(),
             dir.join(format!("processor-{n}.json"))
                 .display()
