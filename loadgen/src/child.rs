@@ -7,11 +7,12 @@ use std::process::Stdio;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-/// `loadgen ARGS`, this same executable.
+/// `loadgen ARGS`, this same executable; killed if its handle drops before it ends (a command
+/// that is interrupted takes its children with it).
 pub fn loadgen(args: &[String]) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("cannot find the loadgen executable")?;
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null());
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     Ok(cmd)
 }
 
@@ -109,4 +110,25 @@ pub async fn joined(port: u16, member: &mut Child, log: &Path) -> anyhow::Result
         "the processor did not join its group within 60 s (see {})",
         log.display()
     )
+}
+
+/// Resolves on Ctrl-C or SIGTERM (so `kill` stops a command as cleanly as Ctrl-C).
+pub fn signalled() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    #[cfg(unix)]
+    let terminate: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => Box::pin(async move {
+                s.recv().await;
+            }),
+            Err(_) => Box::pin(std::future::pending()),
+        };
+    #[cfg(not(unix))]
+    let terminate: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(std::future::pending());
+    Box::pin(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+    })
 }

@@ -181,3 +181,73 @@ fn kafka_flags_are_checked_before_anything_connects() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--partitions"), "{err}");
 }
+
+/// The processes whose command line names `marker`.
+fn processes_naming(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_experiment_takes_its_runs_with_it() {
+    let out = std::env::temp_dir().join(format!("interrupted-{}", std::process::id()));
+    let marker = out.display().to_string();
+    let mut parent = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["experiment", "1", "--quiet", "--time-scale", "0.02"])
+        .args(["--configs", "experiments", "--out", &marker])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("loadgen starts");
+    // Wait (at most 30 s) for its first run, a child process of its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while processes_naming(&format!("{marker}/unbounded")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &parent.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let code = loop {
+        if let Some(code) = parent.try_wait().expect("wait") {
+            break code;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the experiment did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        !code.success(),
+        "an interrupted experiment does not succeed"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_naming(&format!("{marker}/"));
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after the interrupt: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

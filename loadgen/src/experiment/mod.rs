@@ -115,20 +115,30 @@ pub(super) struct StallAnalysis {
     pub(super) recovery_ratio: Option<f64>,
 }
 
-/// Runs experiment `args.name`.
+/// Runs experiment `args.name`. Ctrl-C or SIGTERM stops it with everything it started: its
+/// children are killed as their handles drop, and a broker it started with them.
 pub async fn run(args: ExperimentArgs) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load::load(&args)? else {
         return Ok(ExitCode::SUCCESS); // `list`
     };
-    if loaded.config.kind == Kind::KafkaEviction {
-        return load::run_kafka(&loaded, &args).await;
+    tokio::select! {
+        result = run_loaded(&loaded, &args) => result,
+        _ = crate::child::signalled() => {
+            anyhow::bail!("interrupted: the runs under way and the processes they started were stopped")
+        }
     }
-    let done = runs::run_all(&loaded, &args).await?;
+}
+
+async fn run_loaded(loaded: &load::Loaded, args: &ExperimentArgs) -> anyhow::Result<ExitCode> {
+    if loaded.config.kind == Kind::KafkaEviction {
+        return load::run_kafka(loaded, args).await;
+    }
+    let done = runs::run_all(loaded, args).await?;
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    charts::draw(&loaded, &done)?;
-    summary::write(&loaded, &args, &done)?;
+    charts::draw(loaded, &done)?;
+    summary::write(loaded, args, &done)?;
     Ok(if done.all_ok {
         ExitCode::SUCCESS
     } else {

@@ -13,7 +13,7 @@ use reactive::kafka::{KafkaConfig, KafkaStats};
 use tokio::time::Instant;
 
 use super::poison::PoisonLog;
-use super::poll_loop::{Running, Shutdown};
+use super::poll_loop::Running;
 use crate::cli::{PollLoop, ProcessArgs};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -226,14 +226,12 @@ impl Watch {
     ) -> Option<String> {
         let mut tick = tokio::time::interval(plan.sample());
         tick.tick().await;
-        let mut terminate = terminate_signal();
-        // Created once, so a Ctrl-C between two samples is not missed.
-        let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+        // Created once, so a signal between two samples is not missed.
+        let mut signal = crate::child::signalled();
         loop {
             let signalled = tokio::select! {
                 _ = tick.tick() => false,
-                _ = &mut interrupt => true,
-                _ = &mut terminate => true,
+                _ = &mut signal => true,
             };
             if let Some(reason) = started.failure.get() {
                 return Some(reason.to_string());
@@ -311,21 +309,4 @@ pub async fn run(
         ),
         failure,
     })
-}
-
-/// Resolves on SIGTERM (so `kill` stops the processor as cleanly as Ctrl-C).
-fn terminate_signal() -> Shutdown {
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => Box::pin(async move {
-                s.recv().await;
-            }),
-            Err(_) => Box::pin(std::future::pending()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        Box::pin(std::future::pending())
-    }
 }
