@@ -235,7 +235,7 @@ async fn watch(
     // commit interval, and a reading can take a while on a busy broker, so a rate over one
     // second would be all spikes.
     let mut history: std::collections::VecDeque<(f64, i64, i64)> = Default::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = crate::telemetry::sampling(Duration::from_secs(1));
     let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
     while stop_after.is_none_or(|s| started.elapsed() < s) {
         tokio::select! {

@@ -158,7 +158,7 @@ impl Watch {
         (reader, metrics): (&LagReader, &sinkd::SinkClient),
         dir: &Path,
     ) -> anyhow::Result<f64> {
-        let mut tick = tokio::time::interval(plan.sample());
+        let mut tick = crate::telemetry::sampling(plan.sample());
         loop {
             tokio::select! {
                 status = producer.wait() => {

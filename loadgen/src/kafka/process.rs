@@ -224,7 +224,7 @@ impl Watch {
         stopping: &Stopping,
         progress: &Progress,
     ) -> Option<String> {
-        let mut tick = tokio::time::interval(plan.sample());
+        let mut tick = crate::telemetry::sampling(plan.sample());
         tick.tick().await;
         // Created once, so a signal between two samples is not missed.
         let mut signal = crate::child::signalled();

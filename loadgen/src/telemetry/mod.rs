@@ -239,7 +239,7 @@ mod series;
 
 pub use csv::{CsvWriter, from_csv, to_csv};
 pub use expose::{CONTENT_TYPE, encode, from_exposition, register, scrape};
-pub use sampler::{Sampler, Totals, rss_bytes};
+pub use sampler::{Sampler, Totals, rss_bytes, sampling};
 pub use series::{Bounded, Coarsen};
 
 #[cfg(test)]
@@ -322,6 +322,20 @@ mod tests {
         let text = "# HELP lag x\nlag{p=\"0\"} 3\nlag{p=\"1\"} 4\nlag_total 100\n";
         assert_eq!(scrape(text, "lag"), 7.0);
         assert_eq!(scrape(text, "missing"), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_stall_the_next_sample_is_a_whole_period_away() {
+        let period = std::time::Duration::from_millis(250);
+        let mut tick = sampling(period);
+        tick.tick().await;
+        // A stall of four periods: one tick is due at once, and none in a burst after it.
+        tokio::time::advance(period * 4).await;
+        let stalled = Instant::now();
+        tick.tick().await;
+        assert_eq!(Instant::now(), stalled);
+        tick.tick().await;
+        assert_eq!(Instant::now() - stalled, period);
     }
 
     #[tokio::test(start_paused = true)]

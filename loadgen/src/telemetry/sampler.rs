@@ -72,6 +72,15 @@ impl Sampler {
     }
 }
 
+/// A sampling clock of `period` whose missed ticks are not made up in a burst: after a stall
+/// (a busy machine, a stopped process) the next sample comes a whole period later, so no rate is
+/// measured over a few microseconds.
+pub fn sampling(period: std::time::Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 /// The resident set size of this process, from /proc (0 where unavailable).
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
