@@ -43,7 +43,9 @@ fn experiment_7_over_kafka_accounts_for_every_record() {
         let r = report(&out, run);
         assert_eq!(r["over_kafka"], true, "{run}");
         let produced = n(&r, "produced");
-        assert!(produced > 10_000, "{run}: the producer wrote {produced}");
+        // 8,000/s for 7.2 s, except where the producer is told to back off.
+        let floor = if run == "slow-source" { 1_000 } else { 40_000 };
+        assert!(produced > floor, "{run}: the producer wrote {produced}");
         let accounted = n(&r, "delivered")
             + n(&r["dropped"], "total")
             + n(&r, "dead_lettered")
