@@ -89,6 +89,42 @@ impl Member<'_> {
     }
 }
 
+/// One `loadgen produce` into a topic, as the experiments and `autoscale` start them: `rate`
+/// events/s for `secs` seconds, ids from `first_id`, its report (what it sent) in `report`.
+pub struct Producer<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub rate: f64,
+    pub secs: f64,
+    pub seed: u64,
+    pub first_id: u64,
+    pub report: &'a Path,
+}
+
+impl Producer<'_> {
+    /// Its argv; further flags (`--msg-size`, `--pressure-url`, ...) go after it.
+    pub fn argv(&self) -> Vec<String> {
+        vec![
+            "produce".into(),
+            "--quiet".into(),
+            "--bootstrap-servers".into(),
+            self.bootstrap.into(),
+            "--topic".into(),
+            self.topic.into(),
+            "--rate".into(),
+            self.rate.to_string(),
+            "--duration".into(),
+            format!("{}s", self.secs),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--first-id".into(),
+            self.first_id.to_string(),
+            "--report".into(),
+            self.report.display().to_string(),
+        ]
+    }
+}
+
 /// Waits (up to a minute) until the member whose metrics are on `port` owns a partition, so
 /// that load does not start into a group still forming; an error, with its log, if it exits.
 pub async fn joined(port: u16, member: &mut Child, log: &Path) -> anyhow::Result<()> {

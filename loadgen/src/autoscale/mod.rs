@@ -108,26 +108,17 @@ async fn produce_steps(bootstrap: String, topic: String, step: Schedule, out: Pa
     let mut first_id = 0u64;
     for (i, s) in step.segments.iter().enumerate() {
         let secs = s.duration.as_secs_f64();
-        let argv: Vec<String> = vec![
-            "produce".into(),
-            "--quiet".into(),
-            "--bootstrap-servers".into(),
-            bootstrap.clone(),
-            "--topic".into(),
-            topic.clone(),
-            "--rate".into(),
-            s.rate.to_string(),
-            "--duration".into(),
-            format!("{secs}s"),
-            "--seed".into(),
-            (i + 1).to_string(),
-            "--first-id".into(),
-            first_id.to_string(),
-            "--report".into(),
-            out.join(format!("producer-{}.json", i + 1))
-                .display()
-                .to_string(),
-        ];
+        let report = out.join(format!("producer-{}.json", i + 1));
+        let argv = child::Producer {
+            bootstrap: &bootstrap,
+            topic: &topic,
+            rate: s.rate,
+            secs,
+            seed: i as u64 + 1,
+            first_id,
+            report: &report,
+        }
+        .argv();
         first_id += (s.rate * secs).ceil() as u64 + 1;
         match child::spawn(&argv, &out.join(format!("producer-{}.log", i + 1))) {
             Ok(mut c) => {
@@ -280,6 +271,55 @@ async fn watch(
     Ok((readings, decisions))
 }
 
+/// A chart: its file, title, y label, and its curves (a name and a reading each).
+type ChartSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, fn(&Reading) -> f64)],
+);
+
+/// The charts: throughput (produced and committed), members, lag and duplicates over time.
+fn write_charts(out: &Path, readings: &[Reading]) -> anyhow::Result<()> {
+    const CHARTS: [ChartSpec; 3] = [
+        (
+            "throughput.svg",
+            "Throughput recovered as members are added",
+            "records/s",
+            &[
+                ("produced", |r| r.produced_rate),
+                ("committed", |r| r.committed_rate),
+            ],
+        ),
+        (
+            "members.svg",
+            "Members of the group",
+            "members",
+            &[("members", |r| r.members as f64)],
+        ),
+        (
+            "lag.svg",
+            "Lag (broker) and duplicates (sinkd)",
+            "records",
+            &[
+                ("lag", |r| r.lag as f64),
+                ("duplicates", |r| r.duplicates as f64),
+            ],
+        ),
+    ];
+    for (file, title, y, curves) in CHARTS {
+        let series = curves
+            .iter()
+            .map(|(name, f)| Series {
+                name: (*name).into(),
+                points: readings.iter().map(|r| (r.t, f(r))).collect(),
+            })
+            .collect();
+        crate::output::write_chart(&out.join(file), &Chart::new(title, "seconds", y, series))?;
+    }
+    Ok(())
+}
+
 /// The table of decisions and their costs, autoscale.json, and the charts.
 fn report(
     out: &Path,
@@ -309,42 +349,7 @@ fn report(
             "readings": readings,
         }))?,
     )?;
-    let series = |name: &str, f: fn(&Reading) -> f64| Series {
-        name: name.into(),
-        points: readings.iter().map(|r| (r.t, f(r))).collect(),
-    };
-    let chart =
-        |title: &str, y: &str, s: Vec<Series>| Chart::new(title.to_string(), "seconds", y, s);
-    crate::output::write_chart(
-        &out.join("throughput.svg"),
-        &chart(
-            "Throughput recovered as members are added",
-            "records/s",
-            vec![
-                series("produced", |r| r.produced_rate),
-                series("committed", |r| r.committed_rate),
-            ],
-        ),
-    )?;
-    crate::output::write_chart(
-        &out.join("members.svg"),
-        &chart(
-            "Members of the group",
-            "members",
-            vec![series("members", |r| r.members as f64)],
-        ),
-    )?;
-    crate::output::write_chart(
-        &out.join("lag.svg"),
-        &chart(
-            "Lag (broker) and duplicates (sinkd)",
-            "records",
-            vec![
-                series("lag", |r| r.lag as f64),
-                series("duplicates", |r| r.duplicates as f64),
-            ],
-        ),
-    )?;
+    write_charts(out, readings)?;
     println!(
         "wrote {}/{{summary.md, autoscale.json, throughput.svg, members.svg, lag.svg}}",
         out.display()

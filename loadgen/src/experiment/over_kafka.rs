@@ -85,27 +85,23 @@ fn processor_argv(r: &KafkaRun<'_>, group: &str, sink: &str, port: u16, dir: &Pa
 }
 
 fn producer_argv(r: &KafkaRun<'_>, pressure: Option<String>, dir: &Path) -> Vec<String> {
-    let a = r.args;
-    let mut argv: Vec<String> = vec![
-        "produce".into(),
-        "--quiet".into(),
-        "--bootstrap-servers".into(),
-        r.bootstrap.into(),
-        "--topic".into(),
-        r.topic.clone(),
-        "--rate".into(),
-        r.plan.schedule().peak().to_string(),
-        "--duration".into(),
-        format!("{}s", r.plan.schedule().total().as_secs_f64()),
+    let report = dir.join("producer.json");
+    let mut argv = child::Producer {
+        bootstrap: r.bootstrap,
+        topic: &r.topic,
+        rate: r.plan.schedule().peak(),
+        secs: r.plan.schedule().total().as_secs_f64(),
+        seed: r.args.seed,
+        first_id: 0,
+        report: &report,
+    }
+    .argv();
+    argv.extend([
         "--msg-size".into(),
-        a.msg_size.to_string(),
-        "--seed".into(),
-        a.seed.to_string(),
+        r.args.msg_size.to_string(),
         "--keys".into(),
-        a.keys.to_string(),
-        "--report".into(),
-        dir.join("producer.json").display().to_string(),
-    ];
+        r.args.keys.to_string(),
+    ]);
     if let Some(url) = pressure {
         argv.extend(["--pressure-url".into(), url]);
     }

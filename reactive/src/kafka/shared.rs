@@ -2,7 +2,7 @@
 //! the acks all hold one [`Shared`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::task::AtomicWaker;
@@ -33,6 +33,9 @@ pub(super) struct Shared {
     pub(super) assignment_epoch: AtomicU64,
     /// Partitions being revoked now (between the start and the end of a revocation).
     pub(super) revoking: Mutex<Vec<Tp>>,
+    /// How many partitions `revoking` holds, so that an [`Ack`](super::Ack) dropped outside a
+    /// revocation (every record a shedding pipeline drops) does not take its lock.
+    pub(super) revoking_count: AtomicUsize,
     /// Bumped at the start of each revocation, so the connection drops what it holds of them.
     pub(super) revoke_epoch: AtomicU64,
     /// Called with the partitions at the start of each revocation.
@@ -93,7 +96,11 @@ impl Shared {
     /// Starts a revocation of `tps`: the connection stops handing their records on, and the
     /// hooks purge them from the pipeline.
     pub(super) fn begin_revoke(&self, tps: &[Tp]) {
-        lock(&self.revoking).extend(tps.iter().cloned());
+        {
+            let mut revoking = lock(&self.revoking);
+            revoking.extend(tps.iter().cloned());
+            self.revoking_count.store(revoking.len(), Ordering::Release);
+        }
         lock(&self.stash).retain(|r| !tps.contains(&r.tp));
         self.revoke_epoch.fetch_add(1, Ordering::AcqRel);
         self.connection.wake();
@@ -108,11 +115,13 @@ impl Shared {
 
     /// Whether `tp` is being revoked now.
     pub(super) fn is_revoking(&self, tp: &Tp) -> bool {
-        lock(&self.revoking).contains(tp)
+        self.revoking_count.load(Ordering::Acquire) > 0 && lock(&self.revoking).contains(tp)
     }
 
     pub(super) fn end_revoke(&self, tps: &[Tp]) {
-        lock(&self.revoking).retain(|tp| !tps.contains(tp));
+        let mut revoking = lock(&self.revoking);
+        revoking.retain(|tp| !tps.contains(tp));
+        self.revoking_count.store(revoking.len(), Ordering::Release);
     }
 
     pub(super) fn set_lag(&self, lags: Vec<PartitionLag>) {

@@ -39,6 +39,7 @@ impl KafkaSource {
                 tracker: Mutex::new(Tracker::default()),
                 assignment_epoch: AtomicU64::new(0),
                 revoking: Mutex::new(Vec::new()),
+                revoking_count: Default::default(),
                 revoke_epoch: AtomicU64::new(0),
                 revoke_hooks: Mutex::new(Vec::new()),
                 connection: AtomicWaker::new(),

@@ -30,25 +30,16 @@ fn produce_argv(
     (seed, first_id): (u64, u64),
     report: &Path,
 ) -> Vec<String> {
-    [
-        "produce".to_string(),
-        "--quiet".into(),
-        "--bootstrap-servers".into(),
-        s.bootstrap.into(),
-        "--topic".into(),
-        s.topic.into(),
-        "--rate".into(),
-        rate.to_string(),
-        "--duration".into(),
-        format!("{secs}s"),
-        "--seed".into(),
-        seed.to_string(),
-        "--first-id".into(),
-        first_id.to_string(),
-        "--report".into(),
-        report.display().to_string(),
-    ]
-    .into()
+    child::Producer {
+        bootstrap: s.bootstrap,
+        topic: s.topic,
+        rate,
+        secs,
+        seed,
+        first_id,
+        report,
+    }
+    .argv()
 }
 
 /// A report's field (0 without the report or the field).
