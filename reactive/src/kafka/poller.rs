@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::lag::lag_loop;
 use super::probe;
 use super::rebalance::{SourceContext, commit, is_eviction, tpl_of};
+use super::record::Lease;
 use super::recover::{Progress, check_stalls};
 use super::shared::{Arena, Raw, Shared};
 use super::{Ack, KafkaRecord};
@@ -57,15 +58,29 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
         start += len;
     }
     drop(t);
+    // Fresh reference counts for this batch (see `Lease`): one for the acks, and one topic
+    // name per topic, so that cloning them here and dropping the records of an earlier batch
+    // in the acknowledging task touch different cache lines.
+    let lease = Arc::new(Lease(shared.clone()));
+    let mut names: Vec<Arc<str>> = Vec::new();
     let mut raw = raw.into_iter();
     for (len, generation) in runs {
-        let run = raw.by_ref().take(len);
+        let mut run = raw.by_ref().take(len).peekable();
         let Some(generation) = generation else {
             run.for_each(drop); // not assigned (any more): the next owner reads these
             continue;
         };
+        let Some(first) = run.peek() else { continue };
+        let topic = match names.iter().find(|n| ***n == *first.tp.0) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = Arc::from(&*first.tp.0);
+                names.push(n.clone());
+                n
+            }
+        };
         records.extend(run.map(|r| KafkaRecord {
-            topic: r.tp.0.clone(),
+            topic: topic.clone(),
             partition: r.tp.1,
             offset: r.offset,
             data: r.data,
@@ -73,8 +88,8 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
             has_payload: r.has_payload,
             timestamp_ms: r.timestamp_ms,
             ack: Ack {
-                shared: shared.clone(),
-                tp: r.tp,
+                lease: lease.clone(),
+                tp: (topic.clone(), r.tp.1),
                 offset: r.offset,
                 generation,
                 done: false,

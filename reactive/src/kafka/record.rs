@@ -50,11 +50,18 @@ fn split(data: &[u8], key_len: Option<u32>, has_payload: bool) -> (Option<&[u8]>
     (key_len.map(|_| key), has_payload.then_some(value))
 }
 
+/// One handover's hold on the source's shared state. The acks of a batch of records share it,
+/// so that their reference counts live on a cache line of the batch's own: cloned by the poll
+/// thread for one batch and dropped by the acknowledging task for an earlier one, a count on
+/// the source's own state would pass between the two threads at every record.
+#[derive(Debug)]
+pub(super) struct Lease(pub(super) Arc<Shared>);
+
 /// The right to commit one record's offset. Acknowledging is cheap (a short lock); use
 /// [`Ack::ack_all`] for a batch.
 #[derive(Debug)]
 pub struct Ack {
-    pub(super) shared: Arc<Shared>,
+    pub(super) lease: Arc<Lease>,
     pub(super) tp: Tp,
     pub(super) offset: i64,
     pub(super) generation: u64,
@@ -66,7 +73,7 @@ impl Ack {
     /// partition is acknowledged too.
     pub fn ack(mut self) {
         self.done = true;
-        self.shared.ack(&self.tp, self.offset, self.generation);
+        self.lease.0.ack(&self.tp, self.offset, self.generation);
     }
 
     /// Acknowledges many records under one lock.
@@ -75,9 +82,9 @@ impl Ack {
         let mut guard = None;
         for mut a in acks {
             a.done = true;
-            if shared.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &a.shared)) {
+            if shared.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &a.lease.0)) {
                 guard = None;
-                shared = Some(a.shared.clone());
+                shared = Some(a.lease.0.clone());
             }
             let s = shared.as_ref().expect("set above");
             if s.closed.load(Ordering::Acquire) {
@@ -108,12 +115,13 @@ impl Drop for Ack {
         }
         // Settled only when shed on purpose: a record let go because its partition is being
         // revoked (purged) is read again by the next owner, shedding or not.
-        if self.shared.settle_on_drop && !self.shared.is_revoking(&self.tp) {
-            self.shared.ack(&self.tp, self.offset, self.generation);
+        let shared = &self.lease.0;
+        if shared.settle_on_drop && !shared.is_revoking(&self.tp) {
+            shared.ack(&self.tp, self.offset, self.generation);
         } else {
             // Let go before the sink had it (purged from a revoked partition, say): no longer
             // in flight, and never committed past, so the next owner reads it again.
-            self.shared.release(&self.tp, self.offset, self.generation);
+            shared.release(&self.tp, self.offset, self.generation);
         }
     }
 }
