@@ -247,6 +247,15 @@ pub struct KeyOrderArgs {
     /// Writes keyorder.json and summary.md here [default: out/keyorder].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Instead of the comparison: the replay after `kill -9`, this many times. Key order runs
+    /// in a child process that writes each finished record's offset to a file (the sink), is
+    /// SIGKILLed at a seeded point, and runs again in the same group to the end; records
+    /// written by both runs are the replay.
+    #[arg(long)]
+    pub kills: Option<u32>,
+    /// The child's topic, group and sink file (set by `--kills`).
+    #[arg(long, hide = true, num_args = 3, value_names = ["TOPIC", "GROUP", "FILE"])]
+    pub child: Option<Vec<String>>,
 }
 
 /// How `loadgen keyorder` spreads a partition's records over workers.

@@ -83,7 +83,13 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
         args.workers >= 1,
         "invalid value '0' for '--workers': at least 1"
     );
+    if let Some(child) = &args.child {
+        return child_run(&args, child).await;
+    }
     let (_broker, bootstrap) = super::broker(args.bootstrap_servers.as_deref())?;
+    if let Some(kills) = args.kills {
+        return kill_trials(&args, &bootstrap, kills).await;
+    }
     let topic = format!("keyorder-{}-{}", args.seed, std::process::id());
     super::create_topic(&bootstrap, &topic, 1, 1).await?;
     let keys = draw_keys(args.records, args.keys, args.seed);
@@ -108,7 +114,8 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
         };
         let deadline = total + Duration::from_secs(60);
         let group = format!("{topic}-{i}");
-        let mut result = run_mode(&bootstrap, &topic, &group, mode, n, &work, deadline).await?;
+        let mut result =
+            run_mode(&bootstrap, &topic, &group, mode, n, &work, deadline, None).await?;
         let lag = LagReader::new(&bootstrap, &group, &topic, 1)?
             .read()
             .await?;
@@ -159,6 +166,212 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// The child of `--kills`: key order over `topic` in `group`, each finished record's offset
+/// appended to `file`, until every record of the topic is done.
+async fn child_run(
+    args: &KeyOrderArgs,
+    child: &[String],
+) -> anyhow::Result<std::process::ExitCode> {
+    let [topic, group, file] = child else {
+        anyhow::bail!("--child takes TOPIC GROUP FILE");
+    };
+    let bootstrap = args
+        .bootstrap_servers
+        .clone()
+        .context("--child needs --bootstrap-servers")?;
+    let sink = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .with_context(|| format!("cannot open {file}"))?;
+    let work = Arc::new(draw_work(args.records, args.work_max, args.seed));
+    let deadline = work.iter().sum::<Duration>() + Duration::from_secs(60);
+    let sink = Some(Arc::new(std::sync::Mutex::new(sink)));
+    // A restarted child finishes what is left: it stops when every record it reads is done,
+    // counted by the topic's end rather than by what it processed itself.
+    run_mode_until_end(
+        &bootstrap,
+        topic,
+        group,
+        args.workers,
+        &work,
+        deadline,
+        sink,
+    )
+    .await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Key order until the group's commit reaches the log's end.
+async fn run_mode_until_end(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    n: usize,
+    work: &Arc<Vec<Duration>>,
+    deadline: Duration,
+    sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+) -> anyhow::Result<()> {
+    let reader = LagReader::new(bootstrap, group, topic, 1)?;
+    let run = run_mode(
+        bootstrap,
+        topic,
+        group,
+        KeyOrderMode::Key,
+        n,
+        work,
+        deadline,
+        sink,
+    );
+    tokio::pin!(run);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            result = &mut run => {
+                // Every record processed by this run alone (a first run).
+                result?;
+                return Ok(());
+            }
+            () = tokio::time::sleep(Duration::from_millis(250)) => {
+                let lag = reader.read().await?;
+                if lag.lag == 0 && lag.log_end > 0 {
+                    return Ok(()); // a restart: the rest is done and committed
+                }
+                anyhow::ensure!(started.elapsed() < deadline, "not done within {deadline:?}");
+            }
+        }
+    }
+}
+
+/// One `--kills` trial's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct KillTrial {
+    /// Records the first run had written when it was killed.
+    pub written_before_kill: u64,
+    /// The group's commit found after the kill.
+    pub committed_at_kill: i64,
+    /// Records written by both runs.
+    pub replayed: u64,
+    /// Records written by neither.
+    pub lost: u64,
+    /// Records below the commit that the second run wrote again (must be 0).
+    pub reread_below_commit: u64,
+}
+
+/// `--kills`: key order SIGKILLed mid-run and restarted in the same group, `kills` times.
+async fn kill_trials(
+    args: &KeyOrderArgs,
+    bootstrap: &str,
+    kills: u32,
+) -> anyhow::Result<std::process::ExitCode> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/keyorder-kills"));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut state = args.seed ^ 0x6b69_6c6c;
+    let mut trials = Vec::new();
+    for t in 0..kills {
+        let topic = format!("keyorder-kill-{}-{t}-{}", args.seed, std::process::id());
+        let group = format!("{topic}-g");
+        super::create_topic(bootstrap, &topic, 1, 1).await?;
+        produce(
+            bootstrap,
+            &topic,
+            &draw_keys(args.records, args.keys, args.seed),
+        )
+        .await?;
+        // Killed somewhere between a tenth and nine tenths of the way.
+        let at =
+            (args.records as f64 * (0.1 + 0.8 * splitmix::unit(splitmix::step(&mut state)))) as u64;
+        let files = [
+            out.join(format!("kill-{t}-first.offsets")),
+            out.join(format!("kill-{t}-second.offsets")),
+        ];
+        let argv = |file: &std::path::Path| -> Vec<String> {
+            let mut v: Vec<String> = ["keyorder", "--records"].map(String::from).to_vec();
+            v.push(args.records.to_string());
+            v.extend([
+                "--work-max".into(),
+                format!("{}us", args.work_max.as_micros()),
+            ]);
+            v.extend(["--workers".into(), args.workers.to_string()]);
+            v.extend(["--seed".into(), args.seed.to_string()]);
+            v.extend(["--bootstrap-servers".into(), bootstrap.to_string()]);
+            v.extend(["--child".into(), topic.clone(), group.clone()]);
+            v.push(file.display().to_string());
+            v
+        };
+        let mut first =
+            crate::child::spawn(&argv(&files[0]), &out.join(format!("kill-{t}-first.log")))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while count_lines(&files[0]) < at && Instant::now() < deadline {
+            if first.try_wait()?.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        first.start_kill().context("cannot kill the first run")?; // SIGKILL
+        let _ = first.wait().await;
+        let lag = LagReader::new(bootstrap, &group, &topic, 1)?.read().await?;
+        let committed = lag.log_end - lag.lag;
+        let status =
+            crate::child::spawn(&argv(&files[1]), &out.join(format!("kill-{t}-second.log")))?
+                .wait()
+                .await?;
+        anyhow::ensure!(status.success(), "the restarted run failed: {status}");
+        let a = offsets(&files[0]);
+        let b = offsets(&files[1]);
+        let trial = KillTrial {
+            written_before_kill: a.len() as u64,
+            committed_at_kill: committed,
+            replayed: a.intersection(&b).count() as u64,
+            lost: (0..args.records as i64)
+                .filter(|o| !a.contains(o) && !b.contains(o))
+                .count() as u64,
+            reread_below_commit: b.iter().filter(|&&o| o < committed).count() as u64,
+        };
+        println!(
+            "  kill {t}: {} written before the kill, commit {}, replayed {}, lost {}, re-read below the commit {}",
+            trial.written_before_kill,
+            trial.committed_at_kill,
+            trial.replayed,
+            trial.lost,
+            trial.reread_below_commit
+        );
+        trials.push(trial);
+    }
+    std::fs::write(
+        out.join("kills.json"),
+        serde_json::to_string_pretty(&trials)?,
+    )?;
+    let window = args.workers * 16;
+    let worst = trials.iter().map(|t| t.replayed).max().unwrap_or(0);
+    println!(
+        "replay after kill -9: at most {worst} records in {kills} kills (the pool holds up to {window}); wrote {}",
+        out.display()
+    );
+    let broken = trials
+        .iter()
+        .any(|t| t.lost > 0 || t.reread_below_commit > 0);
+    Ok(if broken {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn count_lines(path: &std::path::Path) -> u64 {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+}
+
+/// The offsets in a sink file (a torn last line, cut by the kill, is not a write).
+fn offsets(path: &std::path::Path) -> std::collections::HashSet<i64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+    complete.lines().filter_map(|l| l.parse().ok()).collect()
 }
 
 /// Each record's key, at random among `keys`.
@@ -224,6 +437,7 @@ async fn run_mode(
     n: usize,
     work: &Arc<Vec<Duration>>,
     deadline: Duration,
+    sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
 ) -> anyhow::Result<ModeResult> {
     let records = work.len() as u64;
     let config = KafkaConfig {
@@ -248,18 +462,20 @@ async fn run_mode(
         batch: 1,
         linger: Duration::ZERO,
     };
-    let (c, p, f, l, w) = (
+    let (c, p, f, l, w, file) = (
         check.clone(),
         processed.clone(),
         first.clone(),
         last.clone(),
         work.clone(),
+        sink,
     );
     let (subscriber, pool) = workers(
         config,
         |r: &KafkaRecord| key_seq(r).map_or(0, |(k, _)| k),
         move |_, batch: Vec<KafkaRecord>| {
             let (c, p, f, l, w) = (c.clone(), p.clone(), f.clone(), l.clone(), w.clone());
+            let file = file.clone();
             async move {
                 for r in batch {
                     f.get_or_init(Instant::now);
@@ -267,6 +483,17 @@ async fn run_mode(
                     tokio::time::sleep(w.get(at).copied().unwrap_or_default()).await;
                     if let Some((key, seq)) = key_seq(&r) {
                         c.observe(key, seq);
+                    }
+                    if let Some(file) = &file {
+                        // The sink: the offset is written (to the OS) before it is acked.
+                        use std::io::Write;
+                        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                        if file
+                            .write_all(format!("{}\n", r.offset).as_bytes())
+                            .is_err()
+                        {
+                            continue; // not written: not acked, read again after a restart
+                        }
                     }
                     r.ack.ack();
                     p.fetch_add(1, Ordering::SeqCst);

@@ -33,6 +33,14 @@
 //!   earlier ones. A record that is never acknowledged is never committed past, and is delivered
 //!   again after a restart or rebalance (see [`KafkaConfig::settle_on_drop`] for pipelines that
 //!   shed on purpose).
+//! - **What was finished past the commit is not done again.** Each commit's metadata lists the
+//!   offsets past its point that were already acknowledged (runs, cut at 3,000 bytes), and a
+//!   member that is assigned a partition reads it back and counts those records as
+//!   acknowledged instead of handing them over. So a crash or a hand-over replays the records
+//!   in flight and those acknowledged since the last commit, not everything finished past the
+//!   slowest record (key-parallel pipelines finish far ahead of it). This needs a broker that
+//!   returns commit metadata in OffsetFetch, as Kafka does; tansu 0.6 stores it but answers
+//!   without it, and there the source replays from the commit point as before.
 //! - **Revocation.** When partitions are revoked (or lost), the source first stops handing
 //!   their records on and calls the hooks registered with [`KafkaHandle::on_revoke`], which
 //!   purge their records still waiting in the pipeline's queues: those are let go
@@ -63,6 +71,7 @@
 //! consumer that cannot be created or subscribed ends the stream with `on_error`.
 
 mod config;
+mod done_list;
 mod lag;
 mod poller;
 mod probe;

@@ -54,7 +54,7 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
         let tp = &raw[start].tp;
         let len = raw[start..].iter().take_while(|r| r.tp == *tp).count();
         let offsets = raw[start..start + len].iter().map(|r| r.offset);
-        runs.push((len, t.delivered_run(tp, offsets)));
+        runs.push((len, t.delivered_run_skipping(tp, offsets)));
         start += len;
     }
     drop(t);
@@ -64,12 +64,15 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
     let lease = Arc::new(Lease(shared.clone()));
     let mut names: Vec<Arc<str>> = Vec::new();
     let mut raw = raw.into_iter();
-    for (len, generation) in runs {
-        let mut run = raw.by_ref().take(len).peekable();
-        let Some(generation) = generation else {
+    for (len, delivered) in runs {
+        let run = raw.by_ref().take(len);
+        let Some((generation, skips)) = delivered else {
             run.for_each(drop); // not assigned (any more): the next owner reads these
             continue;
         };
+        // Records the last owner already wrote (registered as acknowledged) stay here.
+        let mut skips = skips.into_iter().flatten();
+        let mut run = run.filter(|_| !skips.next().unwrap_or(false)).peekable();
         let Some(first) = run.peek() else { continue };
         let topic = match names.iter().find(|n| ***n == *first.tp.0) {
             Some(n) => n.clone(),

@@ -19,6 +19,9 @@ pub fn is_eviction(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded)
 }
 
+/// Broker round trips made from the callbacks.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(super) struct SourceContext {
     pub(super) shared: Arc<Shared>,
 }
@@ -105,7 +108,7 @@ impl ConsumerContext for SourceContext {
         );
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let shared = &self.shared;
         match rebalance {
             Rebalance::Assign(tpl) => {
@@ -115,6 +118,7 @@ impl ConsumerContext for SourceContext {
                     t.assign(tp);
                 }
                 drop(t);
+                load_done(consumer, shared, tpl);
                 shared.assignment_epoch.fetch_add(1, Ordering::Release);
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
             }
@@ -129,34 +133,28 @@ impl ConsumerContext for SourceContext {
 
 /// Commits the acknowledged prefix of every tracked partition (or of `only`), synchronously.
 pub(super) fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, only: Option<&[Tp]>) {
-    let due: Vec<(Tp, i64)> = {
-        let mut t = shared.lock_tracker();
-        match only {
-            Some(tps) => tps
-                .iter()
-                .filter_map(|tp| t.due_for(tp).map(|o| (tp.clone(), o)))
-                .collect(),
-            None => t.due(),
-        }
-    };
+    let due = shared.lock_tracker().commits(only);
     if due.is_empty() {
         return;
     }
     let mut tpl = Tpl::with_capacity(due.len());
-    for (tp, offset) in &due {
+    for (tp, offset, metadata) in &due {
         if tpl
             .add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset))
             .is_err()
         {
             return;
         }
+        if let Some(mut e) = tpl.find_partition(&tp.0, tp.1) {
+            e.set_metadata(metadata);
+        }
     }
     match consumer.commit(&tpl, CommitMode::Sync) {
         Ok(()) => {
             shared.counters.commits.fetch_add(1, Ordering::Relaxed);
             let mut t = shared.lock_tracker();
-            for (tp, offset) in &due {
-                t.committed(tp, *offset);
+            for (tp, offset, metadata) in due {
+                t.committed_with(&tp, offset, metadata);
             }
         }
         Err(e) => {
@@ -166,5 +164,33 @@ pub(super) fn commit(consumer: &BaseConsumer<SourceContext>, shared: &Shared, on
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "commit failed");
         }
+    }
+}
+
+/// Reads what the partitions' last owner left in its commits' metadata (records it wrote and
+/// acknowledged past the commit point), so that they are not written again.
+fn load_done(consumer: &BaseConsumer<SourceContext>, shared: &Shared, tpl: &Tpl) {
+    let committed = match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the commits' metadata");
+            return;
+        }
+    };
+    let mut t = shared.lock_tracker();
+    let mut found = 0;
+    for e in committed.elements() {
+        let Offset::Offset(point) = e.offset() else {
+            continue;
+        };
+        let done = super::done_list::decode(point, e.metadata());
+        found += done.len();
+        t.set_done(&(Arc::from(e.topic()), e.partition()), done);
+    }
+    if found > 0 {
+        tracing::info!(
+            records = found,
+            "records past the commit already written by the last owner: skipped"
+        );
     }
 }

@@ -87,6 +87,11 @@ enum Mark {
 #[derive(Debug, Default)]
 struct Track {
     generation: u64,
+    /// Offsets past the commit that an earlier owner wrote and acknowledged (from the commit's
+    /// metadata): when fetched they are counted as acknowledged and not handed downstream.
+    done: std::collections::BTreeSet<i64>,
+    /// The metadata of the last commit: what was acknowledged past its offset.
+    committed_metadata: String,
     /// Delivered and not yet released to the commit point, in offset order.
     pending: VecDeque<(i64, Mark)>,
     /// The offset after the last one delivered.
@@ -120,6 +125,8 @@ pub(crate) struct Tracker {
     /// Records acknowledged, over the source's life (counted here, under the lock the
     /// acknowledgement takes anyway, rather than in a shared atomic per record).
     acked: u64,
+    /// Records not handed downstream because an earlier owner had written them.
+    skipped: u64,
 }
 
 impl Tracker {
@@ -175,6 +182,81 @@ impl Tracker {
         Some(track.generation)
     }
 
+    /// Records that `tp`'s `offsets` were written and acknowledged by an earlier owner (read
+    /// from the commit's metadata): they are not handed downstream again.
+    pub(crate) fn set_done(&mut self, tp: &Tp, offsets: impl IntoIterator<Item = i64>) {
+        if let Some(track) = self.parts.get_mut(tp) {
+            track.done.extend(offsets);
+        }
+    }
+
+    /// Like [`delivered_run`](Self::delivered_run), for records some of which an earlier owner
+    /// already wrote: those are registered as acknowledged at once. Returns the generation and,
+    /// when any was skipped, which ones (true: skip).
+    pub(crate) fn delivered_run_skipping(
+        &mut self,
+        tp: &Tp,
+        offsets: impl IntoIterator<Item = i64>,
+    ) -> Option<(u64, Option<Vec<bool>>)> {
+        if self.parts.get(tp)?.done.is_empty() {
+            return self.delivered_run(tp, offsets).map(|g| (g, None));
+        }
+        let track = self.parts.get_mut(tp)?;
+        let mut skips = Vec::new();
+        for offset in offsets {
+            if track.committed.is_none() {
+                track.committed = Some(offset);
+            }
+            let skip = track.done.remove(&offset);
+            let mark = if skip { Mark::Acked } else { Mark::InFlight };
+            track.pending.push_back((offset, mark));
+            track.next = Some(offset + 1);
+            skips.push(skip);
+        }
+        self.skipped += skips.iter().filter(|s| **s).count() as u64;
+        Some((track.generation, Some(skips)))
+    }
+
+    #[cfg(test)]
+    /// Records skipped because an earlier owner had written them.
+    pub(crate) fn skipped_total(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The commits due: per partition (of `only`, or all), the commit point and the metadata
+    /// that says what is acknowledged past it, when either changed since the last commit.
+    pub(crate) fn commits(&mut self, only: Option<&[Tp]>) -> Vec<(Tp, i64, String)> {
+        let mut out = Vec::new();
+        for (tp, track) in &mut self.parts {
+            if only.is_some_and(|o| !o.contains(tp)) {
+                continue;
+            }
+            let Some(point) = track.commit_point() else {
+                continue;
+            };
+            let acked = track
+                .pending
+                .iter()
+                .filter(|&&(o, m)| m == Mark::Acked && o > point)
+                .map(|&(o, _)| o);
+            let done = track.done.range(point + 1..).copied();
+            let metadata = super::done_list::encode(point, acked.chain(done));
+            let moved = track.committed.is_none_or(|c| point > c);
+            if moved || metadata != track.committed_metadata {
+                out.push((tp.clone(), point, metadata));
+            }
+        }
+        out
+    }
+
+    /// Records a successful commit with its metadata.
+    pub(crate) fn committed_with(&mut self, tp: &Tp, offset: i64, metadata: String) {
+        self.committed(tp, offset);
+        if let Some(track) = self.parts.get_mut(tp) {
+            track.committed_metadata = metadata;
+        }
+    }
+
     /// Records acknowledged so far.
     pub(crate) fn acked_total(&self) -> u64 {
         self.acked
@@ -221,6 +303,7 @@ impl Tracker {
         }
     }
 
+    #[cfg(test)]
     /// The partitions whose commit point moved past what was committed, with that point.
     pub(crate) fn due(&mut self) -> Vec<(Tp, i64)> {
         let mut out = Vec::new();
@@ -234,6 +317,7 @@ impl Tracker {
         out
     }
 
+    #[cfg(test)]
     /// The commit point of one partition, if it moved past what was committed.
     pub(crate) fn due_for(&mut self, tp: &Tp) -> Option<i64> {
         let track = self.parts.get_mut(tp)?;
@@ -352,6 +436,37 @@ mod tests {
             "the commit stops at the released record: the next owner reads it again"
         );
         assert_eq!(t.revoke(&tp(0)), 1);
+    }
+
+    #[test]
+    fn what_the_last_owner_wrote_past_the_commit_is_skipped_and_passed_on() {
+        let mut t = Tracker::default();
+        let g = t.assign(tp(0));
+        // The last owner committed 10 and wrote 12, 13 and 15 past it.
+        t.set_done(&tp(0), super::super::done_list::decode(10, "d1:2+1,2+0"));
+        let (generation, skips) = t.delivered_run_skipping(&tp(0), 10..17).unwrap();
+        assert_eq!(generation, g);
+        assert_eq!(
+            skips,
+            Some(vec![false, false, true, true, false, true, false]),
+            "12, 13 and 15 are not handed downstream"
+        );
+        assert_eq!(t.skipped_total(), 3);
+        assert_eq!(t.in_flight(&tp(0)), 4);
+        // Nothing acked yet: the commit stays at 10 and passes the list on.
+        assert_eq!(t.commits(None), vec![(tp(0), 10, "d1:2+1,2+0".to_string())]);
+        t.committed_with(&tp(0), 10, "d1:2+1,2+0".into());
+        assert!(t.commits(None).is_empty(), "nothing changed");
+        assert!(t.ack(&tp(0), 16, g));
+        assert_eq!(t.commits(None), vec![(tp(0), 10, "d1:2+1,2+1".to_string())]);
+        for o in [10, 11, 14] {
+            assert!(t.ack(&tp(0), o, g));
+        }
+        assert_eq!(
+            t.commits(None),
+            vec![(tp(0), 17, String::new())],
+            "all done"
+        );
     }
 
     #[test]
