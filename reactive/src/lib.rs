@@ -166,6 +166,7 @@ pub mod purge;
 pub mod queue;
 pub mod sink;
 pub mod source;
+pub mod spill;
 pub mod subscriber;
 pub mod subscription;
 #[cfg(feature = "tck")]

@@ -1,0 +1,487 @@
+//! [`SpillLog`]: the on-disk half, synchronous. A FIFO of byte records in numbered segment
+//! files, with a read cursor. See the [module docs](super) for what it guarantees.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cursor::{Cursor, Position};
+use super::record::{self, HEADER};
+use super::{Damage, DamageKind, Fsync, Recovery, SpillConfig, SpillError, SpillStats};
+
+/// One segment: its file, its length, and the damaged stretches recovery found in it.
+#[derive(Debug)]
+struct Segment {
+    file: File,
+    len: u64,
+    /// `start -> end` of stretches to skip (found by recovery or by a reader).
+    skips: BTreeMap<u64, u64>,
+}
+
+/// The on-disk FIFO. Single writer, single reader; [`SpillQueue`](super::SpillQueue) shares one
+/// behind a lock.
+#[derive(Debug)]
+pub struct SpillLog {
+    dir: PathBuf,
+    config: SpillConfig,
+    segments: BTreeMap<u64, Segment>,
+    /// The segment appends go to (the last one).
+    head: u64,
+    read: Position,
+    cursor: Cursor,
+    /// Valid records appended and not yet consumed.
+    backlog: u64,
+    /// Sum of the segment files' lengths.
+    bytes: u64,
+    last_sync: Instant,
+    dirty: bool,
+    stats: Arc<SpillStats>,
+    scratch: Vec<u8>,
+}
+
+/// What [`SpillLog::append`] did not do.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The byte budget (or the file system) has no room now: retry after records are consumed.
+    Full {
+        /// The file system said so (`ENOSPC`), rather than the budget.
+        no_space: bool,
+    },
+    /// The log could not take the record.
+    Failed(SpillError),
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("seg-{n:016}.log"))
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    name.strip_prefix("seg-")?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpillError + 'a {
+    move |source| SpillError::Io {
+        what,
+        path: path.to_path_buf(),
+        source: Arc::new(source),
+    }
+}
+
+impl SpillLog {
+    /// Opens the log in `config.dir` (creating it), recovering what a previous process left:
+    /// segments before the cursor are deleted, every segment after it is checked record by
+    /// record, damage is reported in the [`Recovery`] (and counted in `stats`), and a torn tail
+    /// is cut off the last segment.
+    ///
+    /// # Errors
+    /// When the directory or a file cannot be created, read or truncated.
+    pub fn open(
+        config: SpillConfig,
+        stats: Arc<SpillStats>,
+    ) -> Result<(SpillLog, Recovery), SpillError> {
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).map_err(io_error("create the spill directory", &dir))?;
+        let cursor_path = dir.join("cursor");
+        let (cursor, saved) =
+            Cursor::open(&cursor_path).map_err(io_error("open the cursor", &cursor_path))?;
+        let mut numbers = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_error("list the spill directory", &dir))? {
+            let entry = entry.map_err(io_error("list the spill directory", &dir))?;
+            if let Some(n) = entry.file_name().to_str().and_then(segment_number) {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        let mut read = saved.unwrap_or(Position {
+            segment: numbers.first().copied().unwrap_or(0),
+            offset: 0,
+        });
+        let mut recovery = Recovery::default();
+        let mut segments = BTreeMap::new();
+        let last = numbers.last().copied();
+        for n in numbers {
+            let path = segment_path(&dir, n);
+            if n < read.segment {
+                // Consumed before the crash; its deletion had not happened yet.
+                fs::remove_file(&path).map_err(io_error("delete a consumed segment", &path))?;
+                continue;
+            }
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_error("open a segment", &path))?;
+            let buf = fs::read(&path).map_err(io_error("read a segment", &path))?;
+            let from = if n == read.segment {
+                (read.offset as usize).min(buf.len())
+            } else {
+                0
+            };
+            let checked = record::check(&buf, from, config.max_record_len());
+            let mut len = buf.len() as u64;
+            let mut skips = BTreeMap::new();
+            for &(start, end) in &checked.damaged {
+                skips.insert(start, end);
+                recovery.damage.push(Damage {
+                    segment: path.clone(),
+                    offset: start,
+                    bytes: end - start,
+                    kind: DamageKind::Corrupt,
+                });
+            }
+            if let Some(at) = checked.torn_at {
+                recovery.damage.push(Damage {
+                    segment: path.clone(),
+                    offset: at,
+                    bytes: len - at,
+                    kind: DamageKind::Torn,
+                });
+                if Some(n) == last {
+                    // Cut it off, so appends continue after the last whole record.
+                    file.set_len(at)
+                        .map_err(io_error("cut a torn tail", &path))?;
+                    file.sync_data()
+                        .map_err(io_error("cut a torn tail", &path))?;
+                    len = at;
+                } else {
+                    skips.insert(at, len);
+                }
+            }
+            recovery.records += checked.records;
+            segments.insert(n, Segment { file, len, skips });
+        }
+        for d in &recovery.damage {
+            stats.damaged(d.kind, d.bytes);
+        }
+        let head = match segments.last_key_value() {
+            Some((&n, _)) => n,
+            None => {
+                let n = read.segment;
+                let path = segment_path(&dir, n);
+                let file = create_segment(&path)?;
+                segments.insert(
+                    n,
+                    Segment {
+                        file,
+                        len: 0,
+                        skips: BTreeMap::new(),
+                    },
+                );
+                n
+            }
+        };
+        if !segments.contains_key(&read.segment) {
+            // The cursor's segment was deleted after it was consumed: start at the next one.
+            read = Position {
+                segment: *segments.keys().next().unwrap_or(&head),
+                offset: 0,
+            };
+        }
+        let bytes = segments.values().map(|s| s.len).sum();
+        stats.recovered(recovery.records, bytes);
+        let log = SpillLog {
+            dir,
+            config,
+            segments,
+            head,
+            read,
+            cursor,
+            backlog: recovery.records,
+            bytes,
+            last_sync: Instant::now(),
+            dirty: false,
+            stats,
+            scratch: Vec::new(),
+        };
+        Ok((log, recovery))
+    }
+
+    /// Records appended and not yet consumed.
+    pub fn backlog(&self) -> u64 {
+        self.backlog
+    }
+
+    /// Bytes on disk (the segment files' lengths).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The position of the next record to consume.
+    pub fn position(&self) -> Position {
+        self.read
+    }
+
+    /// Appends one record. When it returns `Ok` the record is *acknowledged*: written to the
+    /// file (so it survives the process being killed), and with [`Fsync::Always`] on stable
+    /// storage (so it survives a power cut).
+    ///
+    /// # Errors
+    /// [`AppendError::Full`] when the byte budget or the file system has no room (nothing was
+    /// written: retry later); [`AppendError::Failed`] for a record over the largest size or
+    /// any other I/O error.
+    pub fn append(&mut self, payload: &[u8]) -> Result<(), AppendError> {
+        let max = self.config.max_record_len();
+        if payload.len() > max as usize {
+            return Err(AppendError::Failed(SpillError::TooLarge {
+                bytes: payload.len() as u64,
+                max: u64::from(max),
+            }));
+        }
+        let framed = (payload.len() + HEADER) as u64;
+        if self.bytes + framed > self.config.max_bytes {
+            return Err(AppendError::Full { no_space: false });
+        }
+        let head_len = self.segments.get(&self.head).map_or(0, |s| s.len);
+        if head_len > 0 && head_len + framed > self.config.segment_bytes_cap() {
+            self.roll().map_err(AppendError::Failed)?;
+        }
+        self.scratch.clear();
+        record::frame(payload, &mut self.scratch);
+        let path = segment_path(&self.dir, self.head);
+        let Some(seg) = self.segments.get_mut(&self.head) else {
+            return Err(AppendError::Failed(SpillError::Io {
+                what: "find the head segment",
+                path,
+                source: Arc::new(io::Error::other("no head segment")),
+            }));
+        };
+        if let Err(e) = seg.file.write_all_at(&self.scratch, seg.len) {
+            // Take back whatever part was written, so the next record starts clean.
+            let _ = seg.file.set_len(seg.len);
+            if e.kind() == io::ErrorKind::StorageFull {
+                return Err(AppendError::Full { no_space: true });
+            }
+            return Err(AppendError::Failed(io_error("append a record", &path)(e)));
+        }
+        seg.len += framed;
+        self.bytes += framed;
+        self.backlog += 1;
+        self.dirty = true;
+        let sync = match self.config.fsync {
+            Fsync::Always => true,
+            Fsync::Every(period) => self.last_sync.elapsed() >= period,
+            Fsync::Never => false,
+        };
+        if sync {
+            self.sync().map_err(AppendError::Failed)?;
+        }
+        self.stats.appended(framed);
+        Ok(())
+    }
+
+    /// Makes what was appended and consumed so far durable (`fdatasync` of the head segment and
+    /// the cursor). [`Fsync::Every`] calls it from `append` and `pop` once its period has passed.
+    ///
+    /// # Errors
+    /// When the file system fails the sync.
+    pub fn sync(&mut self) -> Result<(), SpillError> {
+        if let Some(seg) = self.segments.get(&self.head) {
+            let path = segment_path(&self.dir, self.head);
+            seg.file
+                .sync_data()
+                .map_err(io_error("sync a segment", &path))?;
+        }
+        let path = self.dir.join("cursor");
+        self.cursor
+            .sync()
+            .map_err(io_error("sync the cursor", &path))?;
+        self.last_sync = Instant::now();
+        self.dirty = false;
+        self.stats.synced();
+        Ok(())
+    }
+
+    /// Takes the oldest record out of the log: when it returns `Some`, the cursor past it has
+    /// been saved, so a restart will not replay it. `None` when the backlog is empty.
+    ///
+    /// # Errors
+    /// When a segment cannot be read or the cursor cannot be saved (the record stays in the
+    /// log: a later pop, or a restart, returns it).
+    pub fn pop(&mut self) -> Result<Option<Vec<u8>>, SpillError> {
+        loop {
+            if self.backlog == 0 {
+                self.reset_if_large()?;
+                return Ok(None);
+            }
+            let n = self.read.segment;
+            let path = segment_path(&self.dir, n);
+            let Some(seg) = self.segments.get_mut(&n) else {
+                // Only an inconsistent count gets here: trust the files.
+                self.backlog = 0;
+                return Ok(None);
+            };
+            if let Some(&end) = seg.skips.get(&self.read.offset) {
+                self.read.offset = end;
+                continue;
+            }
+            if self.read.offset >= seg.len {
+                if n == self.head {
+                    self.backlog = 0;
+                    return Ok(None);
+                }
+                self.finish_segment(n)?;
+                continue;
+            }
+            let mut header = [0u8; HEADER];
+            seg.file
+                .read_exact_at(&mut header, self.read.offset)
+                .map_err(io_error("read a record", &path))?;
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            let end = self.read.offset + HEADER as u64 + u64::from(len);
+            if len <= self.config.max_record_len() && end <= seg.len {
+                let mut payload = vec![0u8; len as usize];
+                seg.file
+                    .read_exact_at(&mut payload, self.read.offset + HEADER as u64)
+                    .map_err(io_error("read a record", &path))?;
+                if record::checksum(len, &payload) == crc {
+                    let next = Position {
+                        segment: n,
+                        offset: end,
+                    };
+                    let sync = self.config.fsync == Fsync::Always;
+                    self.cursor
+                        .save(next, sync)
+                        .map_err(io_error("save the cursor", &self.dir.join("cursor")))?;
+                    self.read = next;
+                    self.backlog -= 1;
+                    self.stats.consumed(HEADER as u64 + u64::from(len));
+                    if let Fsync::Every(period) = self.config.fsync {
+                        if self.last_sync.elapsed() >= period {
+                            self.sync()?;
+                        }
+                    }
+                    return Ok(Some(payload));
+                }
+            }
+            // Damaged since recovery checked it (or appended by someone else): report, resync.
+            self.skip_damage(n)?;
+        }
+    }
+
+    /// The reader met damage at its position in segment `n`: find the next valid record in the
+    /// segment, record the stretch as skipped, and count it.
+    fn skip_damage(&mut self, n: u64) -> Result<(), SpillError> {
+        let path = segment_path(&self.dir, n);
+        let buf = fs::read(&path).map_err(io_error("read a segment", &path))?;
+        let at = self.read.offset;
+        let Some(seg) = self.segments.get_mut(&n) else {
+            return Ok(());
+        };
+        let limit = (seg.len as usize).min(buf.len());
+        let resume = record::resync(&buf[..limit], at as usize, self.config.max_record_len())
+            .map_or(seg.len, |r| r as u64);
+        seg.skips.insert(at, resume);
+        let damage = Damage {
+            segment: path,
+            offset: at,
+            bytes: resume - at,
+            kind: DamageKind::Corrupt,
+        };
+        self.stats.damaged(damage.kind, damage.bytes);
+        self.stats.report(damage);
+        if resume == seg.len && n == self.head {
+            // Nothing valid is left to read: what the count said was in the damage.
+            self.backlog = 0;
+            self.read.offset = resume;
+        }
+        Ok(())
+    }
+
+    /// Segment `n` is read to its end and is not the head: move the cursor to the next one, then
+    /// delete it (a crash in between leaves a file before the cursor, deleted at the next open).
+    fn finish_segment(&mut self, n: u64) -> Result<(), SpillError> {
+        let next = self
+            .segments
+            .range(n + 1..)
+            .next()
+            .map_or(self.head, |(&k, _)| k);
+        let at = Position {
+            segment: next,
+            offset: 0,
+        };
+        self.cursor
+            .save(at, self.config.fsync == Fsync::Always)
+            .map_err(io_error("save the cursor", &self.dir.join("cursor")))?;
+        self.read = at;
+        if let Some(seg) = self.segments.remove(&n) {
+            self.bytes -= seg.len;
+            self.stats.freed(seg.len);
+            let path = segment_path(&self.dir, n);
+            drop(seg);
+            fs::remove_file(&path).map_err(io_error("delete a consumed segment", &path))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new head segment.
+    fn roll(&mut self) -> Result<(), SpillError> {
+        if self.config.fsync != Fsync::Never && self.dirty {
+            self.sync()?;
+        }
+        let n = self.head + 1;
+        let file = create_segment(&segment_path(&self.dir, n))?;
+        self.segments.insert(
+            n,
+            Segment {
+                file,
+                len: 0,
+                skips: BTreeMap::new(),
+            },
+        );
+        self.head = n;
+        Ok(())
+    }
+
+    /// The backlog is empty: if the head segment has grown large, start afresh so its bytes come
+    /// back to the budget.
+    fn reset_if_large(&mut self) -> Result<(), SpillError> {
+        let len = self.segments.get(&self.head).map_or(0, |s| s.len);
+        if len >= self.config.segment_bytes_cap() / 4 && len > 0 {
+            let old = self.head;
+            self.roll()?;
+            self.read = Position {
+                segment: old,
+                offset: len,
+            };
+            self.finish_segment(old)?;
+        }
+        Ok(())
+    }
+}
+
+fn create_segment(path: &Path) -> Result<File, SpillError> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error("create a segment", path))?;
+    // A segment that already exists (left empty by a crash) is reused from its start.
+    file.set_len(0)
+        .map_err(io_error("create a segment", path))?;
+    if let Some(dir) = path.parent() {
+        // The new name must survive a power cut before records in it are acknowledged.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(file)
+}
+
+impl Drop for SpillLog {
+    fn drop(&mut self) {
+        // An idle log under `Fsync::Every` would otherwise keep its last records unsynced.
+        if self.dirty && self.config.fsync != Fsync::Never {
+            let _ = self.sync();
+        }
+    }
+}

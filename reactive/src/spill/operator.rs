@@ -1,0 +1,164 @@
+//! [`Spill`]: a publisher whose items pass through a spill queue.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+
+use super::{SpillCodec, SpillError, SpillReceiver, SpillSender, SpillStats};
+use crate::bridge::InboxSubscriber;
+use crate::source::{FromTryStream, from_try_stream};
+use crate::{Publisher, PublisherExt, Subscriber};
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, SpillFailure>> + Send>>;
+type Pump = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why a spilled stream ended early: the spill failed, or the source did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SpillFailure {
+    /// The spill could not take or give back an item.
+    Spill(SpillError),
+    /// The source failed.
+    Upstream(crate::Error),
+}
+
+impl std::fmt::Display for SpillFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpillFailure::Spill(e) => write!(f, "spill failed: {e}"),
+            SpillFailure::Upstream(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SpillFailure {}
+
+/// A publisher between `upstream` and its subscriber that queues in a spill queue: the source
+/// is drained as fast as the queue takes items (memory, then disk), and waits only when the
+/// disk budget is full. Items reach the subscriber in the order the source emitted them.
+///
+/// The connection runs the pump (source into the queue) and the emission (queue to the
+/// subscriber) in one task. A source's error is delivered after everything queued before it.
+pub struct Spill<P: Publisher> {
+    upstream: P,
+    sender: SpillSender<P::Item>,
+    receiver: SpillReceiver<P::Item>,
+}
+
+impl<P: Publisher> std::fmt::Debug for Spill<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spill").finish()
+    }
+}
+
+impl<P: Publisher> Spill<P>
+where
+    P::Item: SpillCodec + Send + 'static,
+{
+    /// `upstream` through the queue `sender`/`receiver` (from [`open`](super::open)).
+    pub fn new(
+        upstream: P,
+        sender: SpillSender<P::Item>,
+        receiver: SpillReceiver<P::Item>,
+    ) -> Self {
+        Spill {
+            upstream,
+            sender,
+            receiver,
+        }
+    }
+
+    /// The queue's counters.
+    pub fn stats(&self) -> std::sync::Arc<SpillStats> {
+        self.sender.stats()
+    }
+}
+
+impl<P> Publisher for Spill<P>
+where
+    P: Publisher + Send + 'static,
+    P::Item: SpillCodec + Send + 'static,
+    P::Connection<InboxSubscriber<P::Item>>: Send,
+{
+    type Item = P::Item;
+    type Connection<S: Subscriber<P::Item>> = SpillConnection<P::Item, S>;
+
+    fn connect<S: Subscriber<P::Item>>(self, subscriber: S) -> Self::Connection<S> {
+        let Spill {
+            upstream,
+            mut sender,
+            receiver,
+        } = self;
+        let (fail, failed) = tokio::sync::oneshot::channel::<SpillFailure>();
+        let pump: Pump = Box::pin(async move {
+            let mut source = Box::pin(upstream.into_stream());
+            while let Some(next) = source.next().await {
+                let failure = match next {
+                    Ok(item) => match sender.push(item).await {
+                        Ok(()) => continue,
+                        Err(e) => SpillFailure::Spill(e.error),
+                    },
+                    Err(e) => SpillFailure::Upstream(e),
+                };
+                let _ = fail.send(failure);
+                break;
+            }
+            // Dropping the sender ends the receiver's stream once it has drained.
+        });
+        let out: Boxed<P::Item> = Box::pin(futures_util::stream::unfold(
+            (receiver, Some(failed)),
+            |(mut receiver, mut failed)| async move {
+                match receiver.pop().await {
+                    Ok(Some(item)) => Some((Ok(item), (receiver, failed))),
+                    Ok(None) => {
+                        let failure = failed.take()?.await.ok()?;
+                        Some((Err(failure), (receiver, None)))
+                    }
+                    Err(e) => Some((Err(SpillFailure::Spill(e)), (receiver, None))),
+                }
+            },
+        ));
+        SpillConnection {
+            pump: Some(pump),
+            out: Box::pin(from_try_stream(out).connect(subscriber)),
+        }
+    }
+}
+
+/// The connection of a [`Spill`]: the pump and the emission, polled together.
+#[must_use = "a connection emits nothing unless polled"]
+pub struct SpillConnection<T: Send + 'static, S: Subscriber<T>> {
+    pump: Option<Pump>,
+    // Boxed once per connection, so the connection is `Unpin` without a projection.
+    out: Pin<Box<<FromTryStream<Boxed<T>> as Publisher>::Connection<S>>>,
+}
+
+impl<T: Send + 'static, S: Subscriber<T>> std::fmt::Debug for SpillConnection<T, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillConnection")
+            .field("pumping", &self.pump.is_some())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static, S: Subscriber<T>> Future for SpillConnection<T, S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(pump) = this.pump.as_mut() {
+            if pump.as_mut().poll(cx).is_ready() {
+                this.pump = None;
+            }
+        }
+        let done = this.out.as_mut().poll(cx);
+        if done.is_ready() {
+            // The subscriber is gone (done or cancelled): the source goes with it.
+            this.pump = None;
+        }
+        done
+    }
+}
