@@ -12,6 +12,7 @@ const KEEP_REPORTS: usize = 64;
 #[derive(Debug, Default)]
 pub struct SpillStats {
     memory: AtomicU64,
+    high_water: AtomicU64,
     pushed: AtomicU64,
     popped: AtomicU64,
     spilled: AtomicU64,
@@ -35,6 +36,8 @@ pub struct SpillStats {
 pub struct SpillSnapshot {
     /// Items held in memory now.
     pub memory: u64,
+    /// The most items queued at once (memory and disk), as seen after each push.
+    pub high_water: u64,
     /// Items pushed (acknowledged) since the queue was opened.
     pub pushed: u64,
     /// Items popped since the queue was opened (recovered ones included).
@@ -70,6 +73,7 @@ impl SpillStats {
     pub fn snapshot(&self) -> SpillSnapshot {
         SpillSnapshot {
             memory: self.memory.load(Relaxed),
+            high_water: self.high_water.load(Relaxed),
             pushed: self.pushed.load(Relaxed),
             popped: self.popped.load(Relaxed),
             spilled: self.spilled.load(Relaxed),
@@ -107,6 +111,7 @@ impl SpillStats {
     }
     pub(crate) fn pushed(&self) {
         self.pushed.fetch_add(1, Relaxed);
+        self.high_water.fetch_max(self.depth(), Relaxed);
     }
     pub(crate) fn popped(&self) {
         self.popped.fetch_add(1, Relaxed);
