@@ -64,6 +64,7 @@ fn spill_crash_child() {
         return;
     };
     let first: u64 = std::env::var("SPILL_CRASH_FIRST").unwrap().parse().unwrap();
+    let batch: u64 = std::env::var("SPILL_CRASH_BATCH").unwrap().parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,17 +73,27 @@ fn spill_crash_child() {
         let (mut tx, mut rx, _) = spill::open::<Vec<u8>>(config(Path::new(&dir))).unwrap();
         let mut out = std::io::stdout().lock();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut n = first;
         // Bounded: the parent kills it long before either bound.
-        for n in first..first + 1_000_000 {
-            tx.push(record(n)).await.unwrap();
-            writeln!(out, "@ack {n}").unwrap();
+        for round in 0..1_000_000u64 {
+            if batch == 1 {
+                tx.push(record(n)).await.unwrap();
+            } else {
+                tx.push_many((n..n + batch).map(record).collect())
+                    .await
+                    .unwrap();
+            }
+            for k in n..n + batch {
+                writeln!(out, "@ack {k}").unwrap();
+            }
             out.flush().unwrap();
-            if n % 3 == 0 {
-                if let Some(bytes) = rx.pop().await.unwrap() {
+            n += batch;
+            if round % 3 == 0 {
+                for bytes in rx.pop_many(batch as usize).await.unwrap() {
                     let popped = check_record(&bytes).unwrap();
                     writeln!(out, "@pop {popped}").unwrap();
-                    out.flush().unwrap();
                 }
+                out.flush().unwrap();
             }
             if Instant::now() > deadline {
                 break;
@@ -104,7 +115,7 @@ struct Tally {
 
 /// One kill: start the child, let it run to a seeded number of acks (and a little more),
 /// SIGKILL it, reopen, drain and check. Returns the next number to write.
-fn one_kill(dir: &Path, first: u64, seed: &mut u64, tally: &mut Tally) -> u64 {
+fn one_kill(dir: &Path, first: u64, batch: u64, seed: &mut u64, tally: &mut Tally) -> u64 {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
@@ -116,6 +127,7 @@ fn one_kill(dir: &Path, first: u64, seed: &mut u64, tally: &mut Tally) -> u64 {
         ])
         .env(CHILD, dir)
         .env("SPILL_CRASH_FIRST", first.to_string())
+        .env("SPILL_CRASH_BATCH", batch.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -185,18 +197,21 @@ fn one_kill(dir: &Path, first: u64, seed: &mut u64, tally: &mut Tally) -> u64 {
     let got: BTreeSet<u64> = recovered.iter().copied().collect();
     let popped_set: BTreeSet<u64> = popped.iter().copied().collect();
     assert!(got.is_disjoint(&popped_set), "a consumed item was replayed");
-    // Popped by the child before it died, not yet printed: at most one, the oldest unpopped.
+    // Popped by the child before it died, not yet printed: at most one pop's worth, and the
+    // oldest of what it owed.
     let owed: BTreeSet<u64> = acked.difference(&popped_set).copied().collect();
     let missing: Vec<u64> = owed.difference(&got).copied().collect();
-    let first_owed = (first..).find(|n| !popped_set.contains(n));
+    let oldest_owed: Vec<u64> = owed.iter().copied().take(missing.len()).collect();
     assert!(
-        missing.is_empty() || (missing.len() == 1 && Some(missing[0]) == first_owed),
-        "acknowledged items lost: {missing:?} (first owed {first_owed:?})"
+        missing.len() as u64 <= batch && missing == oldest_owed,
+        "acknowledged items lost: {missing:?} (oldest owed {oldest_owed:?}, batch {batch})"
     );
+    // The push in flight: at most its items, the first ones of it, whole.
     let extra: Vec<u64> = got.difference(&owed).copied().collect();
+    let in_flight: Vec<u64> = (last_ack + 1..).take(extra.len()).collect();
     assert!(
-        extra.is_empty() || extra == [last_ack + 1],
-        "recovered what was never acknowledged: {extra:?} (last ack {last_ack})"
+        extra.len() as u64 <= batch && extra == in_flight,
+        "recovered what was never acknowledged: {extra:?} (last ack {last_ack}, batch {batch})"
     );
     tally.kills += 1;
     tally.acknowledged += acked.len() as u64;
@@ -205,7 +220,7 @@ fn one_kill(dir: &Path, first: u64, seed: &mut u64, tally: &mut Tally) -> u64 {
     tally.in_flight_recovered += extra.len() as u64;
     tally.popped_unreported += missing.len() as u64;
     // The next child starts after everything this one could have written.
-    last_ack + 2
+    last_ack + 1 + batch
 }
 
 #[test]
@@ -226,8 +241,10 @@ fn kill_nine_loses_nothing_acknowledged_and_replays_nothing_consumed() {
     let mut tally = Tally::default();
     let mut next = 0;
     // One directory for every kill: each restart recovers what the previous ones left.
-    for _ in 0..kills {
-        next = one_kill(dir.path(), next, &mut seed, &mut tally);
+    // Odd kills use batches: push_many of 8 (one fsync-able write round) and pop_many of 8.
+    for k in 0..kills {
+        let batch = if k % 2 == 0 { 1 } else { 8 };
+        next = one_kill(dir.path(), next, batch, &mut seed, &mut tally);
     }
     let owed = tally.acknowledged - tally.popped_by_child;
     println!(

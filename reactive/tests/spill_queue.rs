@@ -265,3 +265,24 @@ async fn the_spill_operator_keeps_order_between_a_source_and_a_subscriber() {
     assert_eq!(s.pushed, 2_000);
     assert_eq!(s.popped, 2_000);
 }
+
+#[test]
+fn a_batch_pop_stops_at_a_segment_end_and_is_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SpillConfig::new(dir.path(), 0, 1 << 20).segment_bytes(256);
+    let payload = |i: u64| format!("record {i:>12}").into_bytes();
+    {
+        let (mut log, _) = SpillLog::open(config.clone(), Arc::default()).unwrap();
+        let all: Vec<Vec<u8>> = (0..50).map(payload).collect();
+        let (done, result) = log.append_many(&all);
+        assert_eq!(done, 50);
+        assert!(result.is_ok());
+        let first = log.pop_many(1000).unwrap();
+        // 256-byte segments of 27-byte records: the batch ends with the first segment.
+        assert_eq!(first.len(), 9);
+        assert_eq!(first, (0..9).map(payload).collect::<Vec<_>>());
+    }
+    let (mut log, recovery) = SpillLog::open(config, Arc::default()).unwrap();
+    assert_eq!(recovery.records, 41);
+    assert_eq!(pop_all(&mut log), (9..50).map(payload).collect::<Vec<_>>());
+}

@@ -227,6 +227,20 @@ impl SpillLog {
     /// written: retry later); [`AppendError::Failed`] for a record over the largest size or
     /// any other I/O error.
     pub fn append(&mut self, payload: &[u8]) -> Result<(), AppendError> {
+        self.append_unsynced(payload)?;
+        self.sync_by_policy().map_err(AppendError::Failed)
+    }
+
+    fn sync_by_policy(&mut self) -> Result<(), SpillError> {
+        let sync = match self.config.fsync {
+            Fsync::Always => true,
+            Fsync::Every(period) => self.last_sync.elapsed() >= period,
+            Fsync::Never => false,
+        };
+        if sync { self.sync() } else { Ok(()) }
+    }
+
+    fn append_unsynced(&mut self, payload: &[u8]) -> Result<(), AppendError> {
         let max = self.config.max_record_len();
         if payload.len() > max as usize {
             return Err(AppendError::Failed(SpillError::TooLarge {
@@ -264,16 +278,30 @@ impl SpillLog {
         self.bytes += framed;
         self.backlog += 1;
         self.dirty = true;
-        let sync = match self.config.fsync {
-            Fsync::Always => true,
-            Fsync::Every(period) => self.last_sync.elapsed() >= period,
-            Fsync::Never => false,
-        };
-        if sync {
-            self.sync().map_err(AppendError::Failed)?;
-        }
         self.stats.appended(framed);
         Ok(())
+    }
+
+    /// Appends `payloads` in order, stopping at the first that is refused, then syncs once
+    /// as the policy says (under [`Fsync::Always`], one `fdatasync` acknowledges them all).
+    /// Returns how many were appended, and why the rest were not.
+    pub fn append_many(&mut self, payloads: &[Vec<u8>]) -> (usize, Result<(), AppendError>) {
+        let mut done = 0;
+        let mut stopped = Ok(());
+        for p in payloads {
+            if let Err(e) = self.append_unsynced(p) {
+                stopped = Err(e);
+                break;
+            }
+            done += 1;
+        }
+        if done > 0 {
+            if let Err(e) = self.sync_by_policy() {
+                // Written, so not to be appended again; but not synced: the caller hears why.
+                return (done, Err(AppendError::Failed(e)));
+            }
+        }
+        (done, stopped)
     }
 
     /// Makes what was appended and consumed so far durable (`fdatasync` of the head segment and
@@ -305,9 +333,55 @@ impl SpillLog {
     /// When a segment cannot be read or the cursor cannot be saved (the record stays in the
     /// log: a later pop, or a restart, returns it).
     pub fn pop(&mut self) -> Result<Option<Vec<u8>>, SpillError> {
+        Ok(self.pop_many(1)?.pop())
+    }
+
+    /// Takes up to `max` of the oldest records (at least one if any is there) and saves the
+    /// cursor once, past all of them, before it returns: they are consumed together. A batch
+    /// stops at the end of a segment, so a segment is deleted only after a save past it.
+    ///
+    /// # Errors
+    /// As [`pop`](Self::pop); on an error no record of the batch is consumed.
+    pub fn pop_many(&mut self, max: usize) -> Result<Vec<Vec<u8>>, SpillError> {
+        let (start, start_backlog) = (self.read, self.backlog);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        while out.len() < max.max(1) {
+            match self.next_record(out.is_empty()) {
+                Ok(Some(record)) => out.push(record),
+                Ok(None) => break,
+                Err(e) => {
+                    (self.read, self.backlog) = (start, start_backlog);
+                    return Err(e);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let sync = self.config.fsync == Fsync::Always;
+        if let Err(e) = self.cursor.save(self.read, sync) {
+            (self.read, self.backlog) = (start, start_backlog);
+            return Err(io_error("save the cursor", &self.dir.join("cursor"))(e));
+        }
+        for record in &out {
+            self.stats.consumed(HEADER as u64 + record.len() as u64);
+        }
+        if let Fsync::Every(period) = self.config.fsync {
+            if self.last_sync.elapsed() >= period {
+                self.sync()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next record, moving the read position past it (the caller saves the cursor). `None`
+    /// when the backlog is empty, or at the end of a segment when `may_finish` is false.
+    fn next_record(&mut self, may_finish: bool) -> Result<Option<Vec<u8>>, SpillError> {
         loop {
             if self.backlog == 0 {
-                self.reset_if_large()?;
+                if may_finish {
+                    self.reset_if_large()?;
+                }
                 return Ok(None);
             }
             let n = self.read.segment;
@@ -326,6 +400,9 @@ impl SpillLog {
                     self.backlog = 0;
                     return Ok(None);
                 }
+                if !may_finish {
+                    return Ok(None);
+                }
                 self.finish_segment(n)?;
                 continue;
             }
@@ -342,22 +419,11 @@ impl SpillLog {
                     .read_exact_at(&mut payload, self.read.offset + HEADER as u64)
                     .map_err(io_error("read a record", &path))?;
                 if record::checksum(len, &payload) == crc {
-                    let next = Position {
+                    self.read = Position {
                         segment: n,
                         offset: end,
                     };
-                    let sync = self.config.fsync == Fsync::Always;
-                    self.cursor
-                        .save(next, sync)
-                        .map_err(io_error("save the cursor", &self.dir.join("cursor")))?;
-                    self.read = next;
                     self.backlog -= 1;
-                    self.stats.consumed(HEADER as u64 + u64::from(len));
-                    if let Fsync::Every(period) = self.config.fsync {
-                        if self.last_sync.elapsed() >= period {
-                            self.sync()?;
-                        }
-                    }
                     return Ok(Some(payload));
                 }
             }

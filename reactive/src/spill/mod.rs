@@ -72,5 +72,5 @@ pub use config::{Damage, DamageKind, Fsync, Recovery, SpillConfig, SpillError};
 pub use cursor::Position;
 pub use log::{AppendError, SpillLog};
 pub use operator::{Spill, SpillConnection, SpillFailure};
-pub use queue::{PushError, SpillReceiver, SpillSender, open};
+pub use queue::{PushError, PushManyError, SpillReceiver, SpillSender, open};
 pub use stats::{SpillSnapshot, SpillStats};

@@ -1,5 +1,6 @@
 //! [`Spill`]: a publisher whose items pass through a spill queue.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -11,6 +12,9 @@ use super::{SpillCodec, SpillError, SpillReceiver, SpillSender, SpillStats};
 use crate::bridge::InboxSubscriber;
 use crate::source::{FromTryStream, from_try_stream};
 use crate::{Publisher, PublisherExt, Subscriber};
+
+/// Items per push and per pop between the source, the queue and the subscriber.
+const BATCH: usize = 64;
 
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, SpillFailure>> + Send>>;
 type Pump = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -42,6 +46,11 @@ impl std::error::Error for SpillFailure {}
 ///
 /// The connection runs the pump (source into the queue) and the emission (queue to the
 /// subscriber) in one task. A source's error is delivered after everything queued before it.
+///
+/// Items move in batches of up to 64: what the source has ready is pushed at once, and the
+/// emission pops up to 64 at once, so a popped batch is *consumed* (its cursor saved) while its
+/// items wait in the connection for demand. A crash loses those (at most 64), as it loses what
+/// the subscriber holds; what is still in the queue on disk is recovered exactly once.
 pub struct Spill<P: Publisher> {
     upstream: P,
     sender: SpillSender<P::Item>,
@@ -94,30 +103,48 @@ where
         } = self;
         let (fail, failed) = tokio::sync::oneshot::channel::<SpillFailure>();
         let pump: Pump = Box::pin(async move {
-            let mut source = Box::pin(upstream.into_stream());
-            while let Some(next) = source.next().await {
-                let failure = match next {
-                    Ok(item) => match sender.push(item).await {
-                        Ok(()) => continue,
-                        Err(e) => SpillFailure::Spill(e.error),
-                    },
-                    Err(e) => SpillFailure::Upstream(e),
-                };
-                let _ = fail.send(failure);
-                break;
+            // What the source has ready goes in one push: one blocking task (and one fsync)
+            // per batch on the disk path.
+            let mut source = Box::pin(upstream.into_stream().ready_chunks(BATCH));
+            while let Some(chunk) = source.next().await {
+                let mut items = Vec::with_capacity(chunk.len());
+                let mut failure = None;
+                for next in chunk {
+                    match next {
+                        Ok(item) => items.push(item),
+                        Err(e) => {
+                            failure = Some(SpillFailure::Upstream(e));
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = sender.push_many(items).await {
+                    failure = Some(SpillFailure::Spill(e.error));
+                }
+                if let Some(failure) = failure {
+                    let _ = fail.send(failure);
+                    break;
+                }
             }
             // Dropping the sender ends the receiver's stream once it has drained.
         });
         let out: Boxed<P::Item> = Box::pin(futures_util::stream::unfold(
-            (receiver, Some(failed)),
-            |(mut receiver, mut failed)| async move {
-                match receiver.pop().await {
-                    Ok(Some(item)) => Some((Ok(item), (receiver, failed))),
-                    Ok(None) => {
-                        let failure = failed.take()?.await.ok()?;
-                        Some((Err(failure), (receiver, None)))
+            (receiver, Some(failed), VecDeque::new()),
+            |(mut receiver, mut failed, mut ready)| async move {
+                if let Some(item) = ready.pop_front() {
+                    return Some((Ok(item), (receiver, failed, ready)));
+                }
+                match receiver.pop_many(BATCH).await {
+                    Ok(batch) if !batch.is_empty() => {
+                        ready.extend(batch);
+                        let item = ready.pop_front()?;
+                        Some((Ok(item), (receiver, failed, ready)))
                     }
-                    Err(e) => Some((Err(SpillFailure::Spill(e)), (receiver, None))),
+                    Ok(_) => {
+                        let failure = failed.take()?.await.ok()?;
+                        Some((Err(failure), (receiver, None, ready)))
+                    }
+                    Err(e) => Some((Err(SpillFailure::Spill(e)), (receiver, None, ready))),
                 }
             },
         ));

@@ -131,6 +131,23 @@ impl<T> std::fmt::Display for PushError<T> {
 
 impl<T: std::fmt::Debug> std::error::Error for PushError<T> {}
 
+/// A [`SpillSender::push_many`] that failed: the items not queued come back with the reason.
+#[derive(Debug)]
+pub struct PushManyError<T> {
+    /// The items not queued, in order.
+    pub items: Vec<T>,
+    /// Why.
+    pub error: SpillError,
+}
+
+impl<T> std::fmt::Display for PushManyError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for PushManyError<T> {}
+
 impl<T: SpillCodec + Send + 'static> SpillSender<T> {
     /// Queues `item`. In memory if the disk holds nothing and memory has room; else appended to
     /// the log, and then it is *acknowledged into the spill* when this returns (see
@@ -205,6 +222,100 @@ impl<T: SpillCodec + Send + 'static> SpillSender<T> {
         }
     }
 
+    /// Queues `items` in order, as [`push`](Self::push) would one by one, but with one
+    /// blocking task (and, under [`Fsync::Always`](super::Fsync::Always), one `fdatasync`) for
+    /// all that go to disk: they are acknowledged together when it returns.
+    ///
+    /// # Errors
+    /// As `push`; the items not queued come back in the error, the first of them as `item`
+    /// and the rest in `rest`.
+    pub async fn push_many(&mut self, items: Vec<T>) -> Result<(), PushManyError<T>> {
+        let mut items: std::collections::VecDeque<T> = items.into();
+        {
+            let mut memory = self.shared.memory();
+            if memory.receiver_gone {
+                return Err(PushManyError {
+                    items: items.into(),
+                    error: SpillError::Closed,
+                });
+            }
+            let mut n = 0;
+            while self.shared.on_disk.load(Ordering::Acquire) == 0
+                && memory.items.len() < self.shared.capacity
+            {
+                let Some(item) = items.pop_front() else { break };
+                memory.items.push_back(item);
+                n += 1;
+            }
+            self.shared.stats.memory(memory.items.len());
+            drop(memory);
+            for _ in 0..n {
+                self.shared.stats.pushed();
+            }
+            if n > 0 {
+                self.shared.items.notify_one();
+            }
+        }
+        let mut encoded: Vec<Vec<u8>> = items
+            .iter()
+            .map(|item| {
+                let mut buf = Vec::new();
+                item.encode(&mut buf);
+                buf
+            })
+            .collect();
+        while !encoded.is_empty() {
+            let shared = self.shared.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let mut log = lock_log(&shared);
+                let (done, result) = log.append_many(&encoded);
+                shared.on_disk.store(log.backlog(), Ordering::Release);
+                drop(log);
+                encoded.drain(..done);
+                (done, result, encoded)
+            });
+            let (done, result, rest) = match task.await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(PushManyError {
+                        items: items.into(),
+                        error: SpillError::Runtime,
+                    });
+                }
+            };
+            encoded = rest;
+            items.drain(..done);
+            for _ in 0..done {
+                self.shared.stats.pushed();
+            }
+            if done > 0 {
+                self.shared.items.notify_one();
+            }
+            match result {
+                Ok(()) => {}
+                Err(AppendError::Full { no_space }) => {
+                    self.shared.stats.waited_full(no_space);
+                    self.shared.stats.set_blocked(true);
+                    if self.shared.memory().receiver_gone {
+                        return Err(PushManyError {
+                            items: items.into(),
+                            error: SpillError::Closed,
+                        });
+                    }
+                    let _ = tokio::time::timeout(FULL_RETRY, self.shared.room.notified()).await;
+                }
+                Err(AppendError::Failed(error)) => {
+                    return Err(PushManyError {
+                        items: items.into(),
+                        error,
+                    });
+                }
+            }
+        }
+        self.shared.stats.set_blocked(false);
+        Ok(())
+    }
+
     /// The queue's counters.
     pub fn stats(&self) -> Arc<SpillStats> {
         self.shared.stats.clone()
@@ -265,6 +376,66 @@ impl<T: SpillCodec + Send + 'static> SpillReceiver<T> {
                 // The sender's last push happened before it was dropped: check memory once more.
                 if self.shared.memory().items.is_empty() {
                     return Ok(None);
+                }
+                continue;
+            }
+            self.shared.items.notified().await;
+        }
+    }
+
+    /// Up to `max` of the oldest items (at least one; empty only once the sender is gone and
+    /// all is drained): from memory while it holds any, else from the log, whose cursor is
+    /// saved once past the whole batch before it returns (they are consumed together).
+    ///
+    /// # Errors
+    /// As [`pop`](Self::pop).
+    pub async fn pop_many(&mut self, max: usize) -> Result<Vec<T>, SpillError> {
+        let max = max.max(1);
+        loop {
+            {
+                let mut memory = self.shared.memory();
+                if !memory.items.is_empty() {
+                    let n = memory.items.len().min(max);
+                    let out: Vec<T> = memory.items.drain(..n).collect();
+                    self.shared.stats.memory(memory.items.len());
+                    drop(memory);
+                    for _ in 0..n {
+                        self.shared.stats.popped();
+                    }
+                    return Ok(out);
+                }
+            }
+            if self.shared.on_disk.load(Ordering::Acquire) > 0 {
+                let shared = self.shared.clone();
+                let records = tokio::task::spawn_blocking(move || {
+                    let mut log = lock_log(&shared);
+                    let records = log.pop_many(max);
+                    shared.on_disk.store(log.backlog(), Ordering::Release);
+                    shared.stats.backlog_is(log.backlog());
+                    records
+                })
+                .await
+                .map_err(|_| SpillError::Runtime)??;
+                self.shared.room.notify_one();
+                let mut out = Vec::with_capacity(records.len());
+                for bytes in records {
+                    match T::decode(&bytes) {
+                        Ok(item) => {
+                            self.shared.stats.popped();
+                            out.push(item);
+                        }
+                        Err(_) => self.shared.stats.undecodable(),
+                    }
+                }
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+                continue;
+            }
+            if self.shared.memory().sender_gone && self.shared.on_disk.load(Ordering::Acquire) == 0
+            {
+                if self.shared.memory().items.is_empty() {
+                    return Ok(Vec::new());
                 }
                 continue;
             }
