@@ -101,6 +101,7 @@ where
             mut sender,
             receiver,
         } = self;
+        let (pump_stats, out_stats) = (sender.stats(), sender.stats());
         let (fail, failed) = tokio::sync::oneshot::channel::<SpillFailure>();
         let pump: Pump = Box::pin(async move {
             // What the source has ready goes in one push: one blocking task (and one fsync)
@@ -118,7 +119,11 @@ where
                         }
                     }
                 }
-                if let Err(e) = sender.push_many(items).await {
+                let n = items.len();
+                pump_stats.take_in_hand(n);
+                let pushed = sender.push_many(items).await;
+                pump_stats.put_down(n);
+                if let Err(e) = pushed {
                     failure = Some(SpillFailure::Spill(e.error));
                 }
                 if let Some(failure) = failure {
@@ -130,21 +135,26 @@ where
         });
         let out: Boxed<P::Item> = Box::pin(futures_util::stream::unfold(
             (receiver, Some(failed), VecDeque::new()),
-            |(mut receiver, mut failed, mut ready)| async move {
-                if let Some(item) = ready.pop_front() {
-                    return Some((Ok(item), (receiver, failed, ready)));
-                }
-                match receiver.pop_many(BATCH).await {
-                    Ok(batch) if !batch.is_empty() => {
-                        ready.extend(batch);
-                        let item = ready.pop_front()?;
-                        Some((Ok(item), (receiver, failed, ready)))
+            move |(mut receiver, mut failed, mut ready)| {
+                let stats = out_stats.clone();
+                async move {
+                    if let Some(item) = ready.pop_front() {
+                        stats.put_down(1);
+                        return Some((Ok(item), (receiver, failed, ready)));
                     }
-                    Ok(_) => {
-                        let failure = failed.take()?.await.ok()?;
-                        Some((Err(failure), (receiver, None, ready)))
+                    match receiver.pop_many(BATCH).await {
+                        Ok(batch) if !batch.is_empty() => {
+                            stats.take_in_hand(batch.len() - 1);
+                            ready.extend(batch);
+                            let item = ready.pop_front()?;
+                            Some((Ok(item), (receiver, failed, ready)))
+                        }
+                        Ok(_) => {
+                            let failure = failed.take()?.await.ok()?;
+                            Some((Err(failure), (receiver, None, ready)))
+                        }
+                        Err(e) => Some((Err(SpillFailure::Spill(e)), (receiver, None, ready))),
                     }
-                    Err(e) => Some((Err(SpillFailure::Spill(e)), (receiver, None, ready))),
                 }
             },
         ));

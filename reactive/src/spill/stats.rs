@@ -12,6 +12,7 @@ const KEEP_REPORTS: usize = 64;
 #[derive(Debug, Default)]
 pub struct SpillStats {
     memory: AtomicU64,
+    in_hand: AtomicU64,
     high_water: AtomicU64,
     pushed: AtomicU64,
     popped: AtomicU64,
@@ -36,6 +37,9 @@ pub struct SpillStats {
 pub struct SpillSnapshot {
     /// Items held in memory now.
     pub memory: u64,
+    /// Items the [`Spill`](super::Spill) operator holds between the source and the queue, or
+    /// between the queue and the subscriber (a batch on its way).
+    pub in_hand: u64,
     /// The most items queued at once (memory and disk), as seen after each push.
     pub high_water: u64,
     /// Items pushed (acknowledged) since the queue was opened.
@@ -73,6 +77,7 @@ impl SpillStats {
     pub fn snapshot(&self) -> SpillSnapshot {
         SpillSnapshot {
             memory: self.memory.load(Relaxed),
+            in_hand: self.in_hand.load(Relaxed),
             high_water: self.high_water.load(Relaxed),
             pushed: self.pushed.load(Relaxed),
             popped: self.popped.load(Relaxed),
@@ -91,9 +96,9 @@ impl SpillStats {
         }
     }
 
-    /// Items queued, in memory and on disk.
+    /// Items queued, in memory and on disk, and in the operator's hands.
     pub fn depth(&self) -> u64 {
-        self.memory.load(Relaxed) + self.backlog.load(Relaxed)
+        self.memory.load(Relaxed) + self.backlog.load(Relaxed) + self.in_hand.load(Relaxed)
     }
 
     /// Whether a push is waiting for room on disk now.
@@ -108,6 +113,14 @@ impl SpillStats {
 
     pub(crate) fn memory(&self, n: usize) {
         self.memory.store(n as u64, Relaxed);
+    }
+    pub(crate) fn take_in_hand(&self, n: usize) {
+        self.in_hand.fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn put_down(&self, n: usize) {
+        let _ = self
+            .in_hand
+            .fetch_update(Relaxed, Relaxed, |h| Some(h.saturating_sub(n as u64)));
     }
     pub(crate) fn pushed(&self) {
         self.pushed.fetch_add(1, Relaxed);
