@@ -422,3 +422,46 @@ impl Plan {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
+        let argv = std::iter::once("run").chain(args.iter().copied());
+        Plan::from_args(&RunArgs::parse_from(argv))
+    }
+
+    #[test]
+    fn a_spill_queue_is_its_memory_half_and_a_disk_budget_scaled_with_time() {
+        let p = plan(&["--queue", "spill", "--out", "/tmp/o"]).unwrap();
+        let s = p.spill().unwrap();
+        assert_eq!(s.dir, PathBuf::from("/tmp/o/spill"));
+        assert_eq!(s.max_bytes, 1 << 30);
+        assert_eq!(
+            s.fsync,
+            reactive::spill::Fsync::Every(Duration::from_millis(100))
+        );
+        assert_eq!(p.queue_capacity(), Some(10_000));
+        assert!(p.describe().contains("spill queue"), "{}", p.describe());
+        let p = plan(&[
+            "--queue",
+            "spill",
+            "--spill-dir",
+            "/tmp/d",
+            "--spill-fsync",
+            "always",
+            "--time-scale",
+            "0.02",
+        ])
+        .unwrap();
+        let s = p.spill().unwrap();
+        assert_eq!(s.dir, PathBuf::from("/tmp/d"));
+        assert_eq!(s.max_bytes, ((1u64 << 30) as f64 * 0.02) as u64);
+        assert_eq!(s.fsync, reactive::spill::Fsync::Always);
+        assert_eq!(p.queue_capacity(), Some(200));
+        assert!(plan(&[]).unwrap().spill().is_none());
+    }
+}
