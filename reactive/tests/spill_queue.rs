@@ -286,3 +286,32 @@ fn a_batch_pop_stops_at_a_segment_end_and_is_not_replayed() {
     assert_eq!(recovery.records, 41);
     assert_eq!(pop_all(&mut log), (9..50).map(payload).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_queue_is_synced_within_its_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        SpillConfig::new(dir.path(), 0, 1 << 20).fsync(Fsync::Every(Duration::from_millis(20)));
+    let (mut tx, _rx, _) = open_u64(config);
+    tx.push(1).await.unwrap();
+    let stats = tx.stats();
+    // No more pushes or pops: only the background flusher can sync now. Bounded wait.
+    let before = stats.snapshot().syncs;
+    let mut synced = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if stats.snapshot().syncs > before {
+            synced = true;
+            break;
+        }
+    }
+    assert!(
+        synced,
+        "nothing synced the idle queue: {:?}",
+        stats.snapshot()
+    );
+    // And it does not sync again while nothing new is written.
+    let after = stats.snapshot().syncs;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(stats.snapshot().syncs, after);
+}

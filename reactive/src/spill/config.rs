@@ -13,9 +13,9 @@ pub enum Fsync {
     /// After every record, before the push is acknowledged (and after every pop, for the
     /// cursor): a power cut loses nothing acknowledged. The slowest.
     Always,
-    /// At most once per period, from within an append or a pop: a power cut loses what was
-    /// acknowledged since the last sync (the records of about one period while records flow;
-    /// an idle log syncs at its next operation or when it is dropped).
+    /// Once per period: appends and pops sync when the period has passed since the last sync,
+    /// and a background task (started by the first push) syncs an idle queue's unsynced
+    /// records. A power cut loses what was acknowledged in about the last period.
     Every(Duration),
     /// Never (the kernel writes back in its own time): a power cut can lose any record not yet
     /// written back, typically the last 30 s.

@@ -304,6 +304,19 @@ impl SpillLog {
         (done, stopped)
     }
 
+    /// Syncs if anything was appended since the last sync; returns whether it synced. The
+    /// background flusher of [`Fsync::Every`] calls it once per period.
+    ///
+    /// # Errors
+    /// When the file system fails the sync.
+    pub fn sync_if_dirty(&mut self) -> Result<bool, SpillError> {
+        if !self.dirty {
+            return Ok(false);
+        }
+        self.sync()?;
+        Ok(true)
+    }
+
     /// Makes what was appended and consumed so far durable (`fdatasync` of the head segment and
     /// the cursor). [`Fsync::Every`] calls it from `append` and `pop` once its period has passed.
     ///
@@ -363,6 +376,9 @@ impl SpillLog {
             (self.read, self.backlog) = (start, start_backlog);
             return Err(io_error("save the cursor", &self.dir.join("cursor"))(e));
         }
+        // The saved cursor is not on stable storage yet (unless synced above): the next sync
+        // takes it there.
+        self.dirty |= !sync;
         for record in &out {
             self.stats.consumed(HEADER as u64 + record.len() as u64);
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::log::{AppendError, SpillLog};
-use super::{Recovery, SpillCodec, SpillConfig, SpillError, SpillStats};
+use super::{Fsync, Recovery, SpillCodec, SpillConfig, SpillError, SpillStats};
 
 /// How long a push waits on a full disk before it tries again, in case the room it waits for
 /// came from outside (the file system freed space, not our reader).
@@ -33,6 +33,8 @@ struct Shared<T> {
     room: Notify,
     capacity: usize,
     stats: Arc<SpillStats>,
+    fsync: Fsync,
+    flusher: std::sync::atomic::AtomicBool,
 }
 
 impl<T> Shared<T> {
@@ -58,6 +60,7 @@ pub fn open<T: SpillCodec>(
 ) -> Result<(SpillSender<T>, SpillReceiver<T>, Recovery), SpillError> {
     let stats = Arc::new(SpillStats::default());
     let capacity = config.memory;
+    let fsync = config.fsync;
     let (log, recovery) = SpillLog::open(config, stats.clone())?;
     let shared = Arc::new(Shared {
         memory: Mutex::new(Memory {
@@ -71,6 +74,8 @@ pub fn open<T: SpillCodec>(
         room: Notify::new(),
         capacity,
         stats,
+        fsync,
+        flusher: std::sync::atomic::AtomicBool::new(false),
     });
     let sender = SpillSender {
         shared: shared.clone(),
@@ -157,6 +162,7 @@ impl<T: SpillCodec + Send + 'static> SpillSender<T> {
     /// # Errors
     /// The receiver is gone, the item is over the largest record, or the file system failed.
     pub async fn push(&mut self, item: T) -> Result<(), PushError<T>> {
+        start_flusher(&self.shared);
         {
             let mut memory = self.shared.memory();
             if memory.receiver_gone {
@@ -230,6 +236,7 @@ impl<T: SpillCodec + Send + 'static> SpillSender<T> {
     /// As `push`; the items not queued come back in the error, the first of them as `item`
     /// and the rest in `rest`.
     pub async fn push_many(&mut self, items: Vec<T>) -> Result<(), PushManyError<T>> {
+        start_flusher(&self.shared);
         let mut items: std::collections::VecDeque<T> = items.into();
         {
             let mut memory = self.shared.memory();
@@ -320,6 +327,33 @@ impl<T: SpillCodec + Send + 'static> SpillSender<T> {
     pub fn stats(&self) -> Arc<SpillStats> {
         self.shared.stats.clone()
     }
+}
+
+/// Under [`Fsync::Every`], the task that syncs the log once per period while anything written
+/// is unsynced, so an idle queue's last records are not left to the kernel. Started by the first
+/// push (which runs in the runtime); ends when both halves are gone.
+fn start_flusher<T: Send + 'static>(shared: &Arc<Shared<T>>) {
+    let Fsync::Every(period) = shared.fsync else {
+        return;
+    };
+    if shared.flusher.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let weak = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            let synced =
+                tokio::task::spawn_blocking(move || lock_log(&shared).sync_if_dirty()).await;
+            // A failed sync is retried next period; a later append or pop reports the error.
+            if synced.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 impl<T> Drop for SpillSender<T> {
