@@ -22,7 +22,7 @@ pub enum Fsync {
     Never,
 }
 
-/// Where and how much a [`SpillQueue`](super::SpillQueue) may spill.
+/// Where and how much a spill queue ([`open`](super::open)) may spill.
 #[derive(Debug, Clone)]
 pub struct SpillConfig {
     pub(crate) dir: PathBuf,

@@ -22,7 +22,7 @@ struct Segment {
     skips: BTreeMap<u64, u64>,
 }
 
-/// The on-disk FIFO. Single writer, single reader; [`SpillQueue`](super::SpillQueue) shares one
+/// The on-disk FIFO. Single writer, single reader; the queue of [`open`](super::open) shares one
 /// behind a lock.
 #[derive(Debug)]
 pub struct SpillLog {

@@ -8,7 +8,7 @@ use super::{Damage, DamageKind};
 /// Damage reports kept for [`SpillStats::damage`]: the first ones, the rest only counted.
 const KEEP_REPORTS: usize = 64;
 
-/// Counters of a [`SpillQueue`](super::SpillQueue) (shared with its log).
+/// Counters of a spill queue ([`open`](super::open)), shared with its log.
 #[derive(Debug, Default)]
 pub struct SpillStats {
     memory: AtomicU64,
