@@ -72,6 +72,12 @@ impl Cursor {
             .filter(|&i| i + SLOT <= n)
             .filter_map(|i| decode(&buf[i..i + SLOT]))
             .max_by_key(|(generation, _)| *generation);
+        if n < buf.len() {
+            // Allocate both slots now: a save must never need space the disk may not have
+            // (an all-zero slot fails its checksum, so it reads as empty).
+            file.write_all_at(&[0u8; 2 * SLOT][n..], n as u64)?;
+            file.sync_data()?;
+        }
         let generation = newest.map_or(0, |(g, _)| g);
         Ok((Cursor { file, generation }, newest.map(|(_, p)| p)))
     }

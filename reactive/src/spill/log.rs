@@ -39,6 +39,9 @@ pub struct SpillLog {
     bytes: u64,
     last_sync: Instant,
     dirty: bool,
+    /// The file system said `ENOSPC` since the last reset: free the head segment as soon as
+    /// it is consumed, whatever its size.
+    starved: bool,
     stats: Arc<SpillStats>,
     scratch: Vec<u8>,
 }
@@ -197,6 +200,7 @@ impl SpillLog {
             bytes,
             last_sync: Instant::now(),
             dirty: false,
+            starved: false,
             stats,
             scratch: Vec::new(),
         };
@@ -254,7 +258,14 @@ impl SpillLog {
         }
         let head_len = self.segments.get(&self.head).map_or(0, |s| s.len);
         if head_len > 0 && head_len + framed > self.config.segment_bytes_cap() {
-            self.roll().map_err(AppendError::Failed)?;
+            self.roll().map_err(|e| match &e {
+                // No room for a new file is a full disk too: wait, do not fail.
+                SpillError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => {
+                    self.starved = true;
+                    AppendError::Full { no_space: true }
+                }
+                _ => AppendError::Failed(e),
+            })?;
         }
         self.scratch.clear();
         record::frame(payload, &mut self.scratch);
@@ -270,6 +281,7 @@ impl SpillLog {
             // Take back whatever part was written, so the next record starts clean.
             let _ = seg.file.set_len(seg.len);
             if e.kind() == io::ErrorKind::StorageFull {
+                self.starved = true;
                 return Err(AppendError::Full { no_space: true });
             }
             return Err(AppendError::Failed(io_error("append a record", &path)(e)));
@@ -379,6 +391,12 @@ impl SpillLog {
         // The saved cursor is not on stable storage yet (unless synced above): the next sync
         // takes it there.
         self.dirty |= !sync;
+        if self.backlog == 0 {
+            // Drained: give the head segment's bytes back now, not at the next pop (a writer
+            // waiting on a full file system may be what this reader waits for). Best effort:
+            // when it fails, the segment is freed by a later reset or read past.
+            let _ = self.reset_if_large();
+        }
         for record in &out {
             self.stats.consumed(HEADER as u64 + record.len() as u64);
         }
@@ -522,11 +540,12 @@ impl SpillLog {
         Ok(())
     }
 
-    /// The backlog is empty: if the head segment has grown large, start afresh so its bytes come
-    /// back to the budget.
+    /// The backlog is empty: if the head segment has grown large, or the file system ran out of
+    /// space, start afresh so its bytes come back (to the budget, or to the file system).
     fn reset_if_large(&mut self) -> Result<(), SpillError> {
         let len = self.segments.get(&self.head).map_or(0, |s| s.len);
-        if len >= self.config.segment_bytes_cap() / 4 && len > 0 {
+        if len > 0 && (len >= self.config.segment_bytes_cap() / 4 || self.starved) {
+            self.starved = false;
             let old = self.head;
             self.roll()?;
             self.read = Position {
