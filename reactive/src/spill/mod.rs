@@ -51,7 +51,9 @@
 //! At most `max_bytes` of segment files. A push that would exceed it, or that the file system
 //! refuses with `ENOSPC` (the partial record is cut off again), waits until the receiver frees
 //! room: the source is slowed, nothing is dropped. Segments are a quarter of the budget at most
-//! and deleted once read, so a reader always frees room.
+//! and deleted once read, so a reader always frees room; after `ENOSPC` a drained log also gives
+//! back its head segment at once. The cursor's two slots are allocated when the log is opened,
+//! so consuming never needs disk space.
 //!
 //! # I/O
 //! File operations run in `spawn_blocking` (one task per push to disk and per pop from disk),
