@@ -22,7 +22,8 @@
 //!   `pwrite` (so it survives `kill -9`: the data is in the kernel's page cache), and under
 //!   [`Fsync::Always`] it has been `fdatasync`ed (so it survives a power cut). Items pushed into
 //!   the memory half are not durable: they are lost with the process, as in a bounded queue
-//!   (use `memory = 0` to send every item through the disk).
+//!   (use `memory = 0` to send every item through the disk). [`SpillSender::push_many`]
+//!   acknowledges a batch together (one `fdatasync` for all, under `Always`).
 //! - A spilled item is **consumed** when [`SpillReceiver::pop`] returns it: the cursor past its
 //!   record was saved (one 32-byte `pwrite`, to the slot the previous save did not use) before
 //!   `pop` returns. Saving the cursor is the commit point: a crash before it replays the record
@@ -30,10 +31,13 @@
 //!   every item acknowledged into the spill and not consumed is recovered **exactly once**. The
 //!   hand-off to the caller is at-most-once: an item that `pop` returned and the process died
 //!   holding is not replayed (commit downstream first and pop after, if you need it).
+//!   [`SpillReceiver::pop_many`] consumes a batch together: one cursor save past all of it.
 //! - A push that was interrupted by the crash was not acknowledged: its record is either whole
-//!   (then it is recovered: at most one such record, the last one) or torn (then it is dropped).
-//! - On a power cut the cursor is as durable as its fsync policy; a torn cursor slot falls back
-//!   to the previous save, which can replay the one record consumed in between.
+//!   (then it is recovered: the last record, or the first records of a `push_many` batch, in
+//!   order) or torn (then it is dropped).
+//! - On a power cut the cursor is as durable as its fsync policy; a torn cursor slot (a 32-byte
+//!   write inside one sector: not expected on disks that write sectors whole) falls back to the
+//!   previous save, which can replay the one record (or batch) consumed in between.
 //!
 //! # Recovery
 //! [`open`] deletes segments wholly before the cursor (consumed; their deletion was cut short)
@@ -56,8 +60,9 @@
 //! so consuming never needs disk space.
 //!
 //! # I/O
-//! File operations run in `spawn_blocking` (one task per push to disk and per pop from disk),
-//! under one lock per queue. Nothing panics on bad bytes or I/O errors: they come back as
+//! File operations run in `spawn_blocking` (one task per push to disk and per pop from disk, or
+//! per batch), under one lock per queue. Under [`Fsync::Every`] a background task started by
+//! the first push syncs unsynced records once per period. Nothing panics on bad bytes or I/O errors: they come back as
 //! [`SpillError`]s naming the operation and file.
 
 mod codec;
