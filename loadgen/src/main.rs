@@ -70,6 +70,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Process(args) => process::run(args).await,
             Command::Autoscale(args) => autoscale::run(args).await,
+            Command::Keyorder(args) => kafka::keyorder::run(args).await,
         }
     });
     match result {
