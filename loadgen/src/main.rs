@@ -24,6 +24,7 @@ mod report;
 mod run;
 mod schedule;
 mod sink;
+mod spilled;
 mod sweep;
 mod telemetry;
 mod units;

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 use reactive::flow::{Aimd, RateSignal, Stage, slow_source};
-use reactive::queue::QueueStats;
+use reactive::queue::{QueueSnapshot, QueueStats};
 use reactive::sink::{WorkerStats, workers};
+use reactive::spill::{Spill, SpillConfig, SpillStats};
 use reactive::{Publisher, PublisherExt};
 use sinkd::wire::Event;
 use tokio::task::JoinHandle;
@@ -25,6 +27,7 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::sink::{SinkWriter, start_sink};
+use crate::spilled::Spilled;
 use crate::telemetry::{Bounded, CsvWriter, Sample, Sampler, Totals, rss_bytes};
 
 /// The most points the in-memory series keeps (about 150 KB with the stage readings): a run
@@ -47,6 +50,8 @@ struct Running {
     generator: Arc<GeneratorStats>,
     stage: Stage,
     queue: Arc<QueueStats>,
+    /// With `--queue spill`: the spill's counters (its depth is added to the queue's).
+    spill: Option<Arc<SpillStats>>,
     workers: Arc<WorkerStats>,
     connection: JoinHandle<()>,
     driver: JoinHandle<Result<(), reactive::Error>>,
@@ -93,23 +98,57 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
         e.payload.make_ascii_uppercase();
         e
     });
-    let config = plan
-        .queue_config()
-        .weigh(|e: &Event| (std::mem::size_of::<Event>() + e.payload.capacity()) as u64)
-        .priority(|e: &Event| e.priority);
-    let queue = transformed.queue(config);
-    let queue_stats = queue.stats();
-    let writer = sink.clone();
-    let (subscriber, pool) = workers(
-        plan.workers_config(),
-        |e: &Event| e.key,
+    let (subscriber, pool) = workers(plan.workers_config(), |e: &Event| e.key, {
+        let writer = sink.clone();
         move |_, batch: Vec<Event>| {
             let writer = writer.clone();
             async move { writer.write(batch).await }
-        },
-    );
+        }
+    });
     let worker_stats = pool.stats();
-    let connection = tokio::spawn(queue.connect(subscriber));
+    let (queue_stats, spill, connection) = match plan.spill() {
+        None => {
+            let config = plan
+                .queue_config()
+                .weigh(|e: &Event| (std::mem::size_of::<Event>() + e.payload.capacity()) as u64)
+                .priority(|e: &Event| e.priority);
+            let queue = transformed.queue(config);
+            let stats = queue.stats();
+            (stats, None, tokio::spawn(queue.connect(subscriber)))
+        }
+        Some(s) => {
+            // Memory first (--queue-cap events), then the disk. A pull queue after it passes
+            // the workers' demand through and keeps the pipeline's queue counters.
+            let memory = plan.queue_capacity().unwrap_or(0);
+            let config = SpillConfig::new(&s.dir, memory, s.max_bytes).fsync(s.fsync);
+            let (tx, rx, recovery) =
+                tokio::task::spawn_blocking(move || reactive::spill::open::<Spilled>(config))
+                    .await
+                    .context("the spill's open did not finish")?
+                    .with_context(|| format!("cannot open the spill in {}", s.dir.display()))?;
+            if recovery.records > 0 || !recovery.damage.is_empty() {
+                eprintln!(
+                    "loadgen: the spill in {} held {} events from an earlier run: they are sent first",
+                    s.dir.display(),
+                    recovery.records
+                );
+            }
+            for d in &recovery.damage {
+                eprintln!("loadgen: spill recovery: {d}");
+            }
+            let spilled = Spill::new(transformed.map(Spilled), tx, rx);
+            let stats = spilled.stats();
+            let queue = spilled
+                .map(|s: Spilled| s.0)
+                .queue(reactive::QueueConfig::pull());
+            let queue_stats = queue.stats();
+            (
+                queue_stats,
+                Some(stats),
+                tokio::spawn(queue.connect(subscriber)),
+            )
+        }
+    };
     let driver = tokio::spawn(pool);
     let controller = signal.clone().map(|signal| {
         let qs = queue_stats.clone();
@@ -129,6 +168,7 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
         generator,
         stage,
         queue: queue_stats,
+        spill,
         workers: worker_stats,
         connection,
         driver,
@@ -189,12 +229,22 @@ async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress)
     }
 }
 
+/// The queue's counters, with what a spill holds (in memory and on disk) counted as queued.
+fn queue_snapshot(r: &Running) -> QueueSnapshot {
+    let mut q = r.queue.snapshot();
+    if let Some(spill) = &r.spill {
+        q.depth += spill.depth();
+        q.high_water = q.high_water.max(spill.snapshot().high_water);
+    }
+    q
+}
+
 /// The embedded pipeline's totals now.
 fn totals(plan: &Plan, r: &Running) -> Totals {
     let t = r.sink.origin.elapsed();
     let emitted = r.generator.emitted.load(Ordering::Relaxed);
     let delivered = r.sink.counters.delivered.load(Ordering::Relaxed);
-    let q = r.queue.snapshot();
+    let q = queue_snapshot(r);
     let dead = r.sink.counters.dead_lettered.load(Ordering::Relaxed);
     let due = plan.schedule().due(t).floor() as u64;
     Totals {
@@ -226,6 +276,7 @@ async fn finish(
         progress.note("the drain timed out: what was still queued is counted as abandoned");
     }
     r.connection.abort();
+    let queued = queue_snapshot(&r);
     if let Some(controller) = r.controller {
         controller.abort();
     }
@@ -258,7 +309,7 @@ async fn finish(
         produced,
         sink: &r.sink,
         missed_sends: r.generator.missed.load(Ordering::Relaxed),
-        queue: r.queue.snapshot(),
+        queue: queued,
         held_by_workers: r.workers.held(),
         stages: &stages,
         audit,

@@ -33,6 +33,14 @@ pub enum SinkTarget {
     Null,
 }
 
+/// Where and how a `--queue spill` queue spills.
+#[derive(Debug, Clone)]
+pub struct SpillPlan {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub fsync: reactive::spill::Fsync,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Stall {
     #[serde(with = "secs")]
@@ -49,6 +57,7 @@ pub struct Plan {
     shape: EventShape,
     queue: Mode,
     overflow: Overflow,
+    spill: Option<SpillPlan>,
     slow_source: bool,
     /// Each event its own write (`--sink-mode single`).
     single: bool,
@@ -92,6 +101,8 @@ fn queue_of(a: &RunArgs) -> anyhow::Result<(Mode, Overflow)> {
             safety_cap: a.safety_cap.map(|c| scale_count(c, scale)),
         },
         QueueKind::Pull => Mode::Pull,
+        // The memory half of the spill queue.
+        QueueKind::Spill => Mode::Bounded(scale_count(a.queue_cap, scale)),
     };
     let overflow = match (a.policy, a.shed) {
         (Policy::Shed, Shed::DropNewest) => Overflow::DropNewest,
@@ -102,6 +113,42 @@ fn queue_of(a: &RunArgs) -> anyhow::Result<(Mode, Overflow)> {
         _ => Overflow::Block,
     };
     Ok((mode, overflow))
+}
+
+/// The spill from the flags: `--spill-*` only with `--queue spill`, and a directory for it.
+fn spill_of(a: &RunArgs) -> anyhow::Result<Option<SpillPlan>> {
+    if a.queue != QueueKind::Spill {
+        if a.spill_dir.is_some() {
+            bail!("'--spill-dir' needs '--queue spill'");
+        }
+        return Ok(None);
+    }
+    if a.policy != Policy::Buffer {
+        bail!(
+            "'--queue spill' needs '--policy buffer' (a spill neither sheds nor slows the source until its disk is full)"
+        );
+    }
+    let dir = match (&a.spill_dir, &a.out) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(out)) => out.join("spill"),
+        (None, None) => PathBuf::from("out/spill"),
+    };
+    // The budget scales with time, like the queue's capacity.
+    let max_bytes = if a.time_scale == 1.0 {
+        a.spill_max
+    } else {
+        (a.spill_max as f64 * a.time_scale) as u64
+    };
+    if max_bytes < 64 << 10 {
+        bail!(
+            "invalid value for '--spill-max': at least 64KiB after --time-scale (a quarter of it is the largest event)"
+        );
+    }
+    Ok(Some(SpillPlan {
+        dir,
+        max_bytes,
+        fsync: a.spill_fsync,
+    }))
 }
 
 /// The sink from the flags.
@@ -161,6 +208,7 @@ impl Plan {
             },
             queue,
             overflow,
+            spill: spill_of(a)?,
             slow_source: a.policy == Policy::SlowSource,
             single: !batch,
             batch_size,
@@ -200,6 +248,11 @@ impl Plan {
     /// the caller's).
     pub fn queue_config<T>(&self) -> reactive::QueueConfig<T> {
         reactive::QueueConfig::new(self.queue).overflow(self.overflow.clone())
+    }
+
+    /// The spill, with `--queue spill` (its memory half is the bounded [`Self::queue_capacity`]).
+    pub fn spill(&self) -> Option<&SpillPlan> {
+        self.spill.as_ref()
     }
 
     /// The capacity of a bounded queue (`None` for an unbounded or pull queue).
@@ -285,6 +338,16 @@ impl Plan {
     /// The plan as JSON, for report.json and `--dry-run`.
     pub fn to_json(&self) -> serde_json::Value {
         let queue = match self.queue {
+            Mode::Bounded(cap) if self.spill.is_some() => {
+                let s = self.spill.as_ref().map(|s| {
+                    (
+                        s.dir.display().to_string(),
+                        s.max_bytes,
+                        format!("{:?}", s.fsync),
+                    )
+                });
+                serde_json::json!({"kind": "spill", "cap": cap, "spill": s})
+            }
             Mode::Bounded(cap) => serde_json::json!({"kind": "bounded", "cap": cap}),
             Mode::Unbounded { safety_cap } => {
                 serde_json::json!({"kind": "unbounded", "safety_cap": safety_cap})
@@ -326,15 +389,23 @@ impl Plan {
             SinkTarget::External { url } => format!("the sinkd at {url}"),
             SinkTarget::Null => "a null sink".into(),
         };
-        let queue = match self.queue {
-            Mode::Bounded(cap) => format!("a bounded queue of {cap}"),
-            Mode::Unbounded {
-                safety_cap: Some(c),
-            } => {
-                format!("an unbounded queue (safety cap {c})")
-            }
-            Mode::Unbounded { safety_cap: None } => "an unbounded queue".into(),
-            Mode::Pull => "a pull queue".into(),
+        let queue = match (self.queue, &self.spill) {
+            (Mode::Bounded(cap), Some(s)) => format!(
+                "a spill queue ({cap} in memory, then up to {} MiB in {}, fsync {:?})",
+                s.max_bytes >> 20,
+                s.dir.display(),
+                s.fsync
+            ),
+            (mode, _) => match mode {
+                Mode::Bounded(cap) => format!("a bounded queue of {cap}"),
+                Mode::Unbounded {
+                    safety_cap: Some(c),
+                } => {
+                    format!("an unbounded queue (safety cap {c})")
+                }
+                Mode::Unbounded { safety_cap: None } => "an unbounded queue".into(),
+                Mode::Pull => "a pull queue".into(),
+            },
         };
         let policy = if self.slow_source {
             "slow-source".to_string()
@@ -349,5 +420,48 @@ impl Plan {
             self.workers.partitioning,
             self.batch_size,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn plan(args: &[&str]) -> anyhow::Result<Plan> {
+        let argv = std::iter::once("run").chain(args.iter().copied());
+        Plan::from_args(&RunArgs::parse_from(argv))
+    }
+
+    #[test]
+    fn a_spill_queue_is_its_memory_half_and_a_disk_budget_scaled_with_time() {
+        let p = plan(&["--queue", "spill", "--out", "/tmp/o"]).unwrap();
+        let s = p.spill().unwrap();
+        assert_eq!(s.dir, PathBuf::from("/tmp/o/spill"));
+        assert_eq!(s.max_bytes, 1 << 30);
+        assert_eq!(
+            s.fsync,
+            reactive::spill::Fsync::Every(Duration::from_millis(100))
+        );
+        assert_eq!(p.queue_capacity(), Some(10_000));
+        assert!(p.describe().contains("spill queue"), "{}", p.describe());
+        let p = plan(&[
+            "--queue",
+            "spill",
+            "--spill-dir",
+            "/tmp/d",
+            "--spill-fsync",
+            "always",
+            "--time-scale",
+            "0.02",
+        ])
+        .unwrap();
+        let s = p.spill().unwrap();
+        assert_eq!(s.dir, PathBuf::from("/tmp/d"));
+        assert_eq!(s.max_bytes, ((1u64 << 30) as f64 * 0.02) as u64);
+        assert_eq!(s.fsync, reactive::spill::Fsync::Always);
+        assert_eq!(p.queue_capacity(), Some(200));
+        assert!(plan(&[]).unwrap().spill().is_none());
     }
 }

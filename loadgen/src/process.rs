@@ -144,6 +144,11 @@ async fn serve(listener: tokio::net::TcpListener, expose: Exposer) {
 
 pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::from_args(&args.run)?;
+    if args.source == Source::Kafka && plan.spill().is_some() {
+        anyhow::bail!(
+            "'--queue spill' is not available with '--source kafka': a record is acknowledged to Kafka only once written, so the topic is already the overflow (use --source generator, or --queue bounded)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} ('--metrics-addr')", args.metrics_addr))?;

@@ -14,6 +14,21 @@ pub fn bytes(s: &str) -> Result<u64, String> {
     quantity::bytes(s).map_err(|e| e.0)
 }
 
+/// A spill's fsync policy: `always`, `never`, or a period such as `100ms`.
+pub fn fsync(s: &str) -> Result<reactive::spill::Fsync, String> {
+    use reactive::spill::Fsync;
+    match s.trim() {
+        "always" => Ok(Fsync::Always),
+        "never" => Ok(Fsync::Never),
+        other => match quantity::duration(other) {
+            Ok(d) if !d.is_zero() => Ok(Fsync::Every(d)),
+            _ => Err(format!(
+                "expected `always`, `never` or a period such as `100ms`, got `{s}`"
+            )),
+        },
+    }
+}
+
 /// An event's payload size: at most 1 MiB.
 pub fn payload_size(s: &str) -> Result<usize, String> {
     let n = bytes(s)?;
@@ -105,5 +120,19 @@ mod tests {
         assert!(at_least_one("0").is_err());
         assert!(workers("2000").unwrap_err().contains("1024"));
         assert!(time_scale("0").is_err());
+    }
+
+    #[test]
+    fn fsync_policies_parse_and_a_bad_one_lists_the_choices() {
+        use reactive::spill::Fsync;
+        assert_eq!(fsync("always"), Ok(Fsync::Always));
+        assert_eq!(fsync("never"), Ok(Fsync::Never));
+        assert_eq!(fsync("50ms"), Ok(Fsync::Every(Duration::from_millis(50))));
+        let err = fsync("sometimes").unwrap_err();
+        assert!(
+            err.contains("always") && err.contains("never") && err.contains("100ms"),
+            "{err}"
+        );
+        assert!(fsync("0ms").is_err());
     }
 }

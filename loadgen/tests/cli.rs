@@ -22,7 +22,8 @@ fn a_bad_flag_value_names_the_flag_and_the_allowed_values() {
         err.contains("--queue")
             && err.contains("bounded")
             && err.contains("unbounded")
-            && err.contains("pull"),
+            && err.contains("pull")
+            && err.contains("spill"),
         "{err}"
     );
     let (_, _, err) = loadgen(&["run", "--policy", "pray"]);
@@ -36,6 +37,57 @@ fn a_bad_flag_value_names_the_flag_and_the_allowed_values() {
     let (_, _, err) = loadgen(&["run", "--shed", "random"]);
     assert!(
         err.contains("drop-newest") && err.contains("drop-oldest") && err.contains("priority"),
+        "{err}"
+    );
+}
+
+#[test]
+fn spill_flags_are_checked_before_anything_runs() {
+    let (code, _, err) = loadgen(&["run", "--queue", "spill", "--spill-max", "1KiB", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--spill-max") && err.contains("64KiB"),
+        "{err}"
+    );
+    let (code, _, err) = loadgen(&["run", "--spill-fsync", "sometimes"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--spill-fsync")
+            && err.contains("always")
+            && err.contains("never")
+            && err.contains("100ms"),
+        "{err}"
+    );
+    let (_, _, err) = loadgen(&["run", "--spill-max", "lots"]);
+    assert!(err.contains("--spill-max"), "{err}");
+    let (_, _, err) = loadgen(&["run", "--spill-dir", "/tmp/x", "--quiet"]);
+    assert!(
+        err.contains("--spill-dir") && err.contains("--queue spill"),
+        "{err}"
+    );
+    let (_, _, err) = loadgen(&[
+        "run",
+        "--queue",
+        "spill",
+        "--spill-dir",
+        "/tmp/x",
+        "--policy",
+        "shed",
+        "--quiet",
+    ]);
+    assert!(err.contains("--policy"), "{err}");
+    let (code, _, err) = loadgen(&[
+        "process",
+        "--source",
+        "kafka",
+        "--queue",
+        "spill",
+        "--spill-dir",
+        "/tmp/x",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--queue spill") && err.contains("--source kafka"),
         "{err}"
     );
 }

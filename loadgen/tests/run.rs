@@ -98,6 +98,45 @@ fn buffer_loses_nothing_and_bounded_memory_stays_bounded() {
 }
 
 #[test]
+fn spill_takes_the_overflow_to_disk_in_order_and_loses_nothing() {
+    // A 1.5x overload for 2 s with 500 in memory: the rest goes to the spill (OUT/spill), and the
+    // drain empties it.
+    let (code, r, stdout) = run(
+        "spill",
+        &[
+            "--profile",
+            "constant",
+            "--rate",
+            "3000",
+            "--duration",
+            "2s",
+            "--queue",
+            "spill",
+            "--queue-cap",
+            "500",
+            "--spill-max",
+            "64MiB",
+            "--spill-fsync",
+            "never",
+            "--drain-timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert!(u(&r, "produced") > 0);
+    assert_eq!(u(&r, "lost"), 0);
+    assert_eq!(u(&r, "dropped.total"), 0);
+    assert_eq!(
+        u(&r, "produced"),
+        u(&r, "delivered") + u(&r, "dead_lettered")
+    );
+    assert_eq!(u(&r, "missing"), 0, "sinkd's audit agrees");
+    assert_eq!(u(&r, "ordering_violations"), 0, "the spill keeps FIFO");
+    // More than the memory half was queued at once: the overflow went to disk.
+    assert!(u(&r, "queue.high_water") > 500, "{}", r["queue"]);
+}
+
+#[test]
 fn shedding_drops_and_counts_and_loses_nothing_else() {
     let (code, r, _) = run(
         "shed",

@@ -138,6 +138,9 @@
 //! - [`queue`]: one queue, three capacity semantics (bounded, unbounded with an optional safety
 //!   cap, pull) and an explicit [`Overflow`] policy (block, drop newest, drop oldest, priority
 //!   classes), with live [`QueueStats`](queue::QueueStats).
+//! - [`spill`]: a queue whose overflow goes to bounded, checksummed segment files on disk,
+//!   FIFO overall, recovered exactly once after `kill -9` (torn tails dropped, corruption
+//!   reported by file and offset), blocking the source when its disk budget is full.
 //! - [`PublisherExt::batch`]: demand-correct micro-batching by size and linger.
 //! - [`sink`]: parallel workers (round-robin or key-partitioned), retries with backoff, jitter,
 //!   `Retry-After` and a budget, dead letters, and a per-key order check.
@@ -166,6 +169,7 @@ pub mod purge;
 pub mod queue;
 pub mod sink;
 pub mod source;
+pub mod spill;
 pub mod subscriber;
 pub mod subscription;
 #[cfg(feature = "tck")]

@@ -108,3 +108,25 @@ fn run_all_reports_every_rule() {
         }
     }
 }
+
+/// A spill queue over a fresh directory (kept, under cargo's target/tmp: the publisher cannot
+/// own it), with four items in memory, so that longer runs go through the disk.
+fn spilled<P>(source: P) -> reactive::spill::Spill<P>
+where
+    P: reactive::Publisher<Item = u64>,
+{
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep();
+    let config = reactive::spill::SpillConfig::new(dir, 4, 1 << 20);
+    let (tx, rx, _) = reactive::spill::open(config).unwrap();
+    reactive::spill::Spill::new(source, tx, rx)
+}
+
+reactive::publisher_tck!(
+    spill_publisher,
+    PublisherVerification::new(|n| spilled(iter(0..n)))
+        .with_idle(|| spilled(from_stream(futures::stream::pending::<u64>())))
+        .with_failed(|| spilled(failing()))
+        .needs_a_request_to_complete(STREAM_END)
+);

@@ -81,6 +81,9 @@ pub enum QueueKind {
     Unbounded,
     /// No buffer: the sink's demand goes straight to the source.
     Pull,
+    /// --queue-cap events in memory, the overflow in segment files in --spill-dir (at most
+    /// --spill-max bytes; a full disk blocks the source).
+    Spill,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -170,6 +173,18 @@ pub struct RunArgs {
     /// growing until the OOM killer.
     #[arg(long)]
     pub safety_cap: Option<usize>,
+    /// With --queue spill: the directory of the segment files (created; what a killed run left
+    /// there is recovered first) [default: OUT/spill with --out, else out/spill].
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+    /// With --queue spill: the most bytes on disk (e.g. 1GiB; scaled by --time-scale); a full
+    /// budget blocks the source.
+    #[arg(long, default_value = "1GiB", value_parser = units::bytes)]
+    pub spill_max: u64,
+    /// With --queue spill: when spilled events are fsynced: `always` (each event), `never`, or
+    /// a period (e.g. `100ms`).
+    #[arg(long, default_value = "100ms", value_parser = units::fsync)]
+    pub spill_fsync: reactive::spill::Fsync,
     /// What to do with the excess.
     #[arg(long, value_enum, default_value_t = Policy::Buffer)]
     pub policy: Policy,
