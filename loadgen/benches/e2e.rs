@@ -275,7 +275,7 @@ fn main() {
         "end to end: generator -> queue -> batch -> {WORKERS} sink workers -> HTTP (loopback) -> sinkd (limit off), {MSG_SIZE}-byte events, against a bare hyper client on {WORKERS} connections; median of {reps}"
     );
     println!(
-        "{:>6} {:>8} {:>12} {:>12} {:>20} {:>9} {:>9} {:>9} {:>9} {:>22} {:>8}",
+        "{:>6} {:>8} {:>12} {:>12} {:>20} {:>9} {:>9} {:>9} {:>9} {:>22} {:>8} {:>8}",
         "batch",
         "events",
         "ours ev/s",
@@ -286,7 +286,8 @@ fn main() {
         "cl µs/ev",
         "sd µs/ev",
         "gen busy/held/idle",
-        "sink busy"
+        "sink busy",
+        "ev/write"
     );
     let mut points = Vec::new();
     for &batch in &batches {
@@ -339,7 +340,7 @@ fn main() {
         let sink_busy = stages.workers_busy.as_secs_f64()
             / (stages.workers as f64 * stages.elapsed.as_secs_f64()).max(1e-9);
         println!(
-            "{batch:>6} {events:>8} {ours_rate:>12.0} {limit_rate:>12.0} {:>20} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>22} {:>7.0}%",
+            "{batch:>6} {events:>8} {ours_rate:>12.0} {limit_rate:>12.0} {:>20} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>22} {:>7.0}% {:>8.1}",
             format!("{rmin:.2}/{:.2}/{rmax:.2}", median(ratios.clone())),
             cpu_of(&ours_reps, |r| r.own_cpu),
             cpu_of(&ours_reps, |r| r.sinkd_cpu),
@@ -351,7 +352,8 @@ fn main() {
                 g.backpressured_ratio() * 100.0,
                 g.idle_ratio() * 100.0
             ),
-            sink_busy * 100.0
+            sink_busy * 100.0,
+            stages.delivered as f64 / stages.writes.max(1) as f64
         );
         points.push(Point {
             batch,
