@@ -311,7 +311,10 @@ fn main() {
         if profile_ours {
             for _ in 0..reps {
                 let rep = run_ours();
-                println!("{batch:>6} {events:>8} {:>12.0} (ours only)", rep.rate(events));
+                println!(
+                    "{batch:>6} {events:>8} {:>12.0} (ours only)",
+                    rep.rate(events)
+                );
             }
             continue;
         }
