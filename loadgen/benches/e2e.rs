@@ -9,6 +9,8 @@
 //! E2E_CHART=docs/img/e2e-batch.svg cargo bench -p loadgen --bench e2e   # also draws the chart
 //! ```
 //!
+//! (A relative `E2E_CHART` is taken from the workspace root.)
+//!
 //! - sinkd is the `sinkd` binary (`target/release/sinkd`, or `SINKD_BIN`), a process of its
 //!   own, fresh for each batch size; its CPU is read from `/proc/PID/stat`.
 //! - The pipeline runs in this process ([`loadgen::e2e::run`]), as does the limit client, one
@@ -399,7 +401,12 @@ fn main() {
                 ("bare hyper client (the limit)", line(|p| p.limit)),
             ],
         );
-        std::fs::write(&path, svg).unwrap_or_else(|e| panic!("e2e: cannot write {path}: {e}"));
-        println!("wrote {path}");
+        // `cargo bench` runs this in loadgen/: a relative path is taken from the workspace root.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
+        std::fs::write(&path, svg)
+            .unwrap_or_else(|e| panic!("e2e: cannot write {}: {e}", path.display()));
+        println!("wrote {}", path.display());
     }
 }
