@@ -22,7 +22,8 @@
 //! - Stage shares come from the pipeline's own accounting: the generator's busy, held-back and
 //!   idle time, and the sink workers' busy time over `workers × elapsed`.
 //!
-//! `E2E_PROFILE=ours` runs the pipeline alone (for `perf record`). `BENCH_REPS` (default 3) sets
+//! `E2E_PROFILE=ours` runs the pipeline alone (for `perf record`); `E2E_FLAGS` adds `loadgen run`
+//! flags to the pipeline's (e.g. `--worker-window 4096`). `BENCH_REPS` (default 3) sets
 //! the reps, `E2E_BATCHES` the batch sizes (default
 //! `1,16,64,256,1024`), `E2E_EVENTS` the events per rep (default: 20,000 × batch, at most
 //! 400,000).
@@ -187,6 +188,12 @@ async fn ours(url: &str, events: u64, batch: usize) -> (Duration, Option<Unpaced
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(
+        std::env::var("E2E_FLAGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    )
     .collect();
     let run = loadgen::e2e::run(&flags).await.expect("e2e: the pipeline");
     assert_eq!(
