@@ -245,8 +245,12 @@ async fn limit(addr: SocketAddr, events: u64, batch: usize) -> (Duration, Option
             })
         })
         .collect();
+    let deadline = tokio::time::Instant::now() + RUN_LIMIT;
     for task in tasks {
-        task.await.expect("a limit connection");
+        tokio::time::timeout_at(deadline, task)
+            .await
+            .expect("e2e: the limit client did not finish within the run limit")
+            .expect("a limit connection");
     }
     (start.elapsed(), None)
 }
