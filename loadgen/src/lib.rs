@@ -65,6 +65,7 @@ pub fn run_cli() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Process(args) => process::run(args).await,
             Command::Autoscale(args) => autoscale::run(args).await,
+            Command::Keyorder(args) => kafka::keyorder::run(args).await,
         }
     });
     match result {

@@ -53,7 +53,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn value(r: &KafkaRecord) -> u64 {
-    std::str::from_utf8(r.payload.as_deref().unwrap_or_default())
+    std::str::from_utf8(r.payload().unwrap_or_default())
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("a numeric payload")

@@ -108,6 +108,16 @@ impl Broker {
     /// # Errors
     /// When tansu is not installed, cannot be started, or does not listen within 30 s.
     pub fn try_start() -> Result<Broker, String> {
+        Broker::try_start_with_storage("sqlite://tansu.db")
+    }
+
+    /// Starts tansu as [`Broker::try_start`] does, with another storage engine: `memory://tansu/`
+    /// serves produce and fetch without touching the disk (benchmarks use it so that the broker
+    /// is not what they measure), but answers ListOffsets wrongly, so lag is not to be trusted.
+    ///
+    /// # Errors
+    /// As [`Broker::try_start`].
+    pub fn try_start_with_storage(storage: &str) -> Result<Broker, String> {
         let binary = tansu_binary().ok_or(
             "no tansu broker on PATH: install it with `cargo install tansu --version 0.6.0 \
              --locked --no-default-features --features libsql`, or pass --bootstrap-servers",
@@ -142,7 +152,7 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", storage])
             .stdin(Stdio::null())
             .stdout(log2)
             .stderr(log)

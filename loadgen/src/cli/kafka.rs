@@ -218,3 +218,45 @@ pub struct AutoscaleArgs {
     #[arg(last = true)]
     pub member_flags: Vec<String>,
 }
+
+/// `loadgen keyorder`: parallel-consumer's published comparison, over a real broker.
+#[derive(Debug, Clone, Args)]
+pub struct KeyOrderArgs {
+    /// Kafka bootstrap servers [default: a tansu broker started on loopback, with
+    /// `--features local-broker`].
+    #[arg(long, value_name = "HOSTS")]
+    pub bootstrap_servers: Option<String>,
+    /// Records produced into the one partition.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: u64,
+    /// Distinct keys, drawn at random for each record.
+    #[arg(long, default_value_t = 100)]
+    pub keys: u64,
+    /// Each record's work is drawn uniformly from 0 to this (the same draws in every mode).
+    #[arg(long, default_value = "5ms", value_parser = units::duration)]
+    pub work_max: Duration,
+    /// Workers of the key-order and unordered modes (partition order has one).
+    #[arg(long, default_value_t = 256)]
+    pub workers: usize,
+    /// Seed of the keys and the work.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Modes to run, comma-separated: partition, key, unordered.
+    #[arg(long, value_delimiter = ',', default_value = "partition,key,unordered")]
+    pub modes: Vec<KeyOrderMode>,
+    /// Writes keyorder.json and summary.md here [default: out/keyorder].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// How `loadgen keyorder` spreads a partition's records over workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyOrderMode {
+    /// One worker: the partition's order (a plain consumer).
+    Partition,
+    /// A worker per key hash: each key's records in order, keys in parallel.
+    Key,
+    /// Round-robin: no order at all.
+    Unordered,
+}

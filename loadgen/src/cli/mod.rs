@@ -10,7 +10,9 @@ use crate::schedule::Schedule;
 use crate::units;
 
 mod kafka;
-pub use kafka::{AutoscaleArgs, KafkaConsumerArgs, PollLoop, ProduceArgs, Source};
+pub use kafka::{
+    AutoscaleArgs, KafkaConsumerArgs, KeyOrderArgs, KeyOrderMode, PollLoop, ProduceArgs, Source,
+};
 
 /// Open-model load, backpressured pipelines, and the experiments that measure them.
 #[derive(Debug, Parser)]
@@ -38,6 +40,9 @@ pub enum Command {
     /// Lag-driven scale-out: supervises `process` members of one consumer group, adding one
     /// when the broker's lag grows for a window and removing one when it stays near zero.
     Autoscale(AutoscaleArgs),
+    /// Per-key parallelism within one partition: the same records and work in partition
+    /// order, key order and no order, over a real broker, with the order checked.
+    Keyorder(KeyOrderArgs),
 }
 
 /// `loadgen run`: the pipeline's flags, and what only a run in its own process takes.

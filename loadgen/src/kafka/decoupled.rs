@@ -25,7 +25,7 @@ struct Job {
 impl Job {
     fn new(r: KafkaRecord) -> Job {
         Job {
-            event: super::decode_or_poison(r.payload.as_deref()),
+            event: super::decode_or_poison(r.payload()),
             ack: r.ack,
         }
     }

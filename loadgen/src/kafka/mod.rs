@@ -15,6 +15,7 @@ mod deploy_check;
 pub mod eviction;
 pub mod group_lag;
 pub mod inline;
+pub mod keyorder;
 pub mod plain;
 pub mod poison;
 pub mod poll_loop;

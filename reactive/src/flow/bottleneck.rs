@@ -24,6 +24,11 @@ pub struct Bottleneck {
 
 /// Backpressured at least this much of the time: the stage is waiting on its downstream.
 const BACKPRESSURED: f64 = 0.5;
+/// Idle at most this much of the time: the stage never waits for input.
+const NEVER_IDLE: f64 = 0.05;
+/// Backpressured at least this much while never idle: the stage is held by its downstream too
+/// (a slow stage of its own, say, whose remaining time goes to waiting on the next one).
+const HELD: f64 = 0.2;
 /// Busy at least this much of the time: the stage is saturated.
 const SATURATED: f64 = 0.8;
 /// An input at least this full is full.
@@ -32,8 +37,9 @@ const FULL: f64 = 0.8;
 /// Names the stage limiting throughput, from snapshots in pipeline order (source first), or
 /// `None` when no stage is saturated (the source sets the pace).
 ///
-/// The stage others wait on wins: if a stage spends half its time or more backpressured, the
-/// first stage after it that does not is the bottleneck. Otherwise a stage busy 80% of the time
+/// The stage others wait on wins: if a stage waits on its downstream (it spends half its time or
+/// more backpressured, or it is never idle and spends a fifth or more backpressured), the first
+/// stage after it that does not is the bottleneck. Otherwise a stage busy 80% of the time
 /// or more with an input 80% full or more, then any stage busy 80% or more.
 ///
 /// ```
@@ -49,14 +55,15 @@ const FULL: f64 = 0.8;
 /// assert_eq!((b.stage.as_str(), b.kind), ("sink", BottleneckKind::BlocksUpstream));
 /// ```
 pub fn find_bottleneck(stages: &[StageSnapshot]) -> Option<Bottleneck> {
+    let waits = |s: &StageSnapshot| {
+        s.backpressured_ratio() >= BACKPRESSURED
+            || (s.idle_ratio() <= NEVER_IDLE && s.backpressured_ratio() >= HELD)
+    };
     for (i, waiting) in stages.iter().enumerate() {
         if waiting.backpressured_ratio() < BACKPRESSURED {
             continue;
         }
-        if let Some(blocker) = stages[i + 1..]
-            .iter()
-            .find(|s| s.backpressured_ratio() < BACKPRESSURED)
-        {
+        if let Some(blocker) = stages[i + 1..].iter().find(|s| !waits(s)) {
             return Some(Bottleneck {
                 stage: blocker.name.clone(),
                 kind: BottleneckKind::BlocksUpstream,
@@ -111,6 +118,26 @@ mod tests {
             items_out: 0,
             input_fill: fill,
         }
+    }
+
+    #[test]
+    fn a_stage_never_idle_and_partly_held_is_waiting_too() {
+        // The workers are slow themselves (busy 56%) but never idle: the rest of their time
+        // goes to waiting on the sink, which is the bottleneck.
+        let stages = [
+            stage("source", 0.27, 0.66, 0.0),
+            stage("transform", 0.43, 0.56, 0.0),
+            stage("workers", 0.56, 0.44, 0.99),
+            stage("sink", 1.0, 0.0, 0.0),
+        ];
+        assert_eq!(find_bottleneck(&stages).unwrap().stage, "sink");
+        // Idle now and then, and held less: it is not waiting, it is the bottleneck.
+        let stages = [
+            stage("source", 0.2, 0.7, 0.0),
+            stage("workers", 0.85, 0.1, 0.9),
+            stage("sink", 0.4, 0.0, 0.0),
+        ];
+        assert_eq!(find_bottleneck(&stages).unwrap().stage, "workers");
     }
 
     #[test]

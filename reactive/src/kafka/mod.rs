@@ -9,7 +9,7 @@
 //! let source = KafkaSource::new(KafkaConfig::new("127.0.0.1:9092", "processors", ["events"]));
 //! let mut records = source.into_stream_with(Prefetch::new(256));
 //! while let Some(record) = records.try_next().await? {
-//!     // ... write record.payload to the sink, then:
+//!     // ... write record.payload() to the sink, then:
 //!     record.ack.ack();
 //! }
 //! # Ok(()) }
@@ -75,6 +75,7 @@ mod stall;
 mod stats;
 mod tracker;
 
+pub use bytes::Bytes;
 pub use config::KafkaConfig;
 pub use lag::read_lag;
 pub use rebalance::is_eviction;

@@ -1,7 +1,6 @@
 //! The poll thread of a [`KafkaSource`](super::KafkaSource): membership, fetching against
 //! demand, pause and resume, commits, revocations and stall recovery.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,8 +14,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::lag::lag_loop;
 use super::probe;
 use super::rebalance::{SourceContext, commit, is_eviction, tpl_of};
+use super::record::Lease;
 use super::recover::{Progress, check_stalls};
-use super::shared::{Raw, Shared};
+use super::shared::{Arena, Raw, Shared};
 use super::{Ack, KafkaRecord};
 
 /// What the poll thread sends the connection.
@@ -41,35 +41,72 @@ const STALL_CHECK: Duration = Duration::from_millis(500);
 /// Broker round trips made from the callbacks and at shutdown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Turns polled messages into records under one lock of the tracker. Messages of partitions
-/// no longer assigned are left out: they belong to the next owner.
+/// Turns polled messages into records under one lock of the tracker, with one lookup per run
+/// of a partition's records. Messages of partitions no longer assigned are left out: they
+/// belong to the next owner.
 fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
+    let mut records = Vec::with_capacity(raw.len());
     let mut t = shared.lock_tracker();
-    raw.into_iter()
-        .filter_map(|r| {
-            let generation = t.delivered(&r.tp, r.offset)?;
-            Some(KafkaRecord {
-                topic: r.tp.0.clone(),
-                partition: r.tp.1,
+    // Runs of one partition's records: (length, generation or None when not assigned).
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < raw.len() {
+        let tp = &raw[start].tp;
+        let len = raw[start..].iter().take_while(|r| r.tp == *tp).count();
+        let offsets = raw[start..start + len].iter().map(|r| r.offset);
+        runs.push((len, t.delivered_run(tp, offsets)));
+        start += len;
+    }
+    drop(t);
+    // Fresh reference counts for this batch (see `Lease`): one for the acks, and one topic
+    // name per topic, so that cloning them here and dropping the records of an earlier batch
+    // in the acknowledging task touch different cache lines.
+    let lease = Arc::new(Lease(shared.clone()));
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut raw = raw.into_iter();
+    for (len, generation) in runs {
+        let mut run = raw.by_ref().take(len).peekable();
+        let Some(generation) = generation else {
+            run.for_each(drop); // not assigned (any more): the next owner reads these
+            continue;
+        };
+        let Some(first) = run.peek() else { continue };
+        let topic = match names.iter().find(|n| ***n == *first.tp.0) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = Arc::from(&*first.tp.0);
+                names.push(n.clone());
+                n
+            }
+        };
+        records.extend(run.map(|r| KafkaRecord {
+            topic: topic.clone(),
+            partition: r.tp.1,
+            offset: r.offset,
+            data: r.data,
+            key_len: r.key_len,
+            has_payload: r.has_payload,
+            timestamp_ms: r.timestamp_ms,
+            ack: Ack {
+                lease: lease.clone(),
+                tp: (topic.clone(), r.tp.1),
                 offset: r.offset,
-                key: r.key,
-                payload: r.payload,
-                timestamp_ms: r.timestamp_ms,
-                ack: Ack {
-                    shared: shared.clone(),
-                    tp: r.tp,
-                    offset: r.offset,
-                    generation,
-                    done: false,
-                },
-            })
-        })
-        .collect()
+                generation,
+                done: false,
+            },
+        }));
+    }
+    records
 }
 
 /// The poll thread's own state between two rounds.
 pub(super) struct Round {
-    topic_names: HashMap<String, Arc<str>>,
+    /// The topics' names, shared by their records (a consumer reads few topics).
+    topic_names: Vec<Arc<str>>,
+    /// `shared.revoked_seq` when revoked partitions were last forgotten.
+    revoked_seen: u64,
+    /// Where keys and payloads are copied.
+    arena: Arena,
     sent: u64,
     paused: bool,
     epoch_seen: u64,
@@ -83,11 +120,11 @@ pub(super) struct Round {
 
 impl Round {
     fn topic(&mut self, name: &str) -> Arc<str> {
-        if let Some(t) = self.topic_names.get(name) {
+        if let Some(t) = self.topic_names.iter().find(|t| ***t == *name) {
             return t.clone();
         }
         let t: Arc<str> = Arc::from(name);
-        self.topic_names.insert(name.to_string(), t.clone());
+        self.topic_names.push(t.clone());
         t
     }
 }
@@ -135,7 +172,9 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
     });
 
     let mut round = Round {
-        topic_names: HashMap::new(),
+        topic_names: Vec::new(),
+        revoked_seen: 0,
+        arena: Arena::default(),
         sent: 0,
         paused: false,
         epoch_seen: u64::MAX,
@@ -218,7 +257,7 @@ fn turn(
 
 /// Up to `n` records fetched before a pause took effect.
 fn take_stash(shared: &Shared, n: usize) -> Vec<Raw> {
-    let mut raw = Vec::new();
+    let mut raw = Vec::with_capacity(n);
     if n > 0 {
         if let Ok(mut stash) = shared.stash.lock() {
             let k = n.min(stash.len());
@@ -316,23 +355,52 @@ fn poll_into(
     raw: &mut Vec<Raw>,
     limit: usize,
 ) {
-    let mut timeout = if round.paused {
+    let timeout = if round.paused {
         PAUSED_POLL
     } else {
         ACTIVE_POLL
     };
+    let mut noted = raw.len();
+    poll_messages(consumer, shared, round, raw, &mut noted, limit, timeout);
+    note_runs(&mut round.progress, &raw[noted..]);
+}
+
+/// Notes fetch progress once per run of a partition's records rather than per record.
+fn note_runs(progress: &mut super::recover::Progress, fetched: &[Raw]) {
+    for (i, r) in fetched.iter().enumerate() {
+        if fetched.get(i + 1).is_none_or(|next| next.tp != r.tp) {
+            progress.note_fetched(&r.tp, r.offset);
+        }
+    }
+}
+
+fn poll_messages(
+    consumer: &BaseConsumer<SourceContext>,
+    shared: &Shared,
+    round: &mut Round,
+    raw: &mut Vec<Raw>,
+    noted: &mut usize,
+    limit: usize,
+    mut timeout: Duration,
+) {
     loop {
         let polled = consumer.poll(timeout);
-        // A revocation ran inside that poll: those partitions start again from their commit.
-        forget_revoked(shared, round);
+        // A revocation ran inside that poll: those partitions start again from their commit
+        // (what was fetched before it is noted first, then forgotten if revoked).
+        if shared.revoked_seq.load(Ordering::Acquire) != round.revoked_seen {
+            note_runs(&mut round.progress, &raw[*noted..]);
+            *noted = raw.len();
+            forget_revoked(shared, round);
+        }
         match polled {
             Some(Ok(m)) => {
-                let r = Raw::new(&m, round.topic(m.topic()));
-                round.progress.note_fetched(&r.tp, r.offset);
+                let topic = round.topic(m.topic());
+                let r = Raw::new(&m, topic, &mut round.arena);
                 if raw.len() < limit {
                     raw.push(r);
                 } else {
                     // Fetched before the pause took effect: keep it for later demand.
+                    round.progress.note_fetched(&r.tp, r.offset);
                     if let Ok(mut stash) = shared.stash.lock() {
                         stash.push_back(r);
                     }
@@ -365,6 +433,11 @@ fn poll_into(
 
 /// Forgets the fetch positions of partitions revoked since the last look.
 fn forget_revoked(shared: &Shared, round: &mut Round) {
+    let seq = shared.revoked_seq.load(Ordering::Acquire);
+    if seq == round.revoked_seen {
+        return; // the common case: no lock
+    }
+    round.revoked_seen = seq;
     let Ok(mut revoked) = shared.revoked_positions.lock() else {
         return;
     };

@@ -91,6 +91,7 @@ impl ConsumerContext for SourceContext {
         if let Ok(mut positions) = shared.revoked_positions.lock() {
             positions.extend(revoked.iter().cloned());
         }
+        shared.revoked_seq.fetch_add(1, Ordering::AcqRel);
         shared.assignment_epoch.fetch_add(1, Ordering::Release);
         shared
             .counters

@@ -1,6 +1,8 @@
 //! A record and its acknowledgement.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
 use super::shared::Shared;
@@ -15,21 +17,51 @@ pub struct KafkaRecord {
     pub partition: i32,
     /// Its offset in the partition.
     pub offset: i64,
-    /// The record's key, if it has one.
-    pub key: Option<Vec<u8>>,
-    /// The record's value, if it has one (a copy: the record owns it).
-    pub payload: Option<Vec<u8>>,
+    /// The record's key and value, copied out of the client's buffers: the key's bytes, then
+    /// the value's, in a chunk shared with the records fetched around it (the chunk is freed
+    /// with the last of them). Read them with [`key`](Self::key) and [`payload`](Self::payload).
+    pub data: Bytes,
+    /// The key's length in `data`, if the record has a key.
+    pub key_len: Option<u32>,
+    /// Whether the record has a value (a tombstone has none).
+    pub has_payload: bool,
     /// Milliseconds since the epoch, when the record has a timestamp.
     pub timestamp_ms: Option<i64>,
     /// Call [`Ack::ack`] once the sink has the record.
     pub ack: Ack,
 }
 
+impl KafkaRecord {
+    /// The record's key, if it has one.
+    pub fn key(&self) -> Option<&[u8]> {
+        split(&self.data, self.key_len, self.has_payload).0
+    }
+
+    /// The record's value, if it has one.
+    pub fn payload(&self) -> Option<&[u8]> {
+        split(&self.data, self.key_len, self.has_payload).1
+    }
+}
+
+/// The key and the value in a record's `data`.
+fn split(data: &[u8], key_len: Option<u32>, has_payload: bool) -> (Option<&[u8]>, Option<&[u8]>) {
+    let at = (key_len.unwrap_or(0) as usize).min(data.len());
+    let (key, value) = data.split_at(at);
+    (key_len.map(|_| key), has_payload.then_some(value))
+}
+
+/// One handover's hold on the source's shared state. The acks of a batch of records share it,
+/// so that their reference counts live on a cache line of the batch's own: cloned by the poll
+/// thread for one batch and dropped by the acknowledging task for an earlier one, a count on
+/// the source's own state would pass between the two threads at every record.
+#[derive(Debug)]
+pub(super) struct Lease(pub(super) Arc<Shared>);
+
 /// The right to commit one record's offset. Acknowledging is cheap (a short lock); use
 /// [`Ack::ack_all`] for a batch.
 #[derive(Debug)]
 pub struct Ack {
-    pub(super) shared: Arc<Shared>,
+    pub(super) lease: Arc<Lease>,
     pub(super) tp: Tp,
     pub(super) offset: i64,
     pub(super) generation: u64,
@@ -41,7 +73,7 @@ impl Ack {
     /// partition is acknowledged too.
     pub fn ack(mut self) {
         self.done = true;
-        self.shared.ack(&self.tp, self.offset, self.generation);
+        self.lease.0.ack(&self.tp, self.offset, self.generation);
     }
 
     /// Acknowledges many records under one lock.
@@ -50,18 +82,16 @@ impl Ack {
         let mut guard = None;
         for mut a in acks {
             a.done = true;
-            if shared.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &a.shared)) {
+            if shared.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &a.lease.0)) {
                 guard = None;
-                shared = Some(a.shared.clone());
+                shared = Some(a.lease.0.clone());
             }
             let s = shared.as_ref().expect("set above");
             if s.closed.load(Ordering::Acquire) {
                 continue;
             }
             let g = guard.get_or_insert_with(|| s.lock_tracker());
-            if g.ack(&a.tp, a.offset, a.generation) {
-                s.counters.acked.fetch_add(1, Ordering::Relaxed);
-            }
+            g.ack(&a.tp, a.offset, a.generation);
         }
     }
 
@@ -85,12 +115,43 @@ impl Drop for Ack {
         }
         // Settled only when shed on purpose: a record let go because its partition is being
         // revoked (purged) is read again by the next owner, shedding or not.
-        if self.shared.settle_on_drop && !self.shared.is_revoking(&self.tp) {
-            self.shared.ack(&self.tp, self.offset, self.generation);
+        let shared = &self.lease.0;
+        if shared.settle_on_drop && !shared.is_revoking(&self.tp) {
+            shared.ack(&self.tp, self.offset, self.generation);
         } else {
             // Let go before the sink had it (purged from a revoked partition, say): no longer
             // in flight, and never committed past, so the next owner reads it again.
-            self.shared.release(&self.tp, self.offset, self.generation);
+            shared.release(&self.tp, self.offset, self.generation);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn key_and_value_come_apart() {
+        assert_eq!(
+            split(b"k1hello", Some(2), true),
+            (Some(&b"k1"[..]), Some(&b"hello"[..]))
+        );
+        assert_eq!(split(b"hello", None, true), (None, Some(&b"hello"[..])));
+        assert_eq!(
+            split(b"k1", Some(2), false),
+            (Some(&b"k1"[..]), None),
+            "a tombstone"
+        );
+        assert_eq!(
+            split(b"", Some(0), true),
+            (Some(&b""[..]), Some(&b""[..])),
+            "both empty"
+        );
+        assert_eq!(split(b"", None, false), (None, None));
+        assert_eq!(
+            split(b"ab", Some(9), true).0,
+            Some(&b"ab"[..]),
+            "never out of bounds"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Recovering stalled partitions: the poll thread's side of [`super::stall`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use rdkafka::topic_partition_list::Offset;
 use super::rebalance::{SourceContext, tpl_of};
 use super::shared::Shared;
 use super::stall::{Recovery, Seen, StallWatch};
-use super::tracker::Tp;
+use super::tracker::{Tp, TpHasher, TpMap};
 
 /// Broker round trips made to recover.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,9 +19,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Fetch progress per partition, as the stall detector needs it.
 pub(super) struct Progress {
     /// Per partition: the offset after the last one fetched in its current assignment.
-    fetched_to: HashMap<Tp, i64>,
+    fetched_to: TpMap<i64>,
     /// Partitions fetched from since the last stall check.
-    progressed: HashSet<Tp>,
+    progressed: HashSet<Tp, BuildHasherDefault<TpHasher>>,
     /// Whether a poll returned nothing, while the pipeline asked, since the last stall check.
     pub(super) ran_dry: bool,
     stalls: StallWatch,
@@ -29,8 +30,8 @@ pub(super) struct Progress {
 impl Progress {
     pub(super) fn new(stall_after: Duration) -> Progress {
         Progress {
-            fetched_to: HashMap::new(),
-            progressed: HashSet::new(),
+            fetched_to: TpMap::default(),
+            progressed: HashSet::default(),
             ran_dry: false,
             stalls: StallWatch::new(stall_after),
         }

@@ -45,6 +45,7 @@ impl KafkaSource {
                 connection: AtomicWaker::new(),
                 inject_pause: Mutex::new(Vec::new()),
                 revoked_positions: Mutex::new(Vec::new()),
+                revoked_seq: AtomicU64::new(0),
                 stash: Mutex::new(VecDeque::new()),
                 lag: Mutex::new(Vec::new()),
                 stalled: Mutex::new(Vec::new()),
@@ -73,9 +74,13 @@ impl KafkaHandle {
     /// A snapshot of the counters, the assignment and the lag.
     pub fn stats(&self) -> KafkaStats {
         let c = &self.shared.counters;
-        let (assigned, in_flight) = {
+        let (assigned, in_flight, acked) = {
             let tracker = self.shared.lock_tracker();
-            (tracker.assigned(), tracker.in_flight_total() as u64)
+            (
+                tracker.assigned(),
+                tracker.in_flight_total() as u64,
+                tracker.acked_total(),
+            )
         };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         KafkaStats {
@@ -86,7 +91,7 @@ impl KafkaHandle {
             rebalances: load(&c.rebalances),
             evictions: load(&c.evictions),
             delivered: load(&c.delivered),
-            acked: load(&c.acked),
+            acked,
             commits: load(&c.commits),
             commit_failures: load(&c.commit_failures),
             revoked_in_flight: load(&c.revoked_in_flight),
@@ -328,7 +333,12 @@ impl<S: Subscriber<KafkaRecord>> Future for KafkaConnection<S> {
             match this.rx.poll_recv(cx) {
                 Poll::Ready(Some(Msg::Records(records, epoch))) => {
                     let from = this.buffer.len();
-                    this.buffer.extend(records);
+                    if from == 0 {
+                        // Takes the batch's allocation as it is: no record moves.
+                        this.buffer = VecDeque::from(records);
+                    } else {
+                        this.buffer.extend(records);
+                    }
                     // Made before a revocation began: it may hold records of its partitions.
                     if epoch != this.shared.revoke_epoch.load(Ordering::Acquire) {
                         this.drop_stale(from);

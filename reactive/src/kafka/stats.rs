@@ -74,7 +74,6 @@ pub(super) struct Counters {
     pub(super) rebalances: AtomicU64,
     pub(super) evictions: AtomicU64,
     pub(super) delivered: AtomicU64,
-    pub(super) acked: AtomicU64,
     pub(super) commits: AtomicU64,
     pub(super) commit_failures: AtomicU64,
     pub(super) revoked_in_flight: AtomicU64,

@@ -1,0 +1,351 @@
+//! `loadgen keyorder`: per-key parallelism within one partition, measured.
+//!
+//! confluent's parallel-consumer publishes one table: 10,000 records on one partition, each
+//! taking 0–5 ms of work, done in 22.2 s in partition order, 2.18 s in key order (100 keys) and
+//! 2.83 s unordered. The same claim holds here with the parts this workspace already has: a
+//! [`KafkaSource`] into a key-partitioned [`workers`] pool whose writes acknowledge each record
+//! when its work is done, so that the source commits only the acknowledged prefix.
+//!
+//! The records are produced once into a topic of one partition, with a key drawn at random
+//! among `--keys` and a value `KEY:SEQ` (the record's place among its key's records). Each mode
+//! then reads them all in a fresh group; a record's work is a sleep drawn from its offset, the
+//! same in every mode; the order check sees each key's `SEQ`s as the work finishes. Timed from
+//! the first record's arrival to the last acknowledgement; the group's commit is then read
+//! back from the broker, and must be the log's end.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use reactive::Publisher;
+use reactive::kafka::{KafkaConfig, KafkaRecord, KafkaSource};
+use reactive::sink::{OrderCheck, Partitioning, WorkersConfig, workers};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::group_lag::LagReader;
+use crate::cli::{KeyOrderArgs, KeyOrderMode};
+
+/// What parallel-consumer's README reports for the same workload, seconds.
+const PUBLISHED: [(KeyOrderMode, f64); 3] = [
+    (KeyOrderMode::Partition, 22.2),
+    (KeyOrderMode::Key, 2.18),
+    (KeyOrderMode::Unordered, 2.83),
+];
+
+/// One mode's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeResult {
+    pub mode: KeyOrderMode,
+    pub workers: usize,
+    /// First record in to last acknowledgement, seconds.
+    pub seconds: f64,
+    /// Records whose work finished (each once).
+    pub processed: u64,
+    /// Records whose work finished before an earlier record of their key.
+    pub order_violations: u64,
+    /// The partition order's time divided by this mode's.
+    pub speedup: f64,
+    /// The group's committed offset read back from the broker after the run.
+    pub committed: Option<i64>,
+    /// parallel-consumer's published time for the mode, seconds.
+    pub published_seconds: f64,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyOrderReport {
+    pub records: u64,
+    pub keys: u64,
+    pub work_max_ms: f64,
+    /// The sum of every record's work: what one worker needs at least, seconds.
+    pub total_work_seconds: f64,
+    pub seed: u64,
+    pub modes: Vec<ModeResult>,
+}
+
+/// Runs `loadgen keyorder`.
+///
+/// # Errors
+/// When the broker cannot be reached or started, the records cannot be produced, or a mode does
+/// not finish within its deadline.
+pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(
+        args.records >= 1,
+        "invalid value '0' for '--records': at least 1"
+    );
+    anyhow::ensure!(args.keys >= 1, "invalid value '0' for '--keys': at least 1");
+    anyhow::ensure!(
+        args.workers >= 1,
+        "invalid value '0' for '--workers': at least 1"
+    );
+    let (_broker, bootstrap) = super::broker(args.bootstrap_servers.as_deref())?;
+    let topic = format!("keyorder-{}-{}", args.seed, std::process::id());
+    super::create_topic(&bootstrap, &topic, 1, 1).await?;
+    let keys = draw_keys(args.records, args.keys, args.seed);
+    produce(&bootstrap, &topic, &keys)
+        .await
+        .context("cannot produce the records")?;
+    let work = Arc::new(draw_work(args.records, args.work_max, args.seed));
+    let total: Duration = work.iter().sum();
+    println!(
+        "{} records on 1 partition, {} keys, work 0-{:?} each ({:.1} s in all)",
+        args.records,
+        args.keys,
+        args.work_max,
+        total.as_secs_f64()
+    );
+    let mut modes = Vec::new();
+    for (i, &mode) in args.modes.iter().enumerate() {
+        let n = if mode == KeyOrderMode::Partition {
+            1
+        } else {
+            args.workers
+        };
+        let deadline = total + Duration::from_secs(60);
+        let group = format!("{topic}-{i}");
+        let mut result = run_mode(&bootstrap, &topic, &group, mode, n, &work, deadline).await?;
+        let lag = LagReader::new(&bootstrap, &group, &topic, 1)?
+            .read()
+            .await?;
+        result.committed = Some(lag.log_end - lag.lag);
+        println!(
+            "  {:<10} {:>4} workers  {:>7.2} s  {} processed  {} order violations  commit {:?}",
+            format!("{mode:?}").to_lowercase(),
+            n,
+            result.seconds,
+            result.processed,
+            result.order_violations,
+            result.committed
+        );
+        modes.push(result);
+    }
+    let base = modes
+        .iter()
+        .find(|m| m.mode == KeyOrderMode::Partition)
+        .map(|m| m.seconds);
+    for m in &mut modes {
+        m.speedup = base.map_or(f64::NAN, |b| b / m.seconds);
+    }
+    let report = KeyOrderReport {
+        records: args.records,
+        keys: args.keys,
+        work_max_ms: args.work_max.as_secs_f64() * 1e3,
+        total_work_seconds: total.as_secs_f64(),
+        seed: args.seed,
+        modes,
+    };
+    let summary = summary(&report);
+    println!("\n{summary}");
+    let out = args.out.unwrap_or_else(|| PathBuf::from("out/keyorder"));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(
+        out.join("keyorder.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(out.join("summary.md"), &summary)?;
+    println!("wrote {}", out.display());
+    let broken = report.modes.iter().any(|m| {
+        m.processed != args.records
+            || (m.mode != KeyOrderMode::Unordered && m.order_violations > 0)
+            || m.committed != Some(args.records as i64)
+    });
+    Ok(if broken {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+/// Each record's key, at random among `keys`.
+fn draw_keys(records: u64, keys: u64, seed: u64) -> Vec<u64> {
+    let mut state = seed ^ 0x6b65_796f_7264_6572;
+    (0..records)
+        .map(|_| splitmix::step(&mut state) % keys)
+        .collect()
+}
+
+/// Each record's work, uniform in `[0, max]`, by offset.
+fn draw_work(records: u64, max: Duration, seed: u64) -> Vec<Duration> {
+    let mut state = seed ^ 0x776f_726b;
+    (0..records)
+        .map(|_| max.mul_f64(splitmix::unit(splitmix::step(&mut state))))
+        .collect()
+}
+
+/// Produces one record per key drawn, valued `KEY:SEQ`, and waits for the broker to have all.
+async fn produce(bootstrap: &str, topic: &str, keys: &[u64]) -> anyhow::Result<()> {
+    let (bootstrap, topic, keys) = (bootstrap.to_string(), topic.to_string(), keys.to_vec());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "false")
+            .create()?;
+        let mut seqs = std::collections::HashMap::<u64, u64>::new();
+        for key in keys {
+            let seq = seqs.entry(key).or_default();
+            let (k, v) = (key.to_string(), format!("{key}:{seq}"));
+            *seq += 1;
+            let mut record = BaseRecord::to(&topic).key(&k).payload(&v);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = back;
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(60))?;
+        Ok(())
+    })
+    .await?
+}
+
+/// A record's key and its place among the key's records, from its value `KEY:SEQ`.
+fn key_seq(r: &KafkaRecord) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(r.payload()?).ok()?;
+    let (k, s) = text.split_once(':')?;
+    Some((k.parse().ok()?, s.parse().ok()?))
+}
+
+/// Reads every record once in `group`, with `n` workers spread by `mode`.
+async fn run_mode(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    mode: KeyOrderMode,
+    n: usize,
+    work: &Arc<Vec<Duration>>,
+    deadline: Duration,
+) -> anyhow::Result<ModeResult> {
+    let records = work.len() as u64;
+    let config = KafkaConfig {
+        commit_interval: Duration::from_millis(200),
+        lag_interval: Duration::ZERO,
+        ..KafkaConfig::new(bootstrap, group, [topic])
+    };
+    let source = KafkaSource::new(config);
+    let handle = source.handle();
+    let check = Arc::new(OrderCheck::default());
+    let processed = Arc::new(AtomicU64::new(0));
+    let first: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let partitioning = match mode {
+        KeyOrderMode::Unordered => Partitioning::RoundRobin,
+        _ => Partitioning::Key,
+    };
+    let config = WorkersConfig {
+        workers: n,
+        window: 16,
+        partitioning,
+        batch: 1,
+        linger: Duration::ZERO,
+    };
+    let (c, p, f, l, w) = (
+        check.clone(),
+        processed.clone(),
+        first.clone(),
+        last.clone(),
+        work.clone(),
+    );
+    let (subscriber, pool) = workers(
+        config,
+        |r: &KafkaRecord| key_seq(r).map_or(0, |(k, _)| k),
+        move |_, batch: Vec<KafkaRecord>| {
+            let (c, p, f, l, w) = (c.clone(), p.clone(), f.clone(), l.clone(), w.clone());
+            async move {
+                for r in batch {
+                    f.get_or_init(Instant::now);
+                    let at = usize::try_from(r.offset).unwrap_or(usize::MAX);
+                    tokio::time::sleep(w.get(at).copied().unwrap_or_default()).await;
+                    if let Some((key, seq)) = key_seq(&r) {
+                        c.observe(key, seq);
+                    }
+                    r.ack.ack();
+                    p.fetch_add(1, Ordering::SeqCst);
+                    *l.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+            }
+        },
+    );
+    let connection = tokio::spawn(source.connect(subscriber));
+    let pool = tokio::spawn(pool);
+    let started = Instant::now();
+    while processed.load(Ordering::SeqCst) < records && started.elapsed() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.close().await; // commits what was acknowledged, then leaves
+    connection.abort();
+    pool.abort();
+    let done = processed.load(Ordering::SeqCst);
+    anyhow::ensure!(
+        done >= records,
+        "{mode:?}: {done} of {records} records processed within {deadline:?}"
+    );
+    let seconds = match (first.get(), *last.lock().unwrap_or_else(|e| e.into_inner())) {
+        (Some(a), Some(b)) => b.duration_since(*a).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    Ok(ModeResult {
+        mode,
+        workers: n,
+        seconds,
+        processed: done,
+        order_violations: check.violations(),
+        speedup: f64::NAN,
+        committed: None,
+        published_seconds: PUBLISHED
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .map_or(f64::NAN, |(_, s)| *s),
+    })
+}
+
+/// The table, as markdown.
+fn summary(r: &KeyOrderReport) -> String {
+    let mut s = format!(
+        "{} records on one partition, {} keys, 0-{} ms of work each ({:.1} s of work in all), seed {}\n\n\
+         | mode | workers | time | vs partition order | order violations | committed | parallel-consumer (published) |\n\
+         |---|---|---|---|---|---|---|\n",
+        r.records, r.keys, r.work_max_ms, r.total_work_seconds, r.seed
+    );
+    for m in &r.modes {
+        s += &format!(
+            "| {} | {} | {:.2} s | {:.1}x | {} | {} | {:.2} s |\n",
+            format!("{:?}", m.mode).to_lowercase(),
+            m.workers,
+            m.seconds,
+            m.speedup,
+            m.order_violations,
+            m.committed.map_or("-".to_string(), |c| c.to_string()),
+            m.published_seconds
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_are_seeded_and_in_range() {
+        let a = draw_keys(1000, 100, 7);
+        assert_eq!(a, draw_keys(1000, 100, 7));
+        assert_ne!(a, draw_keys(1000, 100, 8));
+        assert!(a.iter().all(|&k| k < 100));
+        let distinct: std::collections::HashSet<_> = a.iter().collect();
+        assert!(distinct.len() > 90, "100 keys drawn 1000 times");
+        let w = draw_work(1000, Duration::from_millis(5), 7);
+        assert!(w.iter().all(|d| *d <= Duration::from_millis(5)));
+        let mean = w.iter().sum::<Duration>().as_secs_f64() / 1000.0;
+        assert!((0.002..0.003).contains(&mean), "mean {mean}");
+    }
+}
