@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use reactive::flow::{Aimd, RateSignal, Stage, slow_source};
+use reactive::flow::{Aimd, RateSignal, Stage, StageSnapshot, slow_source};
 use reactive::queue::{QueueSnapshot, QueueStats};
 use reactive::sink::{WorkerStats, workers};
 use reactive::spill::{Spill, SpillConfig, SpillStats};
@@ -71,6 +71,65 @@ pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
     let mut running = start(plan).await?;
     let collected = sample_until_drained(plan, &mut running, progress).await;
     finish(plan, running, collected, progress).await
+}
+
+/// What [`run_unpaced`] measured.
+#[derive(Debug, Clone)]
+pub struct Unpaced {
+    /// Events the sink acknowledged.
+    pub delivered: u64,
+    /// Writes the sink acknowledged.
+    pub writes: u64,
+    /// From the generator's start to the last write's answer.
+    pub elapsed: Duration,
+    /// The generator's stage over the run: busy making events, held back (no demand), idle.
+    pub generator: StageSnapshot,
+    /// Time the sink workers spent writing, summed over workers.
+    pub workers_busy: Duration,
+    /// Sink workers.
+    pub workers: usize,
+}
+
+/// Runs all of `plan`'s events through the pipeline as fast as it takes them, for the
+/// end-to-end bench. Unlike [`run`], the generator is not stopped when the schedule's time is
+/// up, so a schedule of N events delivers N events however long that takes; no sampling, no
+/// audit, no report.
+///
+/// # Errors
+/// When the sink cannot be reached, the pipeline fails, or it has not drained within the
+/// schedule plus the drain timeout.
+pub(crate) async fn run_unpaced(plan: &Plan) -> anyhow::Result<Unpaced> {
+    let mut r = start(plan).await?;
+    let limit = plan.schedule().total() + plan.drain_timeout();
+    let ended = tokio::time::timeout(limit, &mut r.driver).await;
+    let elapsed = r.sink.origin.elapsed();
+    let generator = r.stage.snapshot();
+    let workers_busy = r.workers.busy();
+    r.generator.stop.store(true, Ordering::Relaxed);
+    r.connection.abort();
+    if let Some(controller) = r.controller {
+        controller.abort();
+    }
+    if let Some(running) = r.embedded {
+        running.shutdown().await;
+    }
+    match ended {
+        Err(_) => {
+            r.driver.abort();
+            bail!("the pipeline did not drain within {limit:?}");
+        }
+        Ok(Err(e)) => bail!("the pipeline's task failed: {e}"),
+        Ok(Ok(Err(e))) => bail!("the pipeline ended with an error: {e}"),
+        Ok(Ok(Ok(()))) => {}
+    }
+    Ok(Unpaced {
+        delivered: r.sink.counters.delivered.load(Ordering::Relaxed),
+        writes: r.sink.counters.writes.load(Ordering::Relaxed),
+        elapsed,
+        generator,
+        workers_busy,
+        workers: plan.sink_workers(),
+    })
 }
 
 /// Starts the sink, the generator, the queue and the workers.

@@ -3,8 +3,8 @@
 //! latency, and counts what was delivered. [`start_sink`] starts the embedded sinkd a plan
 //! asks for.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -29,7 +29,8 @@ pub struct Counters {
 pub struct SinkWriter {
     pub(crate) client: Option<SinkClient>,
     single: bool,
-    pub retry: Retry<Vec<Event>>,
+    /// Retries share the batch: an attempt clones the `Arc`, not the events.
+    pub retry: Retry<Arc<Vec<Event>>>,
     pub counters: Counters,
     pub latency: Mutex<Histogram<u64>>,
     pub window: Mutex<Histogram<u64>>,
@@ -55,8 +56,8 @@ impl SinkWriter {
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let dead_path = out_dir.join("dead-letters.jsonl");
         let _ = std::fs::remove_file(&dead_path);
-        let dead = DeadLetters::open(&dead_path, |b: &Vec<Event>| {
-            serde_json::to_string(b).unwrap_or_else(|_| "null".into())
+        let dead = DeadLetters::open(&dead_path, |b: &Arc<Vec<Event>>| {
+            serde_json::to_string(&**b).unwrap_or_else(|_| "null".into())
         })
         .with_context(|| format!("cannot open {}", dead_path.display()))?;
         let retry = Retry::new(
@@ -107,7 +108,7 @@ impl SinkWriter {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn attempt(&self, batch: Vec<Event>) -> Result<(), Failure> {
+    async fn attempt(&self, batch: Arc<Vec<Event>>) -> Result<(), Failure> {
         let Some(client) = &self.client else {
             return Ok(());
         };
@@ -143,6 +144,7 @@ impl SinkWriter {
             return;
         }
         let n = batch.len() as u64;
+        let batch = Arc::new(batch);
         match self.retry.run(batch.clone(), |b| self.attempt(b)).await {
             Delivery::Delivered { .. } => self.record(&batch),
             Delivery::DeadLettered { .. } => {

@@ -2,7 +2,10 @@
 //!
 //! 1. Items/s through bounded(1024), unbounded and pull, between a fast source and a null sink,
 //!    next to a tokio bounded mpsc of the same capacity doing the same work in one task
-//!    (producer and consumer joined), and across two tasks. Target: bounded ≥ 0.9× mpsc.
+//!    (producer and consumer joined), and across two tasks; and next to batched baselines in one
+//!    task: tokio mpsc(1024) drained with `recv_many`, tokio mpsc of `Vec` chunks of 1024 items
+//!    drained with `recv_many`, and kanal bounded(1024) per item and in chunks of 1024 (kanal
+//!    beat flume in the hop bench; see `hop.rs`). Target: bounded ≥ 0.9× the best batched one.
 //! 2. Heap bytes per queued 512-byte event, counted by a global allocator that tracks live
 //!    bytes. Target ≤ 1.2 × 512 + 64 = 678 bytes.
 
@@ -44,6 +47,15 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 const ITEMS: u64 = 5_000_000;
+/// Items per chunk in the batched baselines: the queue's capacity.
+const CHUNK: u64 = 1024;
+
+/// The items `0..ITEMS` as chunks of `CHUNK`.
+fn chunks() -> impl Iterator<Item = Vec<u64>> {
+    (0..ITEMS)
+        .step_by(CHUNK as usize)
+        .map(|start| (start..(start + CHUNK).min(ITEMS)).collect())
+}
 
 /// Takes everything, as fast as it comes.
 struct Null(u64);
@@ -129,16 +141,105 @@ fn main() {
             black_box(sum);
         })
     });
-    println!(
-        "{:<44} {:>8.1} M items/s",
-        "baseline: tokio mpsc(1024), one task",
-        mpsc_one_task / 1e6
-    );
-    println!(
-        "{:<44} {:>8.1} M items/s",
-        "baseline: tokio mpsc(1024), two tasks",
-        mpsc_two_tasks / 1e6
-    );
+    let recv_many = support::items_per_sec(ITEMS, reps, || {
+        current.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1024);
+            let producer = async move {
+                for i in 0..ITEMS {
+                    tx.send(i).await.unwrap();
+                }
+            };
+            let consumer = async move {
+                let mut sum = 0u64;
+                let mut buf = Vec::with_capacity(CHUNK as usize);
+                while rx.recv_many(&mut buf, CHUNK as usize).await > 0 {
+                    for x in buf.drain(..) {
+                        sum = sum.wrapping_add(black_box(x));
+                    }
+                }
+                black_box(sum);
+            };
+            tokio::join!(producer, consumer);
+        })
+    });
+    let mpsc_chunks = support::items_per_sec(ITEMS, reps, || {
+        current.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u64>>(1);
+            let producer = async move {
+                for chunk in chunks() {
+                    tx.send(chunk).await.unwrap();
+                }
+            };
+            let consumer = async move {
+                let mut sum = 0u64;
+                let mut buf = Vec::with_capacity(4);
+                while rx.recv_many(&mut buf, 4).await > 0 {
+                    for x in buf.drain(..).flatten() {
+                        sum = sum.wrapping_add(black_box(x));
+                    }
+                }
+                black_box(sum);
+            };
+            tokio::join!(producer, consumer);
+        })
+    });
+    let kanal_items = support::items_per_sec(ITEMS, reps, || {
+        current.block_on(async {
+            let (tx, rx) = kanal::bounded_async::<u64>(1024);
+            let producer = async move {
+                for i in 0..ITEMS {
+                    tx.send(i).await.unwrap();
+                }
+            };
+            let consumer = async move {
+                let mut sum = 0u64;
+                while let Ok(x) = rx.recv().await {
+                    sum = sum.wrapping_add(black_box(x));
+                }
+                black_box(sum);
+            };
+            tokio::join!(producer, consumer);
+        })
+    });
+    let kanal_chunks = support::items_per_sec(ITEMS, reps, || {
+        current.block_on(async {
+            let (tx, rx) = kanal::bounded_async::<Vec<u64>>(1);
+            let producer = async move {
+                for chunk in chunks() {
+                    tx.send(chunk).await.unwrap();
+                }
+            };
+            let consumer = async move {
+                let mut sum = 0u64;
+                while let Ok(chunk) = rx.recv().await {
+                    for x in chunk {
+                        sum = sum.wrapping_add(black_box(x));
+                    }
+                }
+                black_box(sum);
+            };
+            tokio::join!(producer, consumer);
+        })
+    });
+    let baselines = [
+        ("mpsc(1024) one task", mpsc_one_task),
+        ("mpsc(1024) two tasks", mpsc_two_tasks),
+        ("mpsc(1024) + recv_many", recv_many),
+        ("mpsc Vec chunks + recv_many", mpsc_chunks),
+        ("kanal bounded(1024)", kanal_items),
+        ("kanal Vec chunks", kanal_chunks),
+    ];
+    for (name, rate) in baselines {
+        println!(
+            "{:<44} {:>8.1} M items/s",
+            format!("baseline: {name}"),
+            rate / 1e6
+        );
+    }
+    let best = *[&baselines[2], &baselines[3], &baselines[5]]
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
     for (name, config, target) in [
         ("queue bounded(1024)", QueueConfig::bounded(1024), Some(0.9)),
         ("queue unbounded", QueueConfig::unbounded(), None),
@@ -151,8 +252,11 @@ fn main() {
                     .connect(Null(0)),
             );
         });
-        support::report(name, rate, "mpsc one task", mpsc_one_task, target);
-        support::report("", rate, "mpsc two tasks", mpsc_two_tasks, None);
+        let best_name = format!("best batched: {}", best.0);
+        support::report(name, rate, &best_name, best.1, target);
+        for (baseline, value) in baselines {
+            support::report("", rate, baseline, value, None);
+        }
     }
 
     println!("\n2) heap bytes per queued 512-byte event (live bytes counted by the allocator)");
