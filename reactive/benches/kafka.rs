@@ -168,6 +168,10 @@ fn source(bootstrap: &str, group: &str, records: u64, acks: Acks) -> Measured {
     runtime.block_on(async {
         let config = KafkaConfig {
             lag_interval: Duration::ZERO,
+            commit_interval: std::env::var("KAFKA_BENCH_COMMIT_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::from_millis(500), Duration::from_millis),
             ..KafkaConfig::new(bootstrap, group, ["bench"])
         };
         let source = KafkaSource::new(config);
