@@ -114,8 +114,12 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
         };
         let deadline = total + Duration::from_secs(60);
         let group = format!("{topic}-{i}");
-        let mut result =
-            run_mode(&bootstrap, &topic, &group, mode, n, &work, deadline, None).await?;
+        let at = At {
+            bootstrap: &bootstrap,
+            topic: &topic,
+            group: &group,
+        };
+        let mut result = run_mode(at, mode, n, &work, deadline, None).await?;
         let lag = LagReader::new(&bootstrap, &group, &topic, 1)?
             .read()
             .await?;
@@ -215,16 +219,12 @@ async fn run_mode_until_end(
     sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
 ) -> anyhow::Result<()> {
     let reader = LagReader::new(bootstrap, group, topic, 1)?;
-    let run = run_mode(
+    let at = At {
         bootstrap,
         topic,
         group,
-        KeyOrderMode::Key,
-        n,
-        work,
-        deadline,
-        sink,
-    );
+    };
+    let run = run_mode(at, KeyOrderMode::Key, n, work, deadline, sink);
     tokio::pin!(run);
     let started = Instant::now();
     loop {
@@ -428,17 +428,28 @@ fn key_seq(r: &KafkaRecord) -> Option<(u64, u64)> {
     Some((k.parse().ok()?, s.parse().ok()?))
 }
 
+/// Where a mode reads: the cluster, the topic and the consumer group.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    bootstrap: &'a str,
+    topic: &'a str,
+    group: &'a str,
+}
+
 /// Reads every record once in `group`, with `n` workers spread by `mode`.
 async fn run_mode(
-    bootstrap: &str,
-    topic: &str,
-    group: &str,
+    at: At<'_>,
     mode: KeyOrderMode,
     n: usize,
     work: &Arc<Vec<Duration>>,
     deadline: Duration,
     sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
 ) -> anyhow::Result<ModeResult> {
+    let At {
+        bootstrap,
+        topic,
+        group,
+    } = at;
     let records = work.len() as u64;
     let config = KafkaConfig {
         commit_interval: Duration::from_millis(200),
