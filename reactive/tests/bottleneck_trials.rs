@@ -9,7 +9,6 @@
 //! `cargo test -p reactive --test bottleneck_trials -- --nocapture` prints the tally.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reactive::flow::{Activity, Stage, StageSnapshot, find_bottleneck};
@@ -95,104 +94,120 @@ fn merge(name: &str, parts: &[StageSnapshot]) -> StageSnapshot {
     }
 }
 
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<u64>>>;
+
+/// The source: offers ITEMS at the spec's interval (open model), each after its own cost.
+async fn source_task(s: Stage, spec: Spec, out: mpsc::Sender<u64>) {
+    let mut jitter = Jitter(spec.seed ^ 1);
+    let start = Instant::now();
+    for i in 0..ITEMS {
+        s.set(Activity::Idle);
+        sleep_until(start + spec.interval * i as u32).await;
+        s.set(Activity::Busy);
+        sleep(jitter.next(spec.cost[0])).await;
+        s.set(Activity::Backpressured);
+        if out.send(i).await.is_err() {
+            break;
+        }
+        s.record_out(1);
+    }
+    s.set(Activity::Idle);
+}
+
+/// The transform: into the queue, which blocks it when full or, shedding, drops the item.
+async fn transform_task(
+    t: Stage,
+    spec: Spec,
+    mut input: mpsc::Receiver<u64>,
+    queue: mpsc::Sender<u64>,
+) {
+    let mut jitter = Jitter(spec.seed ^ 2);
+    loop {
+        t.set(Activity::Idle);
+        let Some(item) = input.recv().await else {
+            break;
+        };
+        t.set(Activity::Busy);
+        sleep(jitter.next(spec.cost[1])).await;
+        t.set(Activity::Backpressured);
+        if spec.shed {
+            let _ = queue.try_send(item); // a full queue sheds
+        } else if queue.send(item).await.is_err() {
+            break;
+        }
+    }
+    t.set(Activity::Idle);
+}
+
+/// One of the workers taking from the queue (its fill noted as their input's).
+async fn worker_task(w: Stage, spec: Spec, i: usize, queue: Queue, sink: mpsc::Sender<u64>) {
+    let mut jitter = Jitter(spec.seed ^ (16 + i as u64));
+    loop {
+        w.set(Activity::Idle);
+        let item = {
+            let mut q = queue.lock().await;
+            let item = q.recv().await;
+            w.set_input_fill(q.len() as f64 / spec.queue as f64);
+            item
+        };
+        let Some(item) = item else { break };
+        w.set(Activity::Busy);
+        sleep(jitter.next(spec.cost[2])).await;
+        w.set(Activity::Backpressured);
+        if sink.send(item).await.is_err() {
+            break;
+        }
+    }
+    w.set(Activity::Idle);
+}
+
+/// The sink: one write at a time.
+async fn sink_task(k: Stage, spec: Spec, mut input: mpsc::Receiver<u64>) {
+    let mut jitter = Jitter(spec.seed ^ 3);
+    loop {
+        k.set(Activity::Idle);
+        let Some(_) = input.recv().await else {
+            break;
+        };
+        k.set(Activity::Busy);
+        sleep(jitter.next(spec.cost[3])).await;
+        k.set(Activity::Idle);
+        k.record_out(1);
+    }
+}
+
 /// Runs one pipeline and returns the stages' accounting over its second half.
 async fn trial(spec: &Spec) -> Vec<StageSnapshot> {
     let source = Stage::new("source");
     let transform = Stage::new("transform");
     let workers: Vec<Stage> = (0..spec.workers).map(|_| Stage::new("worker")).collect();
     let sink = Stage::new("sink");
-    let (to_transform, mut from_source) = mpsc::channel::<u64>(16);
+    let (to_transform, from_source) = mpsc::channel::<u64>(16);
     let (to_queue, queue) = mpsc::channel::<u64>(spec.queue);
-    let queue = Arc::new(tokio::sync::Mutex::new(queue));
-    let (to_sink, mut into_sink) = mpsc::channel::<u64>(16);
-    let shed = Arc::new(AtomicU64::new(0));
+    let queue: Queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let (to_sink, into_sink) = mpsc::channel::<u64>(16);
     let mut tasks = tokio::task::JoinSet::new();
-
-    let (s, cost, interval) = (source.clone(), spec.cost[0], spec.interval);
-    let mut jitter = Jitter(spec.seed ^ 1);
-    tasks.spawn(async move {
-        let start = Instant::now();
-        for i in 0..ITEMS {
-            s.set(Activity::Idle);
-            sleep_until(start + interval * i as u32).await;
-            s.set(Activity::Busy);
-            sleep(jitter.next(cost)).await;
-            s.set(Activity::Backpressured);
-            if to_transform.send(i).await.is_err() {
-                break;
-            }
-            s.record_out(1);
-        }
-        s.set(Activity::Idle);
-    });
-    let (t, cost, policy, dropped) = (transform.clone(), spec.cost[1], spec.shed, shed.clone());
-    let mut jitter = Jitter(spec.seed ^ 2);
-    tasks.spawn(async move {
-        loop {
-            t.set(Activity::Idle);
-            let Some(item) = from_source.recv().await else {
-                break;
-            };
-            t.set(Activity::Busy);
-            sleep(jitter.next(cost)).await;
-            t.set(Activity::Backpressured);
-            if policy {
-                if to_queue.try_send(item).is_err() {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            } else if to_queue.send(item).await.is_err() {
-                break;
-            }
-        }
-        t.set(Activity::Idle);
-    });
+    tasks.spawn(source_task(source.clone(), spec.clone(), to_transform));
+    tasks.spawn(transform_task(
+        transform.clone(),
+        spec.clone(),
+        from_source,
+        to_queue,
+    ));
     for (i, w) in workers.iter().enumerate() {
-        let mut jitter = Jitter(spec.seed ^ (16 + i as u64));
-        let (w, cost, queue, to_sink, cap) = (
+        tasks.spawn(worker_task(
             w.clone(),
-            spec.cost[2],
+            spec.clone(),
+            i,
             queue.clone(),
             to_sink.clone(),
-            spec.queue,
-        );
-        tasks.spawn(async move {
-            loop {
-                w.set(Activity::Idle);
-                let item = {
-                    let mut q = queue.lock().await;
-                    let item = q.recv().await;
-                    w.set_input_fill(q.len() as f64 / cap as f64);
-                    item
-                };
-                let Some(item) = item else { break };
-                w.set(Activity::Busy);
-                sleep(jitter.next(cost)).await;
-                w.set(Activity::Backpressured);
-                if to_sink.send(item).await.is_err() {
-                    break;
-                }
-            }
-            w.set(Activity::Idle);
-        });
+        ));
     }
     drop(to_sink);
-    let (k, cost) = (sink.clone(), spec.cost[3]);
-    let mut jitter = Jitter(spec.seed ^ 3);
-    tasks.spawn(async move {
-        loop {
-            k.set(Activity::Idle);
-            let Some(_) = into_sink.recv().await else {
-                break;
-            };
-            k.set(Activity::Busy);
-            sleep(jitter.next(cost)).await;
-            k.set(Activity::Idle);
-            k.record_out(1);
-        }
-    });
+    tasks.spawn(sink_task(sink.clone(), spec.clone(), into_sink));
 
-    // The slowest stage runs at 0.3x the offered rate at worst: the source offers its items over
-    // ITEMS x interval, so the second half of that span is steady state in every trial.
+    // The slowest stage runs at 0.5x the offered rate at worst: the source offers its items
+    // over ITEMS x interval, so the second half of that span is steady state in every trial.
     let span = spec.interval * ITEMS as u32;
     sleep(span / 2).await;
     let first = snapshots(&source, &transform, &workers, &sink);

@@ -90,10 +90,15 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(kills) = args.kills {
         return kill_trials(&args, &bootstrap, kills).await;
     }
+    compare(&args, &bootstrap).await
+}
+
+/// The comparison: the records produced once, then read in each mode.
+async fn compare(args: &KeyOrderArgs, bootstrap: &str) -> anyhow::Result<std::process::ExitCode> {
     let topic = format!("keyorder-{}-{}", args.seed, std::process::id());
-    super::create_topic(&bootstrap, &topic, 1, 1).await?;
+    super::create_topic(bootstrap, &topic, 1, 1).await?;
     let keys = draw_keys(args.records, args.keys, args.seed);
-    produce(&bootstrap, &topic, &keys)
+    produce(bootstrap, &topic, &keys)
         .await
         .context("cannot produce the records")?;
     let work = Arc::new(draw_work(args.records, args.work_max, args.seed));
@@ -112,17 +117,15 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
         } else {
             args.workers
         };
-        let deadline = total + Duration::from_secs(60);
         let group = format!("{topic}-{i}");
         let at = At {
-            bootstrap: &bootstrap,
+            bootstrap,
             topic: &topic,
             group: &group,
         };
+        let deadline = total + Duration::from_secs(60);
         let mut result = run_mode(at, mode, n, &work, deadline, None).await?;
-        let lag = LagReader::new(&bootstrap, &group, &topic, 1)?
-            .read()
-            .await?;
+        let lag = LagReader::new(bootstrap, &group, &topic, 1)?.read().await?;
         result.committed = Some(lag.log_end - lag.lag);
         println!(
             "  {:<10} {:>4} workers  {:>7.2} s  {} processed  {} order violations  commit {:?}",
@@ -150,13 +153,25 @@ pub async fn run(args: KeyOrderArgs) -> anyhow::Result<std::process::ExitCode> {
         seed: args.seed,
         modes,
     };
-    let summary = summary(&report);
+    write_report(args, &report)
+}
+
+/// Prints and writes the comparison; fails when a mode missed a record, broke a key's order
+/// (unordered aside) or left its commit short of the log's end.
+fn write_report(
+    args: &KeyOrderArgs,
+    report: &KeyOrderReport,
+) -> anyhow::Result<std::process::ExitCode> {
+    let summary = summary(report);
     println!("\n{summary}");
-    let out = args.out.unwrap_or_else(|| PathBuf::from("out/keyorder"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/keyorder"));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(
         out.join("keyorder.json"),
-        serde_json::to_string_pretty(&report)?,
+        serde_json::to_string_pretty(report)?,
     )?;
     std::fs::write(out.join("summary.md"), &summary)?;
     println!("wrote {}", out.display());
@@ -274,65 +289,9 @@ async fn kill_trials(
     let mut state = args.seed ^ 0x6b69_6c6c;
     let mut trials = Vec::new();
     for t in 0..kills {
-        let topic = format!("keyorder-kill-{}-{t}-{}", args.seed, std::process::id());
-        let group = format!("{topic}-g");
-        super::create_topic(bootstrap, &topic, 1, 1).await?;
-        produce(
-            bootstrap,
-            &topic,
-            &draw_keys(args.records, args.keys, args.seed),
-        )
-        .await?;
         // Killed somewhere between a tenth and nine tenths of the way.
-        let at =
-            (args.records as f64 * (0.1 + 0.8 * splitmix::unit(splitmix::step(&mut state)))) as u64;
-        let files = [
-            out.join(format!("kill-{t}-first.offsets")),
-            out.join(format!("kill-{t}-second.offsets")),
-        ];
-        let argv = |file: &std::path::Path| -> Vec<String> {
-            let mut v: Vec<String> = ["keyorder", "--records"].map(String::from).to_vec();
-            v.push(args.records.to_string());
-            v.extend([
-                "--work-max".into(),
-                format!("{}us", args.work_max.as_micros()),
-            ]);
-            v.extend(["--workers".into(), args.workers.to_string()]);
-            v.extend(["--seed".into(), args.seed.to_string()]);
-            v.extend(["--bootstrap-servers".into(), bootstrap.to_string()]);
-            v.extend(["--child".into(), topic.clone(), group.clone()]);
-            v.push(file.display().to_string());
-            v
-        };
-        let mut first =
-            crate::child::spawn(&argv(&files[0]), &out.join(format!("kill-{t}-first.log")))?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while count_lines(&files[0]) < at && Instant::now() < deadline {
-            if first.try_wait()?.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        first.start_kill().context("cannot kill the first run")?; // SIGKILL
-        let _ = first.wait().await;
-        let lag = LagReader::new(bootstrap, &group, &topic, 1)?.read().await?;
-        let committed = lag.log_end - lag.lag;
-        let status =
-            crate::child::spawn(&argv(&files[1]), &out.join(format!("kill-{t}-second.log")))?
-                .wait()
-                .await?;
-        anyhow::ensure!(status.success(), "the restarted run failed: {status}");
-        let a = offsets(&files[0]);
-        let b = offsets(&files[1]);
-        let trial = KillTrial {
-            written_before_kill: a.len() as u64,
-            committed_at_kill: committed,
-            replayed: a.intersection(&b).count() as u64,
-            lost: (0..args.records as i64)
-                .filter(|o| !a.contains(o) && !b.contains(o))
-                .count() as u64,
-            reread_below_commit: b.iter().filter(|&&o| o < committed).count() as u64,
-        };
+        let fraction = 0.1 + 0.8 * splitmix::unit(splitmix::step(&mut state));
+        let trial = kill_once(args, bootstrap, &out, t, fraction).await?;
         println!(
             "  kill {t}: {} written before the kill, commit {}, replayed {}, lost {}, re-read below the commit {}",
             trial.written_before_kill,
@@ -360,6 +319,69 @@ async fn kill_trials(
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
+    })
+}
+
+/// One kill: a fresh topic and group, the first run SIGKILLed once it has written `fraction`
+/// of the records, the commit read, the second run to the end, the two sinks compared.
+async fn kill_once(
+    args: &KeyOrderArgs,
+    bootstrap: &str,
+    out: &std::path::Path,
+    t: u32,
+    fraction: f64,
+) -> anyhow::Result<KillTrial> {
+    let topic = format!("keyorder-kill-{}-{t}-{}", args.seed, std::process::id());
+    let group = format!("{topic}-g");
+    super::create_topic(bootstrap, &topic, 1, 1).await?;
+    let keys = draw_keys(args.records, args.keys, args.seed);
+    produce(bootstrap, &topic, &keys).await?;
+    let at = (args.records as f64 * fraction) as u64;
+    let files = [
+        out.join(format!("kill-{t}-first.offsets")),
+        out.join(format!("kill-{t}-second.offsets")),
+    ];
+    let argv = |file: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = ["keyorder", "--records"].map(String::from).to_vec();
+        v.push(args.records.to_string());
+        v.extend([
+            "--work-max".into(),
+            format!("{}us", args.work_max.as_micros()),
+        ]);
+        v.extend(["--workers".into(), args.workers.to_string()]);
+        v.extend(["--seed".into(), args.seed.to_string()]);
+        v.extend(["--bootstrap-servers".into(), bootstrap.to_string()]);
+        v.extend(["--child".into(), topic.clone(), group.clone()]);
+        v.push(file.display().to_string());
+        v
+    };
+    let mut first =
+        crate::child::spawn(&argv(&files[0]), &out.join(format!("kill-{t}-first.log")))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_lines(&files[0]) < at && Instant::now() < deadline {
+        if first.try_wait()?.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    first.start_kill().context("cannot kill the first run")?; // SIGKILL
+    let _ = first.wait().await;
+    let lag = LagReader::new(bootstrap, &group, &topic, 1)?.read().await?;
+    let committed = lag.log_end - lag.lag;
+    let status = crate::child::spawn(&argv(&files[1]), &out.join(format!("kill-{t}-second.log")))?
+        .wait()
+        .await?;
+    anyhow::ensure!(status.success(), "the restarted run failed: {status}");
+    let a = offsets(&files[0]);
+    let b = offsets(&files[1]);
+    Ok(KillTrial {
+        written_before_kill: a.len() as u64,
+        committed_at_kill: committed,
+        replayed: a.intersection(&b).count() as u64,
+        lost: (0..args.records as i64)
+            .filter(|o| !a.contains(o) && !b.contains(o))
+            .count() as u64,
+        reread_below_commit: b.iter().filter(|&&o| o < committed).count() as u64,
     })
 }
 
@@ -436,7 +458,45 @@ struct At<'a> {
     group: &'a str,
 }
 
-/// Reads every record once in `group`, with `n` workers spread by `mode`.
+/// What a mode's workers do with each record, and what they saw.
+struct Probe {
+    check: OrderCheck,
+    processed: AtomicU64,
+    first: OnceLock<Instant>,
+    last: std::sync::Mutex<Option<Instant>>,
+    /// Each record's work, by offset.
+    work: Arc<Vec<Duration>>,
+    /// `--kills`' sink: offsets written, one a line, each before its record is acknowledged.
+    sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+}
+
+impl Probe {
+    /// Works on `r` (sleeps its draw), checks its key's order, writes it to the sink if there
+    /// is one, and acknowledges it.
+    async fn work_on(&self, r: KafkaRecord) {
+        self.first.get_or_init(Instant::now);
+        let at = usize::try_from(r.offset).unwrap_or(usize::MAX);
+        tokio::time::sleep(self.work.get(at).copied().unwrap_or_default()).await;
+        if let Some((key, seq)) = key_seq(&r) {
+            self.check.observe(key, seq);
+        }
+        if let Some(file) = &self.sink {
+            use std::io::Write;
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            if file
+                .write_all(format!("{}\n", r.offset).as_bytes())
+                .is_err()
+            {
+                return; // not written: not acknowledged, read again after a restart
+            }
+        }
+        r.ack.ack();
+        self.processed.fetch_add(1, Ordering::SeqCst);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+}
+
+/// Reads every record once in `at`'s group, with `n` workers spread by `mode`.
 async fn run_mode(
     at: At<'_>,
     mode: KeyOrderMode,
@@ -458,10 +518,14 @@ async fn run_mode(
     };
     let source = KafkaSource::new(config);
     let handle = source.handle();
-    let check = Arc::new(OrderCheck::default());
-    let processed = Arc::new(AtomicU64::new(0));
-    let first: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let probe = Arc::new(Probe {
+        check: OrderCheck::default(),
+        processed: AtomicU64::new(0),
+        first: OnceLock::new(),
+        last: std::sync::Mutex::new(None),
+        work: work.clone(),
+        sink,
+    });
     let partitioning = match mode {
         KeyOrderMode::Unordered => Partitioning::RoundRobin,
         _ => Partitioning::Key,
@@ -473,42 +537,15 @@ async fn run_mode(
         batch: 1,
         linger: Duration::ZERO,
     };
-    let (c, p, f, l, w, file) = (
-        check.clone(),
-        processed.clone(),
-        first.clone(),
-        last.clone(),
-        work.clone(),
-        sink,
-    );
+    let p = probe.clone();
     let (subscriber, pool) = workers(
         config,
         |r: &KafkaRecord| key_seq(r).map_or(0, |(k, _)| k),
         move |_, batch: Vec<KafkaRecord>| {
-            let (c, p, f, l, w) = (c.clone(), p.clone(), f.clone(), l.clone(), w.clone());
-            let file = file.clone();
+            let p = p.clone();
             async move {
                 for r in batch {
-                    f.get_or_init(Instant::now);
-                    let at = usize::try_from(r.offset).unwrap_or(usize::MAX);
-                    tokio::time::sleep(w.get(at).copied().unwrap_or_default()).await;
-                    if let Some((key, seq)) = key_seq(&r) {
-                        c.observe(key, seq);
-                    }
-                    if let Some(file) = &file {
-                        // The sink: the offset is written (to the OS) before it is acked.
-                        use std::io::Write;
-                        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                        if file
-                            .write_all(format!("{}\n", r.offset).as_bytes())
-                            .is_err()
-                        {
-                            continue; // not written: not acked, read again after a restart
-                        }
-                    }
-                    r.ack.ack();
-                    p.fetch_add(1, Ordering::SeqCst);
-                    *l.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    p.work_on(r).await;
                 }
             }
         },
@@ -516,34 +553,48 @@ async fn run_mode(
     let connection = tokio::spawn(source.connect(subscriber));
     let pool = tokio::spawn(pool);
     let started = Instant::now();
-    while processed.load(Ordering::SeqCst) < records && started.elapsed() < deadline {
+    while probe.processed.load(Ordering::SeqCst) < records && started.elapsed() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     handle.close().await; // commits what was acknowledged, then leaves
     connection.abort();
     pool.abort();
-    let done = processed.load(Ordering::SeqCst);
-    anyhow::ensure!(
-        done >= records,
-        "{mode:?}: {done} of {records} records processed within {deadline:?}"
-    );
-    let seconds = match (first.get(), *last.lock().unwrap_or_else(|e| e.into_inner())) {
-        (Some(a), Some(b)) => b.duration_since(*a).as_secs_f64(),
-        _ => f64::NAN,
-    };
-    Ok(ModeResult {
-        mode,
-        workers: n,
-        seconds,
-        processed: done,
-        order_violations: check.violations(),
-        speedup: f64::NAN,
-        committed: None,
-        published_seconds: PUBLISHED
-            .iter()
-            .find(|(m, _)| *m == mode)
-            .map_or(f64::NAN, |(_, s)| *s),
-    })
+    probe.result(mode, n, records, deadline)
+}
+
+impl Probe {
+    /// The mode's result, once its run is over.
+    fn result(
+        &self,
+        mode: KeyOrderMode,
+        n: usize,
+        records: u64,
+        deadline: Duration,
+    ) -> anyhow::Result<ModeResult> {
+        let done = self.processed.load(Ordering::SeqCst);
+        anyhow::ensure!(
+            done >= records,
+            "{mode:?}: {done} of {records} records processed within {deadline:?}"
+        );
+        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let seconds = match (self.first.get(), last) {
+            (Some(a), Some(b)) => b.duration_since(*a).as_secs_f64(),
+            _ => f64::NAN,
+        };
+        Ok(ModeResult {
+            mode,
+            workers: n,
+            seconds,
+            processed: done,
+            order_violations: self.check.violations(),
+            speedup: f64::NAN,
+            committed: None,
+            published_seconds: PUBLISHED
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .map_or(f64::NAN, |(_, s)| *s),
+        })
+    }
 }
 
 /// The table, as markdown.
