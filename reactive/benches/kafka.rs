@@ -17,7 +17,13 @@
 //! The sink is connected to the source directly, as a pipeline's queue is; a `Stream` bridge
 //! (`into_stream`) adds its own hop, measured by the `hop` bench.
 //!
-//! Rounds alternate between them; the medians are compared. CPU is the whole process's (user +
+//! Rounds alternate between them; the medians are compared.
+//!
+//! Knobs for finding where the time goes (defaults are the source's own):
+//! `KAFKA_BENCH_ONLY=bare|batched|each` (one consumer alone, for a profiler),
+//! `KAFKA_BENCH_RECORDS`, `BENCH_REPS`, `KAFKA_BENCH_STORAGE`, `KAFKA_BENCH_COMMIT_MS`,
+//! `KAFKA_BENCH_MAX_BATCH`, `KAFKA_BENCH_QMM` (librdkafka's `queued.min.messages`), and
+//! `KAFKA_BENCH_STATS=1` (the source's stats after each round, on stderr). CPU is the whole process's (user +
 //! system, summed over its threads), librdkafka's threads included, over the timed span.
 
 use std::time::{Duration, Instant};
@@ -172,7 +178,15 @@ fn source(bootstrap: &str, group: &str, records: u64, acks: Acks) -> Measured {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map_or(Duration::from_millis(500), Duration::from_millis),
+            max_batch: std::env::var("KAFKA_BENCH_MAX_BATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(512),
             ..KafkaConfig::new(bootstrap, group, ["bench"])
+        };
+        let config = match std::env::var("KAFKA_BENCH_QMM") {
+            Ok(v) => config.set("queued.min.messages", &v),
+            Err(_) => config,
         };
         let source = KafkaSource::new(config);
         let handle = source.handle();
@@ -189,6 +203,13 @@ fn source(bootstrap: &str, group: &str, records: u64, acks: Acks) -> Measured {
                 done: Some(tx),
             })
             .await;
+        if std::env::var_os("KAFKA_BENCH_STATS").is_some() {
+            let s = handle.stats();
+            eprintln!(
+                "stats: pauses {} stalls {} recoveries {} rebalances {} commits {} errors {}",
+                s.pauses, s.stalls, s.stall_recoveries, s.rebalances, s.commits, s.errors
+            );
+        }
         handle.close().await;
         rx.recv().expect("the sink reached its target")
     })
