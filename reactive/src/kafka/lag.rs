@@ -9,8 +9,7 @@ use super::PartitionLag;
 use super::rebalance::SourceContext;
 use super::shared::Shared;
 
-/// Broker round trips made by the lag thread.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use super::rebalance::REQUEST_TIMEOUT;
 
 /// Reads the lag of `partitions` for the consumer's group: the group's committed offsets and each
 /// partition's log-end offset (high watermark), from the broker. A partition with nothing

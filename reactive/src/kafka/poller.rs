@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::lag::lag_loop;
 use super::probe;
-use super::rebalance::{SourceContext, commit, is_eviction, tpl_of};
+use super::rebalance::{REQUEST_TIMEOUT, SourceContext, commit, is_eviction, tpl_of};
 use super::record::Lease;
 use super::recover::{Progress, check_stalls};
 use super::shared::{Arena, Raw, Shared};
@@ -38,8 +38,6 @@ const ACTIVE_POLL: Duration = Duration::from_millis(100);
 pub(super) const PAUSE_AFTER: Duration = Duration::from_millis(100);
 /// How often stalls are looked for.
 const STALL_CHECK: Duration = Duration::from_millis(500);
-/// Broker round trips made from the callbacks and at shutdown.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Turns polled messages into records under one lock of the tracker, with one lookup per run
 /// of a partition's records. Messages of partitions no longer assigned are left out: they
@@ -54,7 +52,7 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
         let tp = &raw[start].tp;
         let len = raw[start..].iter().take_while(|r| r.tp == *tp).count();
         let offsets = raw[start..start + len].iter().map(|r| r.offset);
-        runs.push((len, t.delivered_run_skipping(tp, offsets)));
+        runs.push((len, t.delivered_run(tp, offsets)));
         start += len;
     }
     drop(t);
@@ -74,14 +72,7 @@ fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
         let mut skips = skips.into_iter().flatten();
         let mut run = run.filter(|_| !skips.next().unwrap_or(false)).peekable();
         let Some(first) = run.peek() else { continue };
-        let topic = match names.iter().find(|n| ***n == *first.tp.0) {
-            Some(n) => n.clone(),
-            None => {
-                let n: Arc<str> = Arc::from(&*first.tp.0);
-                names.push(n.clone());
-                n
-            }
-        };
+        let topic = intern(&mut names, &first.tp.0);
         records.extend(run.map(|r| KafkaRecord {
             topic: topic.clone(),
             partition: r.tp.1,
@@ -121,15 +112,14 @@ pub(super) struct Round {
     last_check: Instant,
 }
 
-impl Round {
-    fn topic(&mut self, name: &str) -> Arc<str> {
-        if let Some(t) = self.topic_names.iter().find(|t| ***t == *name) {
-            return t.clone();
-        }
-        let t: Arc<str> = Arc::from(name);
-        self.topic_names.push(t.clone());
-        t
+/// `name` from `names`, added when it is not there yet (a consumer reads few topics).
+fn intern(names: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(t) = names.iter().find(|t| ***t == *name) {
+        return t.clone();
     }
+    let t: Arc<str> = Arc::from(name);
+    names.push(t.clone());
+    t
 }
 
 pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
@@ -397,7 +387,7 @@ fn poll_messages(
         }
         match polled {
             Some(Ok(m)) => {
-                let topic = round.topic(m.topic());
+                let topic = intern(&mut round.topic_names, m.topic());
                 let r = Raw::new(&m, topic, &mut round.arena);
                 if raw.len() < limit {
                     raw.push(r);

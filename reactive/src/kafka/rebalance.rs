@@ -19,8 +19,8 @@ pub fn is_eviction(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded)
 }
 
-/// Broker round trips made from the callbacks.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long any broker round trip of the source may take (callbacks, shutdown, recovery, lag).
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct SourceContext {
     pub(super) shared: Arc<Shared>,

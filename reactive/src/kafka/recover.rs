@@ -13,8 +13,7 @@ use super::shared::Shared;
 use super::stall::{Recovery, Seen, StallWatch};
 use super::tracker::{Tp, TpHasher, TpMap};
 
-/// Broker round trips made to recover.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use super::rebalance::REQUEST_TIMEOUT;
 
 /// Fetch progress per partition, as the stall detector needs it.
 pub(super) struct Progress {

@@ -164,26 +164,7 @@ impl Tracker {
     /// under, or `None` when the partition is not assigned (the record must not be delivered).
     #[cfg(test)]
     pub(crate) fn delivered(&mut self, tp: &Tp, offset: i64) -> Option<u64> {
-        self.delivered_run(tp, [offset])
-    }
-
-    /// Records that `offsets` (increasing) of `tp` went downstream, with one lookup of the
-    /// partition; returns the generation, or `None` when the partition is not assigned (none of
-    /// them must be delivered).
-    pub(crate) fn delivered_run(
-        &mut self,
-        tp: &Tp,
-        offsets: impl IntoIterator<Item = i64>,
-    ) -> Option<u64> {
-        let track = self.parts.get_mut(tp)?;
-        for offset in offsets {
-            if track.committed.is_none() {
-                track.committed = Some(offset);
-            }
-            track.pending.push_back((offset, Mark::InFlight));
-            track.next = Some(offset + 1);
-        }
-        Some(track.generation)
+        self.delivered_run(tp, [offset]).map(|(g, _)| g)
     }
 
     /// Records that `tp`'s `offsets` were written and acknowledged by an earlier owner (read
@@ -194,31 +175,36 @@ impl Tracker {
         }
     }
 
-    /// Like [`delivered_run`](Self::delivered_run), for records some of which an earlier owner
-    /// already wrote: those are registered as acknowledged at once. Returns the generation and,
-    /// when any was skipped, which ones (true: skip).
-    pub(crate) fn delivered_run_skipping(
+    /// Records that `offsets` (increasing) of `tp` went downstream, with one lookup of the
+    /// partition. Those an earlier owner already wrote (see [`set_done`](Self::set_done)) are
+    /// registered as acknowledged at once instead. Returns the generation and, when any was
+    /// skipped, which ones (true: skip); `None` when the partition is not assigned (none of
+    /// them must be delivered).
+    pub(crate) fn delivered_run(
         &mut self,
         tp: &Tp,
         offsets: impl IntoIterator<Item = i64>,
     ) -> Option<(u64, Option<Vec<bool>>)> {
-        if self.parts.get(tp)?.done.is_empty() {
-            return self.delivered_run(tp, offsets).map(|g| (g, None));
-        }
         let track = self.parts.get_mut(tp)?;
-        let mut skips = Vec::new();
+        // Without a done-list (the usual case) no record is looked up in it.
+        let mut skips = (!track.done.is_empty()).then(Vec::new);
         for offset in offsets {
             if track.committed.is_none() {
                 track.committed = Some(offset);
             }
-            let skip = track.done.remove(&offset);
+            let skip = skips.is_some() && track.done.remove(&offset);
             let mark = if skip { Mark::Acked } else { Mark::InFlight };
             track.pending.push_back((offset, mark));
             track.next = Some(offset + 1);
-            skips.push(skip);
+            if let Some(s) = &mut skips {
+                s.push(skip);
+            }
         }
-        self.skipped += skips.iter().filter(|s| **s).count() as u64;
-        Some((track.generation, Some(skips)))
+        let generation = track.generation;
+        if let Some(s) = &skips {
+            self.skipped += s.iter().filter(|&&k| k).count() as u64;
+        }
+        Some((generation, skips))
     }
 
     #[cfg(test)]
@@ -448,7 +434,7 @@ mod tests {
         let g = t.assign(tp(0));
         // The last owner committed 10 and wrote 12, 13 and 15 past it.
         t.set_done(&tp(0), super::super::done_list::decode(10, "d1:2+1,2+0"));
-        let (generation, skips) = t.delivered_run_skipping(&tp(0), 10..17).unwrap();
+        let (generation, skips) = t.delivered_run(&tp(0), 10..17).unwrap();
         assert_eq!(generation, g);
         assert_eq!(
             skips,
