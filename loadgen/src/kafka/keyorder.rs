@@ -358,7 +358,8 @@ async fn kill_once(
     let mut first =
         crate::child::spawn(&argv(&files[0]), &out.join(format!("kill-{t}-first.log")))?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count_lines(&files[0]) < at && Instant::now() < deadline {
+    let mut written = LineCount::default();
+    while written.update(&files[0]) < at && Instant::now() < deadline {
         if first.try_wait()?.is_some() {
             break;
         }
@@ -385,8 +386,26 @@ async fn kill_once(
     })
 }
 
-fn count_lines(path: &std::path::Path) -> u64 {
-    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+/// Lines in a growing file, reading only what was appended since the last look (it is
+/// watched every 2 ms while the child writes).
+#[derive(Default)]
+struct LineCount {
+    read: u64,
+    lines: u64,
+}
+
+impl LineCount {
+    fn update(&mut self, path: &std::path::Path) -> u64 {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut new = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(path) {
+            if f.seek(SeekFrom::Start(self.read)).is_ok() && f.read_to_end(&mut new).is_ok() {
+                self.read += new.len() as u64;
+                self.lines += new.iter().filter(|&&c| c == b'\n').count() as u64;
+            }
+        }
+        self.lines
+    }
 }
 
 /// The offsets in a sink file (a torn last line, cut by the kill, is not a write).
