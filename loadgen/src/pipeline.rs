@@ -241,7 +241,6 @@ async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress)
     let total = plan.schedule().total();
     let deadline = origin + total + plan.drain_timeout();
     let mut tick = crate::telemetry::sampling(plan.sample());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate: skip it, so every sample covers a whole period.
     tick.tick().await;
     let mut sampler = Sampler::new(origin);
