@@ -8,13 +8,18 @@
 //! - [`Aimd`]: additive-increase / multiplicative-decrease control of a source's rate from a
 //!   pressure signal (a queue's fill, a lag), the "slow-source" overload policy; [`RateSignal`]
 //!   carries the rate to the source and [`slow_source`] runs the loop.
+//! - [`Credits`] and [`credit::channels`]: credit-based flow control, Flink's scheme (a sender
+//!   sends only against credit its receiver granted for free buffers: exclusive per channel,
+//!   plus a floating pool for the channels with a backlog).
 
 mod aimd;
 mod bottleneck;
+pub mod credit;
 mod signal;
 mod stage;
 
 pub use aimd::Aimd;
 pub use bottleneck::{Bottleneck, BottleneckKind, find_bottleneck};
+pub use credit::{Closed, Credit, Credits};
 pub use signal::{RateSignal, slow_source};
 pub use stage::{Activity, Stage, StageSnapshot};
