@@ -12,6 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::audit::Stats;
+use crate::credit::{BACKLOG, CREDIT, CREDIT_ID, CreditAsk, CreditGrant};
 use crate::wire::{self, Event, Format};
 
 /// Why a call failed before an HTTP answer came back, or why an answer was unusable.
@@ -47,6 +48,8 @@ pub struct Reply {
     pub retry_after: Option<Duration>,
     /// The `RateLimit-Policy` header, when present.
     pub rate_limit_policy: Option<String>,
+    /// The credit grant (`sinkd-credit`), on answers to requests that carried an account.
+    pub credit: Option<CreditGrant>,
     /// The body.
     pub body: Bytes,
 }
@@ -129,6 +132,55 @@ impl SinkClient {
         .await
     }
 
+    /// `POST /write/batch` on credit: the write names `ask`'s account and announces its
+    /// backlog; the answer carries the next grant. See [`crate::credit`].
+    pub async fn write_batch_credited(
+        &self,
+        events: &[Event],
+        format: Format,
+        ask: CreditAsk,
+    ) -> Result<Reply, ClientError> {
+        self.send_with(
+            Method::POST,
+            "/write/batch",
+            Some(format.content_type()),
+            wire::encode_batch(events, format),
+            Some(ask),
+        )
+        .await
+    }
+
+    /// `POST /write` on credit, one event: as [`write_batch_credited`](Self::write_batch_credited).
+    pub async fn write_credited(
+        &self,
+        event: &Event,
+        format: Format,
+        ask: CreditAsk,
+    ) -> Result<Reply, ClientError> {
+        self.send_with(
+            Method::POST,
+            "/write",
+            Some(format.content_type()),
+            wire::encode_one(event, format),
+            Some(ask),
+        )
+        .await
+    }
+
+    /// `POST /credit`: a grant for `ask`'s backlog, answered at once (never held).
+    ///
+    /// # Errors
+    /// As any call; an answer that is not a success is [`ClientError::Status`].
+    pub async fn credit(&self, ask: CreditAsk) -> Result<CreditGrant, ClientError> {
+        let reply = self
+            .send_with(Method::POST, "/credit", None, Vec::new(), Some(ask))
+            .await?;
+        match reply.credit {
+            Some(g) if reply.is_success() => Ok(g),
+            _ => Err(ClientError::Status(reply)),
+        }
+    }
+
     /// `GET /stats`, with the id range the producer sent when given.
     pub async fn stats(&self, expected: Option<(u64, u64)>) -> Result<Stats, ClientError> {
         let path = match expected {
@@ -194,11 +246,25 @@ impl SinkClient {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Reply, ClientError> {
+        self.send_with(method, path, content_type, body, None).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        credit: Option<CreditAsk>,
+    ) -> Result<Reply, ClientError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
+        }
+        if let Some(ask) = credit {
+            req = req.header(CREDIT_ID, ask.id).header(BACKLOG, ask.backlog);
         }
         if let Some(token) = &self.admin_token {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
@@ -223,6 +289,7 @@ impl SinkClient {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
         let rate_limit_policy = header("ratelimit-policy");
+        let credit = header(CREDIT).and_then(|v| CreditGrant::parse(&v));
         let body = response
             .into_body()
             .collect()
@@ -233,6 +300,7 @@ impl SinkClient {
             status,
             retry_after,
             rate_limit_policy,
+            credit,
             body,
         })
     }

@@ -34,6 +34,7 @@ pub mod audit;
 pub mod bucket;
 pub mod client;
 pub mod config;
+pub mod credit;
 mod idset;
 mod metrics;
 pub mod serve;

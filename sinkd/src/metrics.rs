@@ -16,6 +16,9 @@
 //! | `sinkd_audit_distinct_ids` | gauge | distinct ids received |
 //! | `sinkd_audit_duplicates_total` | counter | events whose id was already received |
 //! | `sinkd_audit_order_violations_total` | counter | events whose seq was lower than the last for their key |
+//! | `sinkd_credits_granted_total` | counter | credit granted to clients (tokens set aside for them) |
+//! | `sinkd_writes_on_credit_total` | counter | writes admitted on a client's credit |
+//! | `sinkd_credit_polls_total` | counter | `POST /credit` calls answered |
 
 use std::sync::atomic::AtomicU64;
 
@@ -51,6 +54,9 @@ pub struct Metrics {
     pub(crate) audit_distinct: Gauge,
     pub(crate) audit_duplicates: Counter,
     pub(crate) audit_order_violations: Counter,
+    pub(crate) credits_granted: Counter,
+    pub(crate) writes_on_credit: Counter,
+    pub(crate) credit_polls: Counter,
 }
 
 impl Default for Metrics {
@@ -71,6 +77,9 @@ impl Default for Metrics {
             audit_distinct: Gauge::default(),
             audit_duplicates: Counter::default(),
             audit_order_violations: Counter::default(),
+            credits_granted: Counter::default(),
+            writes_on_credit: Counter::default(),
+            credit_polls: Counter::default(),
             registry: Registry::default(),
         };
         m.register_all(&mut registry);
@@ -148,6 +157,21 @@ impl Metrics {
             "sinkd_audit_order_violations",
             "Events whose seq was lower than the last seen for their key",
             m.audit_order_violations.clone(),
+        );
+        r.register(
+            "sinkd_credits_granted",
+            "Credit granted to clients (tokens set aside for them)",
+            m.credits_granted.clone(),
+        );
+        r.register(
+            "sinkd_writes_on_credit",
+            "Writes admitted on a client's credit",
+            m.writes_on_credit.clone(),
+        );
+        r.register(
+            "sinkd_credit_polls",
+            "POST /credit calls answered",
+            m.credit_polls.clone(),
         );
     }
 

@@ -48,11 +48,38 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Waits for or refuses the tokens a write costs.
-pub(super) async fn admit(state: &Arc<State>, cost: f64) -> Result<(), Response<Body>> {
-    if state.unlimited.load(Ordering::Acquire) && !*state.paused.borrow() {
-        return Ok(());
+/// Admits a write on its client's credit: whether it had enough (then no tokens are taken).
+/// Never while paused: a paused sink admits nothing.
+fn on_credit(state: &State, credit: Option<u64>, cost: f64) -> bool {
+    let Some(id) = credit else { return false };
+    if *state.paused.borrow() {
+        return false;
     }
+    let now = state.now();
+    let spent = lock(&state.limiter).ledger.spend(id, cost, now);
+    if spent {
+        state.metrics.writes_on_credit.inc();
+    }
+    spent
+}
+
+/// Waits for or refuses the tokens a write costs; a write on credit (`credit`: its client's
+/// account) is admitted at once when the account holds its cost. `Ok(true)`: admitted on credit.
+pub(super) async fn admit(
+    state: &Arc<State>,
+    cost: f64,
+    credit: Option<u64>,
+) -> Result<bool, Response<Body>> {
+    if state.unlimited.load(Ordering::Acquire) && !*state.paused.borrow() {
+        return Ok(false);
+    }
+    if on_credit(state, credit, cost) {
+        return Ok(true);
+    }
+    admit_on_tokens(state, cost).await.map(|()| false)
+}
+
+async fn admit_on_tokens(state: &Arc<State>, cost: f64) -> Result<(), Response<Body>> {
     match state.config.on_limit {
         OnLimit::Reject => {
             if *state.paused.borrow() {

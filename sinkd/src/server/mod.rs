@@ -3,12 +3,14 @@
 //! - [`routes`]: routing, body limits, the write path and the audit, `/metrics`, `/stats`;
 //! - [`admission`]: what a write costs against the token bucket: admitted, held (`delay`),
 //!   refused with 429 and `Retry-After` (`reject`), or 503 when paused or too many are held;
+//! - [`credit`]: credit across HTTP (grants in answers, `POST /credit`), see [`crate::credit`];
 //! - [`admin`]: `/admin/*`, token-protected: rate, stall, pause, resume;
 //! - [`reply`]: JSON responses, errors with a reason, the body read under `--max-body`;
 //! - [`state`]: what they share: the limiter, the pause, the audit, the metrics, the log.
 
 mod admin;
 mod admission;
+mod credit;
 mod reply;
 mod routes;
 mod state;

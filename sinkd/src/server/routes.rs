@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::admin::admin;
 use super::admission::admit;
+use super::credit;
 use super::reply::{Body, error, json, read_body};
 use super::state::{State, lock};
 use crate::config::Cost;
@@ -32,6 +33,7 @@ enum Route {
     Metrics,
     Stats,
     Health,
+    Credit,
     Admin,
 }
 
@@ -43,6 +45,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         "/metrics" => (Route::Metrics, Method::GET),
         "/stats" => (Route::Stats, Method::GET),
         "/healthz" => (Route::Health, Method::GET),
+        "/credit" => (Route::Credit, Method::POST),
         p if p.starts_with("/admin/") => {
             if state.config.admin_token.is_none() {
                 state.metrics.reject("not_found");
@@ -79,6 +82,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
         Route::Metrics => metrics(state),
         Route::Stats => stats(state, req.uri().query()),
         Route::Health => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        Route::Credit => credit::poll(state, req.headers()),
         Route::Admin => {
             let path = path.to_owned();
             admin(state, req, &path).await
@@ -86,7 +90,32 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// A write, and the grant on its answer when it carries a credit account.
 async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Response<Body> {
+    let ask = match credit::ask(req.headers()) {
+        Ok(a) => a,
+        Err(reason) => {
+            state.metrics.reject("malformed");
+            return error(StatusCode::BAD_REQUEST, &reason);
+        }
+    };
+    let (mut response, used) = match write_events(state, req, batch, ask.map(|a| a.id)).await {
+        Ok(answer) => answer,
+        Err(refusal) => (refusal, false),
+    };
+    if let Some(ask) = ask {
+        credit::answer(state, ask, used, &mut response);
+    }
+    response
+}
+
+/// The write path; also says whether the write was admitted on credit.
+async fn write_events(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    batch: bool,
+    credit: Option<u64>,
+) -> Result<(Response<Body>, bool), Response<Body>> {
     let started = Instant::now();
     let content_type = req
         .headers()
@@ -95,19 +124,16 @@ async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Respo
         .unwrap_or("");
     let Some(format) = Format::from_content_type(content_type) else {
         state.metrics.reject("unsupported_media_type");
-        return error(
+        return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &format!(
                 "Content-Type must be {} or {}, got `{content_type}`",
                 wire::JSON,
                 wire::BINARY
             ),
-        );
+        ));
     };
-    let body = match read_body(state, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = read_body(state, req).await?;
     let decoded = if batch {
         wire::decode_batch(&body, format)
     } else {
@@ -117,23 +143,21 @@ async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Respo
         Ok(events) => events,
         Err(e) => {
             state.metrics.reject("malformed");
-            return error(StatusCode::BAD_REQUEST, &e.to_string());
+            return Err(error(StatusCode::BAD_REQUEST, &e.to_string()));
         }
     };
     if state.inject_failure() {
         state.metrics.reject("injected");
-        return error(
+        return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "injected failure (--fail-rate)",
-        );
+        ));
     }
     let cost = match state.config.cost {
         Cost::PerRequest => 1.0,
         Cost::PerEvent => events.len() as f64,
     };
-    if let Err(refusal) = admit(state, cost).await {
-        return refusal;
-    }
+    let used = admit(state, cost, credit).await?;
     if !state.config.latency.is_zero() {
         tokio::time::sleep(state.config.latency).await;
     }
@@ -142,10 +166,11 @@ async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Respo
         .metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    json(
+    let ok = json(
         StatusCode::OK,
         format!(r#"{{"accepted":{}}}"#, events.len()),
-    )
+    );
+    Ok((ok, used))
 }
 
 fn accept(state: &State, events: &[Event]) {

@@ -21,6 +21,8 @@ pub(super) struct Limiter {
     pub(super) base: Option<f64>,
     /// Bumped by every rate change, so a stall's restore does not undo a later change.
     pub(super) generation: u64,
+    /// Clients' credit: tokens taken from the bucket and set aside for them.
+    pub(super) ledger: super::credit::Ledger,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,7 @@ impl State {
                 bucket,
                 base: config.rate,
                 generation: 0,
+                ledger: Default::default(),
             }),
             paused: watch::Sender::new(false),
             held: AtomicUsize::new(0),
