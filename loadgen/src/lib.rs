@@ -13,6 +13,7 @@ mod chart;
 mod check;
 mod child;
 mod cli;
+mod credit;
 mod experiment;
 mod generator;
 mod kafka;

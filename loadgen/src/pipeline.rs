@@ -25,7 +25,7 @@ use crate::analysis::{RunTotals, StageReading};
 use crate::generator::{self, GeneratorStats};
 use crate::plan::Plan;
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::report::{Report, SinkLimit};
 use crate::sink::{SinkWriter, start_sink};
 use crate::spilled::Spilled;
 use crate::telemetry::{Bounded, CsvWriter, Sample, Sampler, Totals, rss_bytes};
@@ -353,6 +353,14 @@ async fn finish(
         },
         None => None,
     };
+    let sink_limit = match (&r.embedded, &r.sink.client) {
+        (Some(_), Some(client)) => client
+            .metrics()
+            .await
+            .map(|t| SinkLimit::from_metrics(&t))
+            .unwrap_or_default(),
+        _ => SinkLimit::default(),
+    };
     if let Some(running) = r.embedded {
         running.shutdown().await;
     }
@@ -362,7 +370,7 @@ async fn finish(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let report = Report::build(RunTotals {
+    let mut report = Report::build(RunTotals {
         plan,
         produced,
         sink: &r.sink,
@@ -375,6 +383,7 @@ async fn finish(
         series: &series,
         drained: c.drained,
     });
+    report.sink_limit = sink_limit;
     Ok(Outcome {
         report,
         series,

@@ -61,6 +61,8 @@ pub struct Plan {
     slow_source: bool,
     /// Each event its own write (`--sink-mode single`).
     single: bool,
+    /// Writes only against sinkd's credit (`--sink-on-limit credit`).
+    credit: bool,
     /// Events per write: 1 with single writes.
     batch_size: usize,
     batch_linger: Duration,
@@ -211,6 +213,7 @@ impl Plan {
             spill: spill_of(a)?,
             slow_source: a.policy == Policy::SlowSource,
             single: !batch,
+            credit: a.sink_on_limit == OnLimit::Credit,
             batch_size,
             batch_linger,
             workers: WorkersConfig {
@@ -287,6 +290,11 @@ impl Plan {
     /// Whether each event is its own write (`POST /write`).
     pub fn single_writes(&self) -> bool {
         self.single
+    }
+
+    /// `--sink-on-limit credit`: the sink workers write only against sinkd's credit.
+    pub fn sink_credit(&self) -> bool {
+        self.credit
     }
 
     /// The sink workers.

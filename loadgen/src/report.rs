@@ -2,6 +2,38 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the sink met its limit: what it refused, what it held, what went on credit.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct SinkLimit {
+    /// Writes refused for the rate (429): requests wasted, each retried.
+    pub refused: u64,
+    /// Writes held on the server until their tokens came (`--sink-on-limit delay`).
+    pub held: u64,
+    /// Writes admitted on credit (`--sink-on-limit credit`).
+    pub on_credit: u64,
+    /// `POST /credit` calls: the credit's own requests.
+    pub credit_polls: u64,
+}
+
+impl SinkLimit {
+    /// Reads sinkd's counters from its `/metrics` text.
+    pub fn from_metrics(text: &str) -> SinkLimit {
+        let value = |name: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        };
+        SinkLimit {
+            refused: value("sinkd_requests_rejected_total{reason=\"rate_limited\"}"),
+            held: value("sinkd_requests_held_total"),
+            on_credit: value("sinkd_writes_on_credit_total"),
+            credit_polls: value("sinkd_credit_polls_total"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     /// Events the generator emitted.
@@ -73,6 +105,10 @@ pub struct Report {
     pub duration_s: f64,
     /// Write retries.
     pub retries: u64,
+    /// The embedded sinkd's own counts of how it met its limit (0 with an external sink, whose
+    /// counters span more than this run).
+    #[serde(default)]
+    pub sink_limit: SinkLimit,
     /// The queue.
     pub queue: QueueSummary,
     /// Whether the pipeline drained before the drain timeout.

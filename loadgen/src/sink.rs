@@ -14,6 +14,7 @@ use sinkd::wire::{Event, Format};
 use tokio::time::Instant;
 
 use crate::cli::OnLimit;
+use crate::credit::CreditFlow;
 use crate::generator;
 use crate::plan::{Plan, SinkTarget};
 
@@ -28,6 +29,8 @@ pub struct Counters {
 /// Shared by the embedded pipeline and every Kafka poll loop.
 pub struct SinkWriter {
     pub(crate) client: Option<SinkClient>,
+    /// `--sink-on-limit credit`: attempts go only against sinkd's credit.
+    pub(crate) credit: Option<Arc<CreditFlow>>,
     single: bool,
     /// Retries share the batch: an attempt clones the `Arc`, not the events.
     pub retry: Retry<Arc<Vec<Event>>>,
@@ -68,8 +71,10 @@ impl SinkWriter {
             },
             dead,
         );
+        let credit = (plan.sink_credit() && client.is_some()).then(|| CreditFlow::new(account()));
         Ok(SinkWriter {
             client,
+            credit,
             single: plan.single_writes(),
             retry,
             counters: Counters::default(),
@@ -112,10 +117,24 @@ impl SinkWriter {
         let Some(client) = &self.client else {
             return Ok(());
         };
-        let reply = if self.single && batch.len() == 1 {
-            client.write(&batch[0], Format::Binary).await
-        } else {
-            client.write_batch(&batch, Format::Binary).await
+        let single = self.single && batch.len() == 1;
+        let reply = match &self.credit {
+            None if single => client.write(&batch[0], Format::Binary).await,
+            None => client.write_batch(&batch, Format::Binary).await,
+            Some(flow) => {
+                let credit = flow.acquire(client, flow.cost(batch.len())).await;
+                let reply = if single {
+                    client
+                        .write_credited(&batch[0], Format::Binary, flow.ask())
+                        .await
+                } else {
+                    client
+                        .write_batch_credited(&batch, Format::Binary, flow.ask())
+                        .await
+                };
+                flow.settle(credit, reply.as_ref().ok());
+                reply
+            }
         };
         match reply {
             Ok(r) if r.is_success() => Ok(()),
@@ -154,6 +173,26 @@ impl SinkWriter {
     }
 }
 
+impl Drop for SinkWriter {
+    fn drop(&mut self) {
+        if let Some(flow) = &self.credit {
+            flow.stop();
+        }
+    }
+}
+
+/// A credit account at sinkd unique to this process and this writer: two members of a group
+/// writing to one sinkd must not share one.
+fn account() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    splitmix::next(
+        nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(1, Ordering::Relaxed),
+    )
+}
+
 /// Starts the embedded sinkd, if the plan has one.
 pub async fn start_sink(
     plan: &Plan,
@@ -186,7 +225,7 @@ pub async fn start_sink(
             config.burst = (rate / 10.0).max(1.0);
             config.on_limit = match on_limit {
                 OnLimit::Delay => sinkd::config::OnLimit::Delay,
-                OnLimit::Reject => sinkd::config::OnLimit::Reject,
+                OnLimit::Reject | OnLimit::Credit => sinkd::config::OnLimit::Reject,
             };
             config.max_held = 100_000;
             config.latency = *latency;

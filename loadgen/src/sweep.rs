@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::chart::{Chart, Series};
-use crate::cli::{Demand, QueueKind, RunArgs, SinkMode, SweepArgs};
+use crate::cli::{Demand, OnLimit, QueueKind, RunArgs, SinkMode, SweepArgs};
 use crate::plan::Plan;
 use crate::progress::Progress;
 
@@ -72,6 +72,7 @@ fn apply_demand(a: &mut RunArgs, d: Demand) {
                 1
             };
             a.queue_cap = a.sink_workers * a.worker_window.max(2 * batch);
+            a.sink_on_limit = OnLimit::Credit;
         }
         Demand::BoundedChannel => a.queue = QueueKind::Bounded,
         Demand::Unbounded => {
@@ -91,6 +92,7 @@ fn expand(args: &SweepArgs) -> anyhow::Result<Grid> {
         ("queue", args.queue.len()),
         ("policy", args.policy.len()),
         ("demand", args.demand.len()),
+        ("on limit", args.on_limit.len()),
     ];
     let varying: Vec<&str> = dims
         .iter()
@@ -146,6 +148,10 @@ fn expand(args: &SweepArgs) -> anyhow::Result<Grid> {
         apply_demand(&mut p.args, d);
         tag(p, format!("demand={d:?}").to_lowercase(), None, false);
     });
+    points = grow(points, &args.on_limit, |p, &o| {
+        p.args.sink_on_limit = o;
+        tag(p, format!("on-limit={o:?}").to_lowercase(), None, false);
+    });
     if points.len() > 64 {
         bail!("the grid has {} combinations; at most 64", points.len());
     }
@@ -172,7 +178,7 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("out/sweep"));
     std::fs::create_dir_all(&out)?;
     let mut table = String::from(
-        "| run | delivered/s | p50 ms | p99 ms | dropped | lost | order violations | sink utilization |\n|---|---|---|---|---|---|---|---|\n",
+        "| run | delivered/s | p50 ms | p99 ms | dropped | lost | order violations | sink utilization | 429s | held | on credit | credit polls |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut rows = Vec::new();
     let mut all_ok = true;
@@ -189,13 +195,17 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         let r = &outcome.report;
         let rate = r.delivered as f64 / plan.schedule().total().as_secs_f64();
         table.push_str(&format!(
-            "| {label} | {rate:.0} | {:.1} | {:.1} | {} | {} | {} | {:.3} |\n",
+            "| {label} | {rate:.0} | {:.1} | {:.1} | {} | {} | {} | {:.3} | {} | {} | {} | {} |\n",
             r.latency_ms.p50,
             r.latency_ms.p99,
             r.dropped.total,
             r.lost,
             r.ordering_violations,
-            r.sink_utilization
+            r.sink_utilization,
+            r.sink_limit.refused,
+            r.sink_limit.held,
+            r.sink_limit.on_credit,
+            r.sink_limit.credit_polls,
         ));
         all_ok &= crate::check::apply_checks(&checks, r, &format!("{label}: "));
         rows.push((p.x, rate, r.latency_ms.p99));

@@ -10,9 +10,11 @@ use crate::schedule::Schedule;
 use crate::units;
 
 mod kafka;
+mod sweep;
 pub use kafka::{
     AutoscaleArgs, KafkaConsumerArgs, KeyOrderArgs, KeyOrderMode, PollLoop, ProduceArgs, Source,
 };
+pub use sweep::SweepArgs;
 
 /// Open-model load, backpressured pipelines, and the experiments that measure them.
 #[derive(Debug, Parser)]
@@ -133,6 +135,9 @@ pub enum OnLimit {
     Delay,
     /// sinkd answers 429 over its limit.
     Reject,
+    /// sinkd answers 429 over its limit, and the sink workers send only against the credit it
+    /// grants (its `sinkd-credit` header): nothing is refused, nothing held.
+    Credit,
 }
 
 /// The pipeline's flags, shared by `run`, `experiment` (as overrides) and `sweep`.
@@ -327,31 +332,6 @@ impl ExperimentArgs {
     }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct SweepArgs {
-    /// Batch sizes to try (with --sink-mode batch), comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = units::at_least_one)]
-    pub batch_size: Vec<usize>,
-    /// Batch lingers to try, comma-separated (e.g. 5ms,50ms).
-    #[arg(long, value_delimiter = ',', value_parser = units::duration)]
-    pub batch_linger: Vec<Duration>,
-    /// Worker counts to try, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = units::workers)]
-    pub workers: Vec<usize>,
-    /// Queue modes to try, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub queue: Vec<QueueKind>,
-    /// Policies to try, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub policy: Vec<Policy>,
-    /// Demand strategies to try, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub demand: Vec<Demand>,
-    /// Everything else, as for `run`.
-    #[command(flatten)]
-    pub base: RunArgs,
-}
-
 /// How the sink side asks for events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -360,7 +340,9 @@ pub enum Demand {
     Request1,
     /// request(n) replenished at 75% (a pull queue with the workers' window).
     RequestN,
-    /// Credit-based: the workers' window is the credit, returned as writes complete.
+    /// Credit-based, end to end: in the process, the workers' windows are the credit (a
+    /// bounded queue of their size, refilled as writes complete); across HTTP, the workers send
+    /// only against the credit sinkd grants (`--sink-on-limit credit`).
     Credit,
     /// A bounded channel (queue) of --queue-cap.
     BoundedChannel,
