@@ -21,7 +21,6 @@ use sinkd::credit::CreditAsk;
 use tokio::sync::Notify;
 
 /// The client's side of sinkd's credit for one pipeline.
-#[derive(Debug)]
 pub struct CreditFlow {
     id: u64,
     credits: Credits,
@@ -29,7 +28,18 @@ pub struct CreditFlow {
     per_event: AtomicBool,
     /// An attempt is short of credit: the poller should ask.
     short: Notify,
+    /// The backlog behind the waiting attempts (the queue's depth, in sinkd's unit).
+    behind: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
     poller: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for CreditFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreditFlow")
+            .field("id", &self.id)
+            .field("credits", &self.credits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CreditFlow {
@@ -40,6 +50,7 @@ impl CreditFlow {
             credits: Credits::new(0),
             per_event: AtomicBool::new(false),
             short: Notify::new(),
+            behind: std::sync::OnceLock::new(),
             poller: std::sync::OnceLock::new(),
         })
     }
@@ -66,8 +77,20 @@ impl CreditFlow {
         wait.await.expect("a sink's credit is never closed")
     }
 
-    /// The ask a write carries: this account, and the backlog beyond it.
+    /// Where the backlog behind the waiting attempts is read (events queued for the sink, in
+    /// sinkd's cost unit), so that grants cover what is coming, not only what waits now: with
+    /// one write waiting per worker, sinkd would grant a few at a time and the poller would ask
+    /// every few milliseconds. Set once; later calls are ignored.
+    pub fn backlog_from(&self, behind: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.behind.set(Box::new(behind));
+    }
+
+    /// The ask a write carries: this account, and the backlog: the waiting attempts and what
+    /// is queued behind them.
     pub fn ask(&self) -> CreditAsk {
+        if let Some(behind) = self.behind.get() {
+            self.credits.announce(behind());
+        }
         CreditAsk {
             id: self.id,
             backlog: self.credits.backlog(),
@@ -107,11 +130,11 @@ impl CreditFlow {
 async fn poll(f: Arc<CreditFlow>, client: SinkClient) {
     loop {
         let short = f.short.notified();
+        let ask = f.ask();
         if f.credits.shortfall() == 0 {
             short.await;
             continue;
         }
-        let ask = f.ask();
         let pause = match client.credit(ask).await {
             Ok(g) => {
                 f.per_event.store(g.per_event, Ordering::Relaxed);

@@ -208,6 +208,15 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
             )
         }
     };
+    if let Some(flow) = &sink.credit {
+        let (queue, pool) = (queue_stats.clone(), worker_stats.clone());
+        let per_write = if plan.single_writes() {
+            1
+        } else {
+            plan.batch_size() as u64
+        };
+        flow.backlog_from(move || (queue.depth() + pool.held()).div_ceil(per_write.max(1)));
+    }
     let driver = tokio::spawn(pool);
     let controller = signal.clone().map(|signal| {
         let qs = queue_stats.clone();

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::chart::{Chart, Series};
+use crate::check::Check;
 use crate::cli::{Demand, OnLimit, QueueKind, RunArgs, SinkMode, SweepArgs};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -168,6 +169,107 @@ fn expand(args: &SweepArgs) -> anyhow::Result<Grid> {
     Ok((planned, axis))
 }
 
+/// What one run of one grid point measured: the table's columns.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    dropped: f64,
+    lost: f64,
+    violations: f64,
+    utilization: f64,
+    refused: f64,
+    held: f64,
+    on_credit: f64,
+    polls: f64,
+}
+
+impl Measured {
+    fn of(r: &crate::report::Report, seconds: f64) -> Measured {
+        Measured {
+            rate: r.delivered as f64 / seconds,
+            p50: r.latency_ms.p50,
+            p99: r.latency_ms.p99,
+            dropped: r.dropped.total as f64,
+            lost: r.lost as f64,
+            violations: r.ordering_violations as f64,
+            utilization: r.sink_utilization,
+            refused: r.sink_limit.refused as f64,
+            held: r.sink_limit.held as f64,
+            on_credit: r.sink_limit.on_credit as f64,
+            polls: r.sink_limit.credit_polls as f64,
+        }
+    }
+}
+
+const HEADER: &str = "| run | delivered/s | p50 ms | p99 ms | dropped | lost | order violations | sink utilization | 429s | held | on credit | credit polls |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+
+/// One cell: the value, or with repeats the median and `[min–max]` when they differ.
+fn cell(runs: &[Measured], f: impl Fn(&Measured) -> f64, decimals: usize) -> String {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    let (lo, mid, hi) = (v[0], v[v.len() / 2], v[v.len() - 1]);
+    if lo == hi {
+        format!("{mid:.decimals$}")
+    } else {
+        format!("{mid:.decimals$} [{lo:.decimals$}–{hi:.decimals$}]")
+    }
+}
+
+/// The table's row for one grid point.
+fn row(label: &str, runs: &[Measured]) -> String {
+    let cols = [
+        cell(runs, |m| m.rate, 0),
+        cell(runs, |m| m.p50, 1),
+        cell(runs, |m| m.p99, 1),
+        cell(runs, |m| m.dropped, 0),
+        cell(runs, |m| m.lost, 0),
+        cell(runs, |m| m.violations, 0),
+        cell(runs, |m| m.utilization, 3),
+        cell(runs, |m| m.refused, 0),
+        cell(runs, |m| m.held, 0),
+        cell(runs, |m| m.on_credit, 0),
+        cell(runs, |m| m.polls, 0),
+    ];
+    format!("| {label} | {} |\n", cols.join(" | "))
+}
+
+/// Runs one grid point `repeat` times; each run's report and time series go to its folder.
+async fn measure(
+    label: &str,
+    plan: &Plan,
+    dir: &std::path::Path,
+    args: &SweepArgs,
+    checks: &[Check],
+) -> anyhow::Result<(Vec<Measured>, Vec<crate::telemetry::Sample>, bool)> {
+    let mut runs = Vec::new();
+    let mut first_series = Vec::new();
+    let mut ok = true;
+    for i in 0..args.repeat {
+        let (dir, name) = if args.repeat == 1 {
+            (dir.to_path_buf(), label.to_string())
+        } else {
+            (
+                dir.join(format!("r{}", i + 1)),
+                format!("{label} #{}", i + 1),
+            )
+        };
+        let plan = plan.with_out(dir.clone());
+        let progress = Progress::new(args.base.quiet, &name);
+        let outcome = crate::pipeline::run(&plan, &progress).await?;
+        progress.finish();
+        let r = &outcome.report;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r)?)?;
+        ok &= crate::check::apply_checks(checks, r, &format!("{name}: "));
+        runs.push(Measured::of(r, plan.schedule().total().as_secs_f64()));
+        if i == 0 {
+            first_series = outcome.series;
+        }
+    }
+    Ok((runs, first_series, ok))
+}
+
 pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let checks = crate::check::parse_checks(&args.base.checks)?;
     let (points, axis) = expand(&args)?;
@@ -177,10 +279,9 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out/sweep"));
     std::fs::create_dir_all(&out)?;
-    let mut table = String::from(
-        "| run | delivered/s | p50 ms | p99 ms | dropped | lost | order violations | sink utilization | 429s | held | on credit | credit polls |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let mut table = String::from(HEADER);
     let mut rows = Vec::new();
+    let mut timelines = Vec::new();
     let mut all_ok = true;
     for (p, plan) in &points {
         let label = if p.label.is_empty() {
@@ -188,28 +289,35 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
         } else {
             p.label.clone()
         };
-        let plan = plan.with_out(out.join(label.replace([' ', '='], "_")));
-        let progress = Progress::new(args.base.quiet, &label);
-        let outcome = crate::pipeline::run(&plan, &progress).await?;
-        progress.finish();
-        let r = &outcome.report;
-        let rate = r.delivered as f64 / plan.schedule().total().as_secs_f64();
-        table.push_str(&format!(
-            "| {label} | {rate:.0} | {:.1} | {:.1} | {} | {} | {} | {:.3} | {} | {} | {} | {} |\n",
-            r.latency_ms.p50,
-            r.latency_ms.p99,
-            r.dropped.total,
-            r.lost,
-            r.ordering_violations,
-            r.sink_utilization,
-            r.sink_limit.refused,
-            r.sink_limit.held,
-            r.sink_limit.on_credit,
-            r.sink_limit.credit_polls,
-        ));
-        all_ok &= crate::check::apply_checks(&checks, r, &format!("{label}: "));
-        rows.push((p.x, rate, r.latency_ms.p99));
+        let dir = out.join(label.replace([' ', '='], "_"));
+        let (runs, series, ok) = measure(&label, plan, &dir, &args, &checks).await?;
+        all_ok &= ok;
+        table.push_str(&row(&label, &runs));
+        let mut rates: Vec<f64> = runs.iter().map(|m| m.rate).collect();
+        let mut p99s: Vec<f64> = runs.iter().map(|m| m.p99).collect();
+        rates.sort_by(f64::total_cmp);
+        p99s.sort_by(f64::total_cmp);
+        rows.push((p.x, rates[rates.len() / 2], p99s[p99s.len() / 2]));
+        timelines.push(crate::output::series(&label, &series, |s| s.delivered_rate));
     }
+    write_charts(&out, axis, &rows, timelines)?;
+    std::fs::write(out.join("sweep.md"), &table)?;
+    println!("{table}\nwrote {}", out.display());
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Throughput and p99 against the varying dimension when it is numeric; delivered events/s
+/// over time for every point (at most eight) when it is not.
+fn write_charts(
+    out: &std::path::Path,
+    axis: Option<String>,
+    rows: &[Row],
+    timelines: Vec<Series>,
+) -> anyhow::Result<()> {
     if let Some(axis) = axis {
         let chart = |title: &str, y: &str, f: &dyn Fn(&Row) -> f64| {
             let points = rows.iter().map(|r| (r.0.unwrap_or(0.0), f(r))).collect();
@@ -228,12 +336,11 @@ pub async fn run(args: SweepArgs) -> anyhow::Result<ExitCode> {
             &chart("throughput", "delivered events/s", &|r| r.1),
         )?;
         crate::output::write_chart(&out.join("p99.svg"), &chart("p99 latency", "ms", &|r| r.2))?;
+    } else if (2..=8).contains(&timelines.len()) {
+        crate::output::write_chart(
+            &out.join("delivered.svg"),
+            &Chart::new("delivered over time", "s", "events/s", timelines),
+        )?;
     }
-    std::fs::write(out.join("sweep.md"), &table)?;
-    println!("{table}\nwrote {}", out.display());
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(())
 }

@@ -31,6 +31,8 @@ pub struct SweepArgs {
     pub demand: Vec<Demand>,
     /// Ways of meeting the embedded sinkd's limit to try.
     pub on_limit: Vec<OnLimit>,
+    /// Runs per grid point (the table gives the median and [min–max]).
+    pub repeat: usize,
     /// Everything else, as for `run` (the grid's first value where a grid flag was given).
     pub base: RunArgs,
 }
@@ -48,6 +50,9 @@ struct Grid {
     /// retry), delay (held on the server), credit (sent only against sinkd's grants).
     #[arg(long, value_enum, value_delimiter = ',')]
     on_limit: Vec<OnLimit>,
+    /// Runs per grid point: the table gives each figure's median and [min–max] (1 to 20).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
+    repeat: u16,
 }
 
 /// `run`'s flags that a sweep takes as lists, with their help.
@@ -94,6 +99,7 @@ impl FromArgMatches for SweepArgs {
             policy,
             demand: grid.demand,
             on_limit: grid.on_limit,
+            repeat: usize::from(grid.repeat),
             base,
         })
     }
@@ -171,6 +177,8 @@ mod tests {
             "the default batch size is not a grid"
         );
         assert_eq!(s.workers, vec![1, 4]);
+        assert_eq!(s.repeat, 1);
+        assert!(sweep(&["--repeat", "0"]).is_err());
     }
 
     #[test]
