@@ -275,6 +275,8 @@ impl Report {
                 high_water_bytes: t.queue.high_water_bytes,
                 blocked_s: t.queue.blocked.as_secs_f64(),
                 overflowed: t.queue.overflowed,
+                fill_warned_s: None,
+                full_at_s: None,
             },
             drained: t.drained,
             plan: t.plan.to_json(),

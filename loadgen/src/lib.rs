@@ -15,6 +15,7 @@ mod child;
 mod cli;
 mod credit;
 mod experiment;
+mod foresight;
 mod generator;
 mod kafka;
 mod memlimit;

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::analysis::{RunTotals, StageReading};
+use crate::foresight::FillWatch;
 use crate::generator::{self, GeneratorStats};
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -64,7 +65,12 @@ struct Collected {
     stages: Bounded<StageReading>,
     csv: Option<CsvWriter>,
     drained: bool,
+    /// A bounded queue's fill forecast.
+    watch: Option<FillWatch>,
 }
+
+/// How far ahead a filling queue is warned of: the trend must say full within this.
+const FILL_HORIZON: Duration = Duration::from_secs(10);
 
 /// Runs `plan` to the end: the schedule, then the drain.
 pub async fn run(plan: &Plan, progress: &Progress) -> anyhow::Result<Outcome> {
@@ -263,6 +269,9 @@ async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress)
         stages: Bounded::new(SERIES_POINTS),
         csv,
         drained: false,
+        watch: plan
+            .queue_capacity()
+            .map(|cap| FillWatch::new(cap, plan.sample(), FILL_HORIZON)),
     };
     loop {
         tokio::select! {
@@ -276,6 +285,9 @@ async fn sample_until_drained(plan: &Plan, r: &mut Running, progress: &Progress)
         }
         let sample = sampler.sample(totals(plan, r));
         progress.update(&sample, total);
+        if let Some(w) = c.watch.as_mut() {
+            w.observe(sample.t, sample.queue_depth, progress);
+        }
         c.stages.push(StageReading {
             t: sample.t,
             generator: r.stage.snapshot(),
@@ -393,6 +405,10 @@ async fn finish(
         drained: c.drained,
     });
     report.sink_limit = sink_limit;
+    if let Some(w) = &c.watch {
+        report.queue.fill_warned_s = w.first_warning_s;
+        report.queue.full_at_s = w.first_full_s;
+    }
     Ok(Outcome {
         report,
         series,

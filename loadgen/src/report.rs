@@ -164,6 +164,13 @@ pub struct QueueSummary {
     pub high_water_bytes: u64,
     pub blocked_s: f64,
     pub overflowed: bool,
+    /// A bounded queue: when the trend of its depth first predicted it full (seconds into the
+    /// run; `None`: never).
+    #[serde(default)]
+    pub fill_warned_s: Option<f64>,
+    /// A bounded queue: when it was first sampled full.
+    #[serde(default)]
+    pub full_at_s: Option<f64>,
 }
 
 pub fn mb(bytes: u64) -> String {

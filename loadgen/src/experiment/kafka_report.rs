@@ -67,6 +67,8 @@ fn queue(t: &KafkaTotals<'_>) -> QueueSummary {
         blocked_s: 0.0,
         // The processor stopped on its own: with an unbounded queue, at its safety cap.
         overflowed: t.processor["failure"].is_string(),
+        fill_warned_s: None,
+        full_at_s: None,
     }
 }
 

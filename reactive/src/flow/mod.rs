@@ -11,15 +11,19 @@
 //! - [`Credits`] and [`credit::channels`]: credit-based flow control, Flink's scheme (a sender
 //!   sends only against credit its receiver granted for free buffers: exclusive per channel,
 //!   plus a floating pool for the channels with a backlog).
+//! - [`FillForecast`]: predictive backpressure: when a bounded queue will be full, from the
+//!   trend of its depth.
 
 mod aimd;
 mod bottleneck;
 pub mod credit;
+mod forecast;
 mod signal;
 mod stage;
 
 pub use aimd::Aimd;
 pub use bottleneck::{Bottleneck, BottleneckKind, find_bottleneck};
 pub use credit::{Closed, Credit, Credits};
+pub use forecast::{FillForecast, Forecast};
 pub use signal::{RateSignal, slow_source};
 pub use stage::{Activity, Stage, StageSnapshot};
