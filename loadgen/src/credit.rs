@@ -158,6 +158,52 @@ async fn poll(f: Arc<CreditFlow>, client: SinkClient) {
 mod tests {
     use super::*;
 
+    fn event(id: u64) -> sinkd::wire::Event {
+        sinkd::wire::Event {
+            id,
+            key: id % 7,
+            seq: id,
+            ts_ns: 0,
+            priority: 0,
+            payload: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_costing_more_than_a_burst_gather_their_credit() {
+        // Per-event cost, a burst of 50, batches of 80: each write needs more than a bucket
+        // holds, so the account must gather credit over several grants.
+        let mut config = sinkd::Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.rate = Some(1_000.0);
+        config.burst = 50.0;
+        config.cost = sinkd::config::Cost::PerEvent;
+        config.on_limit = sinkd::config::OnLimit::Reject;
+        let running = sinkd::start(config).await.unwrap();
+        let client = SinkClient::new(&running.url()).unwrap();
+        let flow = CreditFlow::new(7);
+        let mut refused = 0;
+        for b in 0..6u64 {
+            let batch: Vec<_> = (b * 80..(b + 1) * 80).map(event).collect();
+            let credit = tokio::time::timeout(
+                Duration::from_secs(10),
+                flow.acquire(&client, flow.cost(batch.len())),
+            )
+            .await
+            .expect("the credit for a batch above the burst never came");
+            let reply = client
+                .write_batch_credited(&batch, sinkd::wire::Format::Binary, flow.ask())
+                .await
+                .unwrap();
+            // The very first write is costed before the unit is known: it may be refused.
+            refused += u64::from(!reply.is_success() && b > 0);
+            flow.settle(credit, Some(&reply));
+        }
+        flow.stop();
+        assert_eq!(refused, 0);
+        assert!(running.shutdown().await.distinct_ids >= 400);
+    }
+
     #[tokio::test]
     async fn workers_short_of_credit_get_it_from_the_poller_and_are_never_refused() {
         let mut config = sinkd::Config::default();
@@ -175,14 +221,7 @@ mod tests {
                 let mut refused = 0;
                 for i in 0..40u64 {
                     let credit = flow.acquire(&client, flow.cost(1)).await;
-                    let e = sinkd::wire::Event {
-                        id: w * 1_000 + i,
-                        key: w,
-                        seq: i,
-                        ts_ns: 0,
-                        priority: 0,
-                        payload: String::new(),
-                    };
+                    let e = event(w * 1_000 + i);
                     let reply = client
                         .write_credited(&e, sinkd::wire::Format::Binary, flow.ask())
                         .await

@@ -11,8 +11,8 @@
 //!   touching the bucket; without enough credit it goes through admission as any write;
 //! - every answer to a request with an id carries a grant:
 //!   `sinkd-credit: n=12;per=request;used=1;wait-us=2500`: `n` more credit (tokens taken from
-//!   the bucket now and set aside for this client, at most what its backlog asked and at most a
-//!   bucket's burst held at once), the cost unit (`request` or `event`), whether this write was
+//!   the bucket now and set aside for this client, at most what its backlog asked, and held up to
+//!   a burst, or the backlog when that is more, so a write costing more than a burst can gather it), the cost unit (`request` or `event`), whether this write was
 //!   admitted on credit (`used`), and, when the grant fell short of the backlog, how long until
 //!   it is worth asking again (`wait-us`: until half a burst, or the backlog, has refilled).
 //!   `POST /credit` answers at once, never holds.
