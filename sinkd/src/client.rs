@@ -48,6 +48,8 @@ pub struct Reply {
     pub retry_after: Option<Duration>,
     /// The `RateLimit-Policy` header, when present.
     pub rate_limit_policy: Option<String>,
+    /// The `RateLimit` header, when present: `"sinkd";r=REMAINING;t=SECONDS`.
+    pub rate_limit: Option<String>,
     /// The credit grant (`sinkd-credit`), on answers to requests that carried an account.
     pub credit: Option<CreditGrant>,
     /// The body.
@@ -289,6 +291,7 @@ impl SinkClient {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
         let rate_limit_policy = header("ratelimit-policy");
+        let rate_limit = header("ratelimit");
         let credit = header(CREDIT).and_then(|v| CreditGrant::parse(&v));
         let body = response
             .into_body()
@@ -300,6 +303,7 @@ impl SinkClient {
             status,
             retry_after,
             rate_limit_policy,
+            rate_limit,
             credit,
             body,
         })

@@ -196,3 +196,19 @@ async fn raw_write(
         .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+#[tokio::test]
+async fn every_write_answer_advertises_what_the_bucket_would_admit_now() {
+    let (_running, client) = sinkd(&["--rate-limit", "100", "--burst", "10"]).await;
+    let r = client.write(&event(1, 1, 0), Format::Binary).await.unwrap();
+    assert!(r.is_success());
+    // The bucket held 10; this write took one.
+    assert_eq!(r.rate_limit.as_deref(), Some("\"sinkd\";r=9;t=0"));
+    assert_eq!(r.rate_limit_policy.as_deref(), Some("\"sinkd\";q=100;w=1"));
+    let (_running, unlimited) = sinkd(&["--rate-limit", "off"]).await;
+    let r = unlimited
+        .write(&event(1, 1, 0), Format::Binary)
+        .await
+        .unwrap();
+    assert!(r.rate_limit.is_none(), "no limit, nothing to advertise");
+}

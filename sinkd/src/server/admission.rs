@@ -159,6 +159,13 @@ fn rate_limited(rate: f64, tokens: f64, wait: Duration) -> Response<Body> {
         &format!("over the limit of {rate} writes/s; retry in {wait:?}"),
     );
     let mut r = with_retry_after(r, secs);
+    rate_limit_headers(&mut r, rate, tokens, secs);
+    r
+}
+
+/// The IETF draft's `RateLimit-Policy` (the quota: `rate` per 1 s window) and `RateLimit`
+/// (`r`: writes the bucket would admit now; `t`: seconds until it has one, or 0).
+fn rate_limit_headers(r: &mut Response<Body>, rate: f64, tokens: f64, secs: u64) {
     let h = r.headers_mut();
     let policy = format!("\"sinkd\";q={};w=1", rate.round() as u64);
     let remaining = tokens.max(0.0).floor() as u64;
@@ -168,5 +175,27 @@ fn rate_limited(rate: f64, tokens: f64, wait: Duration) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(&format!("\"sinkd\";r={remaining};t={secs}")) {
         h.insert("ratelimit", v);
     }
-    r
+}
+
+/// Advertises the bucket on an answer that has no `RateLimit` yet: how many writes it would
+/// admit now. An advertisement, not a promise (other clients may take them first); a credit
+/// account is the promise. Nothing without a limit.
+pub(super) fn advertise(state: &State, r: &mut Response<Body>) {
+    if r.headers().contains_key("ratelimit") || state.unlimited.load(Ordering::Acquire) {
+        return;
+    }
+    let (rate, tokens) = {
+        let mut l = lock(&state.limiter);
+        let now = state.now();
+        match l.bucket.as_mut() {
+            Some(b) => (b.rate(), b.tokens(now)),
+            None => return,
+        }
+    };
+    let secs = if tokens >= 1.0 {
+        0
+    } else {
+        ((1.0 - tokens) / rate).ceil().max(1.0) as u64
+    };
+    rate_limit_headers(r, rate, tokens, secs);
 }

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::admin::admin;
-use super::admission::admit;
+use super::admission::{admit, advertise};
 use super::credit;
 use super::reply::{Body, error, json, read_body};
 use super::state::{State, lock};
@@ -106,6 +106,7 @@ async fn write(state: &Arc<State>, req: Request<Incoming>, batch: bool) -> Respo
     if let Some(ask) = ask {
         credit::answer(state, ask, used, &mut response);
     }
+    advertise(state, &mut response);
     response
 }
 
