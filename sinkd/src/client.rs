@@ -30,7 +30,7 @@ pub enum ClientError {
     Body(#[source] hyper::Error),
     /// sinkd answered, but not with success.
     #[error("the sink answered {}: {}", .0.status, String::from_utf8_lossy(&.0.body))]
-    Status(Reply),
+    Status(Box<Reply>),
     /// The answer's JSON could not be decoded.
     #[error("cannot decode the sink's answer: {0}")]
     Decode(#[source] serde_json::Error),
@@ -179,7 +179,7 @@ impl SinkClient {
             .await?;
         match reply.credit {
             Some(g) if reply.is_success() => Ok(g),
-            _ => Err(ClientError::Status(reply)),
+            _ => Err(ClientError::Status(Box::new(reply))),
         }
     }
 
@@ -191,7 +191,7 @@ impl SinkClient {
         };
         let reply = self.send(Method::GET, &path, None, Vec::new()).await?;
         if !reply.is_success() {
-            return Err(ClientError::Status(reply));
+            return Err(ClientError::Status(Box::new(reply)));
         }
         serde_json::from_slice(&reply.body).map_err(ClientError::Decode)
     }
@@ -200,7 +200,7 @@ impl SinkClient {
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let reply = self.send(Method::GET, "/metrics", None, Vec::new()).await?;
         if !reply.is_success() {
-            return Err(ClientError::Status(reply));
+            return Err(ClientError::Status(Box::new(reply)));
         }
         String::from_utf8(reply.body.to_vec()).map_err(ClientError::NotText)
     }
