@@ -155,6 +155,7 @@
 
 #![warn(missing_docs)]
 
+mod batching;
 pub mod bridge;
 pub mod demand;
 mod error;
