@@ -103,6 +103,16 @@ pub(crate) fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// Minimum, median and maximum of `xs` (the lower median for an even count; NaN when empty).
+pub(crate) fn min_median_max(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => (f64::NAN, f64::NAN, f64::NAN),
+        n => (v[0], v[(n - 1) / 2], v[n - 1]),
+    }
+}
+
 /// Least-squares slope of `y` over `x`.
 pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;

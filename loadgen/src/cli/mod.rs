@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use crate::schedule::Profile;
 use crate::schedule::Schedule;
 use crate::units;
+pub use crate::units::BatchSize;
 
 mod kafka;
 pub use kafka::{
@@ -194,9 +195,14 @@ pub struct RunArgs {
     /// One event per request, or batches.
     #[arg(long, value_enum, default_value_t = SinkMode::Single)]
     pub sink_mode: SinkMode,
-    /// With --sink-mode batch: events per request.
-    #[arg(long, default_value = "200", value_parser = units::at_least_one)]
-    pub batch_size: usize,
+    /// With --sink-mode batch: events per request, or `auto`: each writer sends what it has
+    /// queued at once while the sink keeps up, and waits for the events that arrive during one
+    /// write when the sink is congested (up to --batch-max, at most --batch-linger).
+    #[arg(long, default_value = "200", value_parser = units::batch_size)]
+    pub batch_size: BatchSize,
+    /// With --batch-size auto: the most events per request [default: 1000].
+    #[arg(long, value_parser = units::at_least_one)]
+    pub batch_max: Option<usize>,
     /// With --sink-mode batch: the longest a batch waits to fill (e.g. 50ms).
     #[arg(long, default_value = "50ms", value_parser = units::duration)]
     pub batch_linger: Duration,
@@ -320,6 +326,48 @@ pub struct ExperimentArgs {
     pub memory_limit_via: crate::memlimit::Via,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_parses_its_lists_beside_the_base_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "sweep",
+            "--batch-size",
+            "1,16,auto",
+            "--policy",
+            "shed",
+            "--queue",
+            "bounded,pull",
+            "--repeat",
+            "5",
+            "--batch-max",
+            "64",
+        ])
+        .unwrap();
+        let Some(Command::Sweep(s)) = cli.command else {
+            panic!("not a sweep")
+        };
+        assert_eq!(
+            s.batch_size,
+            [BatchSize::Fixed(1), BatchSize::Fixed(16), BatchSize::Auto]
+        );
+        assert_eq!(s.policy, [Policy::Shed]);
+        assert_eq!(s.queue, [QueueKind::Bounded, QueueKind::Pull]);
+        assert_eq!(s.repeat, 5);
+        assert_eq!(
+            s.base.queue,
+            QueueKind::Bounded,
+            "the base keeps its default"
+        );
+        assert_eq!(s.base.batch_max, Some(64));
+    }
+}
+
 impl ExperimentArgs {
     /// Whether the runs go through a Kafka topic (`--kafka` or `--bootstrap-servers`).
     pub fn over_kafka(&self) -> bool {
@@ -327,26 +375,38 @@ impl ExperimentArgs {
     }
 }
 
+/// The grid's `--batch-size`, `--batch-linger`, `--queue` and `--policy` take lists; the base's
+/// single-valued flags of the same names are renamed out of their way (with one id per flag,
+/// extracting a list no longer takes the base's value from under it).
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("batch_size", |a| a.long("base-batch-size").hide(true)))]
+#[command(mut_arg("batch_linger", |a| a.long("base-batch-linger").hide(true)))]
+#[command(mut_arg("queue", |a| a.long("base-queue").hide(true)))]
+#[command(mut_arg("policy", |a| a.long("base-policy").hide(true)))]
 pub struct SweepArgs {
-    /// Batch sizes to try (with --sink-mode batch), comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = units::at_least_one)]
-    pub batch_size: Vec<usize>,
+    /// Batch sizes to try (with --sink-mode batch), comma-separated; `auto` among them runs the
+    /// adaptive batching beside the fixed sizes (e.g. 1,4,16,64,256,auto).
+    #[arg(long = "batch-size", id = "batch_sizes", value_delimiter = ',', value_parser = units::batch_size)]
+    pub batch_size: Vec<BatchSize>,
     /// Batch lingers to try, comma-separated (e.g. 5ms,50ms).
-    #[arg(long, value_delimiter = ',', value_parser = units::duration)]
+    #[arg(long = "batch-linger", id = "batch_lingers", value_delimiter = ',', value_parser = units::duration)]
     pub batch_linger: Vec<Duration>,
     /// Worker counts to try, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = units::workers)]
     pub workers: Vec<usize>,
     /// Queue modes to try, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long = "queue", id = "queues", value_enum, value_delimiter = ',')]
     pub queue: Vec<QueueKind>,
     /// Policies to try, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long = "policy", id = "policies", value_enum, value_delimiter = ',')]
     pub policy: Vec<Policy>,
     /// Demand strategies to try, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub demand: Vec<Demand>,
+    /// Runs the whole grid this many times, round after round; the table gives min / median /
+    /// max of each figure, the charts the median.
+    #[arg(long, default_value = "1", value_parser = units::at_least_one)]
+    pub repeat: usize,
     /// Everything else, as for `run`.
     #[command(flatten)]
     pub base: RunArgs,
