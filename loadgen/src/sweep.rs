@@ -339,15 +339,21 @@ fn write_charts(
             match (p.x, &p.level) {
                 (Some(x), _) => on_axis.points.push((x, median(m, f))),
                 (None, Some(name)) => series.push(Series {
-                    name: name.clone(),
+                    name: format!("{name} (adaptive)"),
                     points: vec![(x0, median(m, f)), (x1, median(m, f))],
                 }),
                 (None, None) => {}
             }
         }
         series.insert(0, on_axis);
+        // Values two decades apart (a p99 of seconds beside one of milliseconds) on a log axis.
+        let (lo, hi) = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
         let mut c = Chart::new(title, axis, y, series);
         c.log_x = log_x;
+        c.log_y = lo > 0.0 && hi / lo >= 100.0;
         c
     };
     crate::output::write_chart(
