@@ -110,6 +110,11 @@ impl Rule {
         }
     }
 
+    /// Whether the rule is sizing writes for a congested sink now (never for `Fixed`).
+    pub(crate) fn congested(&self) -> bool {
+        matches!(self, Rule::Adaptive(a) if a.congested())
+    }
+
     /// A write finished after `took`.
     pub(crate) fn wrote(&mut self, took: Duration) {
         if let Rule::Adaptive(a) = self {

@@ -48,11 +48,13 @@ fn source(burst: u64, trickle: u64) -> impl futures::Stream<Item = Item> {
 }
 
 /// What the sink saw: each write's start, size, and whether it carried trickle items; each
-/// item's wait from its emission to its write's start.
+/// item's wait from its emission to its write's start; and the writes the pool counted as
+/// sized for a congested sink.
 #[derive(Debug, Default)]
 struct Seen {
     writes: Vec<(Instant, usize, bool)>,
     trickle_waits: Vec<Duration>,
+    congested: u64,
 }
 
 /// Runs the pool over the source into a sink that admits one write per `slot` (shared by all
@@ -98,9 +100,11 @@ async fn run(batching: Batching, workers_n: usize, burst: u64, trickle: u64) -> 
         },
     );
     let publisher = reactive::from_stream(Box::pin(source(burst, trickle)));
+    let stats = pool.stats();
     let (_, result) = tokio::join!(publisher.connect(subscriber), pool);
     result.unwrap();
-    let seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
+    let mut seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
+    seen.congested = stats.congested();
     (seen, check.violations())
 }
 
@@ -176,7 +180,12 @@ async fn a_fixed_size_of_one_cannot_keep_up_where_adaptive_does() {
     let (seen, _) = run(fixed, 2, 400, 0).await;
     let span = seen.writes.last().unwrap().0 - seen.writes.first().unwrap().0;
     assert!(span >= Duration::from_millis(1_900), "{span:?}");
+    assert_eq!(seen.congested, 0, "a fixed size never counts congestion");
     let (seen, _) = run(adaptive(256, 20), 2, 400, 0).await;
     let span = seen.writes.last().unwrap().0 - seen.writes.first().unwrap().0;
     assert!(span < Duration::from_millis(100), "{span:?}");
+    assert!(
+        seen.congested > 0,
+        "held writes (5 ms slots against 1 ms writes) count as congestion"
+    );
 }

@@ -55,6 +55,7 @@ impl Default for WorkersConfig {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     started: AtomicU64,
+    congested: AtomicU64,
     completed: AtomicU64,
     busy_ns: AtomicU64,
     held: AtomicU64,
@@ -65,6 +66,11 @@ impl WorkerStats {
     /// Writes (batches) started.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
+    }
+    /// Writes started while adaptive batching judged the sink congested (sized to the items
+    /// arriving during one write rather than sent at once); 0 with fixed batching.
+    pub fn congested(&self) -> u64 {
+        self.congested.load(Ordering::Relaxed)
     }
     /// Items whose write finished.
     pub fn completed(&self) -> u64 {
@@ -279,6 +285,9 @@ where
                         let items: Vec<T> = this.queues[w].drain(..take).collect();
                         this.rules[w].taken(this.queues[w].len());
                         this.stats.started.fetch_add(1, Ordering::Relaxed);
+                        if this.rules[w].congested() {
+                            this.stats.congested.fetch_add(1, Ordering::Relaxed);
+                        }
                         let n_items = items.len() as u64;
                         this.inflight[w] =
                             Some((Box::pin((this.write)(w, items)), Instant::now(), n_items));
