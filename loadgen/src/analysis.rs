@@ -52,6 +52,8 @@ pub struct RunTotals<'a> {
     pub queue: QueueSnapshot,
     /// Events the workers held (queued or being written) at the end.
     pub held_by_workers: u64,
+    /// Writes the workers started, and those sized for a congested sink.
+    pub writes: (u64, u64),
     pub stages: &'a [StageReading],
     /// sinkd's audit, when it could be read.
     pub audit: Option<sinkd::Stats>,
@@ -280,6 +282,8 @@ impl Report {
             },
             duration_s: t.series.last().map_or(0.0, |s| s.t),
             retries: t.sink.retry.stats().retries,
+            writes: t.writes.0,
+            writes_congested: t.writes.1,
             queue: QueueSummary {
                 high_water: t.queue.high_water,
                 high_water_bytes: t.queue.high_water_bytes,

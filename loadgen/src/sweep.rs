@@ -41,6 +41,9 @@ struct Measured {
     lost: i64,
     ordering_violations: u64,
     utilization: f64,
+    /// Writes started, and those adaptive batching sized for a congested sink.
+    writes: u64,
+    congested: u64,
 }
 
 /// Every point times every value of one dimension (`values` empty: the points unchanged).
@@ -205,6 +208,8 @@ async fn measure(
         lost: r.lost,
         ordering_violations: r.ordering_violations,
         utilization: r.sink_utilization,
+        writes: r.writes,
+        congested: r.writes_congested,
     };
     Ok((m, r))
 }
@@ -292,18 +297,20 @@ fn spread(runs: &[Measured], f: fn(&Measured) -> f64, digits: usize) -> String {
 fn repeated_table(labels: &[String], runs: &[Vec<Measured>]) -> String {
     let n = runs.iter().map(Vec::len).max().unwrap_or(0);
     let mut table = format!(
-        "{n} runs of each point; each cell is min / **median** / max.\n\n| run | delivered/s | p50 ms | p99 ms | dropped | lost (most) | order violations (most) | sink utilization |\n|---|---|---|---|---|---|---|---|\n"
+        "{n} runs of each point; each cell is min / **median** / max.\n\n| run | delivered/s | p50 ms | p99 ms | dropped | lost (most) | order violations (most) | sink utilization | writes | sized for congestion |\n|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (label, m) in labels.iter().zip(runs) {
         let lost = m.iter().map(|m| m.lost).max().unwrap_or(0);
         let violations = m.iter().map(|m| m.ordering_violations).max().unwrap_or(0);
         table.push_str(&format!(
-            "| {label} | {} | {} | {} | {} | {lost} | {violations} | {} |\n",
+            "| {label} | {} | {} | {} | {} | {lost} | {violations} | {} | {} | {} |\n",
             spread(m, |m| m.rate, 0),
             spread(m, |m| m.p50, 1),
             spread(m, |m| m.p99, 1),
             spread(m, |m| m.dropped as f64, 0),
             spread(m, |m| m.utilization, 3),
+            spread(m, |m| m.writes as f64, 0),
+            spread(m, |m| m.congested as f64, 0),
         ));
     }
     table
@@ -402,6 +409,8 @@ mod tests {
             lost: 0,
             ordering_violations: 0,
             utilization: 0.5,
+            writes: 100,
+            congested: 7,
         };
         let runs = vec![vec![m(3.0, 30.0), m(1.0, 10.0), m(2.0, 20.0)]];
         let table = repeated_table(&["batch=auto".into()], &runs);
@@ -410,6 +419,10 @@ mod tests {
             table.contains(
                 "| batch=auto | 1 / **2** / 3 | 1.0 / **1.0** / 1.0 | 10.0 / **20.0** / 30.0 |"
             ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 100 / **100** / 100 | 7 / **7** / 7 |"),
             "{table}"
         );
     }
