@@ -386,19 +386,31 @@ impl ExperimentArgs {
 pub struct SweepArgs {
     /// Batch sizes to try (with --sink-mode batch), comma-separated; `auto` among them runs the
     /// adaptive batching beside the fixed sizes (e.g. 1,4,16,64,256,auto).
-    #[arg(long = "batch-size", id = "batch_sizes", value_delimiter = ',', value_parser = units::batch_size)]
+    #[arg(long = "batch-size", id = "batch_sizes", value_name = "SIZES", value_delimiter = ',', value_parser = units::batch_size)]
     pub batch_size: Vec<BatchSize>,
     /// Batch lingers to try, comma-separated (e.g. 5ms,50ms).
-    #[arg(long = "batch-linger", id = "batch_lingers", value_delimiter = ',', value_parser = units::duration)]
+    #[arg(long = "batch-linger", id = "batch_lingers", value_name = "LINGERS", value_delimiter = ',', value_parser = units::duration)]
     pub batch_linger: Vec<Duration>,
     /// Worker counts to try, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = units::workers)]
     pub workers: Vec<usize>,
     /// Queue modes to try, comma-separated.
-    #[arg(long = "queue", id = "queues", value_enum, value_delimiter = ',')]
+    #[arg(
+        long = "queue",
+        id = "queues",
+        value_name = "QUEUES",
+        value_enum,
+        value_delimiter = ','
+    )]
     pub queue: Vec<QueueKind>,
     /// Policies to try, comma-separated.
-    #[arg(long = "policy", id = "policies", value_enum, value_delimiter = ',')]
+    #[arg(
+        long = "policy",
+        id = "policies",
+        value_name = "POLICIES",
+        value_enum,
+        value_delimiter = ','
+    )]
     pub policy: Vec<Policy>,
     /// Demand strategies to try, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',')]
