@@ -52,6 +52,8 @@ pub struct RunTotals<'a> {
     pub queue: QueueSnapshot,
     /// Events the workers held (queued or being written) at the end.
     pub held_by_workers: u64,
+    /// Writes the workers started, and those sized for a congested sink.
+    pub writes: (u64, u64),
     pub stages: &'a [StageReading],
     /// sinkd's audit, when it could be read.
     pub audit: Option<sinkd::Stats>,
@@ -101,6 +103,16 @@ impl Window {
 pub(crate) fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     let (n, sum) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
     if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// Minimum, median and maximum of `xs` (the lower median for an even count; NaN when empty).
+pub(crate) fn min_median_max(xs: &[f64]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => (f64::NAN, f64::NAN, f64::NAN),
+        n => (v[0], v[(n - 1) / 2], v[n - 1]),
+    }
 }
 
 /// Least-squares slope of `y` over `x`.
@@ -270,6 +282,8 @@ impl Report {
             },
             duration_s: t.series.last().map_or(0.0, |s| s.t),
             retries: t.sink.retry.stats().retries,
+            writes: t.writes.0,
+            writes_congested: t.writes.1,
             queue: QueueSummary {
                 high_water: t.queue.high_water,
                 high_water_bytes: t.queue.high_water_bytes,

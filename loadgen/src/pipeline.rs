@@ -398,6 +398,7 @@ async fn finish(
         missed_sends: r.generator.missed.load(Ordering::Relaxed),
         queue: queued,
         held_by_workers: r.workers.held(),
+        writes: (r.workers.started(), r.workers.congested()),
         stages: &stages,
         audit,
         ceiling: r.ceiling,

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use reactive::queue::{Mode, Overflow};
-use reactive::sink::{Partitioning, WorkersConfig};
+use reactive::sink::{Batching, Partitioning, WorkersConfig};
 
-use crate::cli::{self, OnLimit, Policy, QueueKind, RunArgs, Shed, SinkMode};
+use crate::cli::{self, BatchSize, OnLimit, Policy, QueueKind, RunArgs, Shed, SinkMode};
 use crate::generator::EventShape;
 use crate::schedule::Schedule;
 use crate::schedule::secs;
@@ -63,9 +63,11 @@ pub struct Plan {
     single: bool,
     /// Writes only against sinkd's credit (`--sink-on-limit credit`).
     credit: bool,
-    /// Events per write: 1 with single writes.
+    /// The most events per write: 1 with single writes.
     batch_size: usize,
     batch_linger: Duration,
+    /// Whether batch sizes are chosen as the run goes (`--batch-size auto`).
+    adaptive: bool,
     workers: WorkersConfig,
     sink: SinkTarget,
     max_attempts: u32,
@@ -153,6 +155,29 @@ fn spill_of(a: &RunArgs) -> anyhow::Result<Option<SpillPlan>> {
     }))
 }
 
+/// The most an adaptive batch takes when `--batch-max` is not given.
+const BATCH_MAX: usize = 1000;
+
+/// How the workers batch, from the flags: one event per write unless `--sink-mode batch`.
+fn batching_of(a: &RunArgs) -> anyhow::Result<Batching> {
+    if a.batch_max.is_some() && a.batch_size != BatchSize::Auto {
+        bail!("'--batch-max' applies to '--batch-size auto' only (a fixed size is its own max)");
+    }
+    if a.sink_mode != SinkMode::Batch {
+        return Ok(Batching::default());
+    }
+    Ok(match a.batch_size {
+        BatchSize::Fixed(size) => Batching::Fixed {
+            size,
+            linger: a.batch_linger,
+        },
+        BatchSize::Auto => Batching::Adaptive {
+            max: a.batch_max.unwrap_or(BATCH_MAX),
+            linger: a.batch_linger,
+        },
+    })
+}
+
 /// The sink from the flags.
 fn sink_of(a: &RunArgs) -> anyhow::Result<SinkTarget> {
     if a.null_sink {
@@ -194,8 +219,8 @@ impl Plan {
             bail!("invalid value for '--duration': the run must last more than 0 s");
         }
         let (queue, overflow) = queue_of(a)?;
+        let batching = batching_of(a)?;
         let batch = a.sink_mode == SinkMode::Batch;
-        let batch_size = if batch { a.batch_size } else { 1 };
         let batch_linger = if batch {
             a.batch_linger
         } else {
@@ -214,8 +239,9 @@ impl Plan {
             slow_source: a.policy == Policy::SlowSource,
             single: !batch,
             credit: a.sink_on_limit == OnLimit::Credit,
-            batch_size,
+            batch_size: batching.max(),
             batch_linger,
+            adaptive: matches!(batching, Batching::Adaptive { .. }),
             workers: WorkersConfig {
                 workers: a.sink_workers,
                 window: a.worker_window,
@@ -223,8 +249,7 @@ impl Plan {
                     cli::Partitioning::RoundRobin => Partitioning::RoundRobin,
                     cli::Partitioning::Key => Partitioning::Key,
                 },
-                batch: batch_size,
-                linger: batch_linger,
+                batching,
             },
             sink: sink_of(a)?,
             max_attempts: a.max_attempts,
@@ -282,7 +307,7 @@ impl Plan {
         self.slow_source
     }
 
-    /// Events per write (1 with single writes).
+    /// The most events per write (1 with single writes; the max with `--batch-size auto`).
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
@@ -371,6 +396,7 @@ impl Plan {
             "overflow": format!("{:?}", self.overflow),
             "slow_source": self.slow_source,
             "batch_size": self.batch_size,
+            "batch_adaptive": self.adaptive,
             "batch_linger": self.batch_linger.as_secs_f64(),
             "sink_workers": self.workers.workers,
             "worker_window": self.workers.window,
@@ -420,13 +446,20 @@ impl Plan {
         } else {
             format!("{:?}", self.overflow).to_lowercase()
         };
+        let per_write = if self.adaptive {
+            format!(
+                "1 to {} per write, sized by the write latency",
+                self.batch_size
+            )
+        } else {
+            format!("{} per write", self.batch_size)
+        };
         format!(
-            "Offering {} of {}-byte events, through {queue} ({policy}), {} {:?} writer(s) ({} per write), into {sink}.",
+            "Offering {} of {}-byte events, through {queue} ({policy}), {} {:?} writer(s) ({per_write}), into {sink}.",
             schedule.join(", then "),
             self.shape.msg_size,
             self.workers.workers,
             self.workers.partitioning,
-            self.batch_size,
         )
     }
 }
@@ -440,6 +473,53 @@ mod tests {
     fn plan(args: &[&str]) -> anyhow::Result<Plan> {
         let argv = std::iter::once("run").chain(args.iter().copied());
         Plan::from_args(&RunArgs::parse_from(argv))
+    }
+
+    #[test]
+    fn batch_size_auto_is_adaptive_batching_up_to_batch_max() {
+        let p = plan(&["--sink-mode", "batch", "--batch-size", "auto"]).unwrap();
+        assert!(matches!(
+            p.workers_config().batching,
+            Batching::Adaptive { max: BATCH_MAX, .. }
+        ));
+        assert_eq!(p.batch_size(), BATCH_MAX);
+        assert!(
+            p.describe().contains("1 to 1000 per write"),
+            "{}",
+            p.describe()
+        );
+        let p = plan(&[
+            "--sink-mode",
+            "batch",
+            "--batch-size",
+            "auto",
+            "--batch-max",
+            "64",
+            "--batch-linger",
+            "5ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.workers_config().batching,
+            Batching::Adaptive {
+                max: 64,
+                linger: Duration::from_millis(5)
+            }
+        );
+        let p = plan(&["--sink-mode", "batch", "--batch-size", "16"]).unwrap();
+        assert!(matches!(
+            p.workers_config().batching,
+            Batching::Fixed { size: 16, .. }
+        ));
+        assert_eq!(p.batch_size(), 16);
+        let err = plan(&["--batch-size", "16", "--batch-max", "64"]).unwrap_err();
+        assert!(err.to_string().contains("'--batch-max'"), "{err}");
+        let err = RunArgs::try_parse_from(["run", "--batch-size", "lots"]).unwrap_err();
+        let err = err.to_string();
+        assert!(
+            err.contains("--batch-size") && err.contains("`auto`"),
+            "{err}"
+        );
     }
 
     #[test]

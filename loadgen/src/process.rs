@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use std::sync::Arc;
 
-use crate::cli::{ProcessArgs, Source};
+use crate::cli::{BatchSize, PollLoop, ProcessArgs, SinkMode, Source};
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::telemetry::Sample;
@@ -149,6 +149,15 @@ pub async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
             "'--queue spill' is not available with '--source kafka': a record is acknowledged to Kafka only once written, so the topic is already the overflow (use --source generator, or --queue bounded)"
         );
     }
+    let fixed_rounds = args.source == Source::Kafka && args.kafka.poll_loop != PollLoop::Decoupled;
+    if fixed_rounds
+        && args.run.sink_mode == SinkMode::Batch
+        && args.run.batch_size == BatchSize::Auto
+    {
+        anyhow::bail!(
+            "'--batch-size auto' needs '--poll-loop decoupled': the inline and bare loops write fixed rounds, not through the sink workers (give them a number)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} ('--metrics-addr')", args.metrics_addr))?;
@@ -250,4 +259,28 @@ async fn run_kafka(
         anyhow::bail!("the Kafka consumer stopped: {reason}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn batch_size_auto_is_refused_for_the_fixed_round_loops() {
+        let argv = [
+            "process",
+            "--source",
+            "kafka",
+            "--poll-loop",
+            "inline",
+            "--sink-mode",
+            "batch",
+            "--batch-size",
+            "auto",
+        ];
+        let err = run(ProcessArgs::parse_from(argv)).await.unwrap_err();
+        assert!(err.to_string().contains("'--poll-loop decoupled'"), "{err}");
+    }
 }

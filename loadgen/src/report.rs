@@ -109,6 +109,13 @@ pub struct Report {
     /// counters span more than this run).
     #[serde(default)]
     pub sink_limit: SinkLimit,
+    /// Writes (batches) the sink workers started.
+    #[serde(default)]
+    pub writes: u64,
+    /// Of those, the writes `--batch-size auto` sized for a congested sink (waiting for the
+    /// events that arrive during one write instead of sending at once); 0 with a fixed size.
+    #[serde(default)]
+    pub writes_congested: u64,
     /// The queue.
     pub queue: QueueSummary,
     /// Whether the pipeline drained before the drain timeout.

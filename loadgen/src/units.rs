@@ -70,6 +70,37 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// Events per write: a fixed count, or `auto` (sized from the observed write latency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSize {
+    /// This many events at most per write.
+    Fixed(usize),
+    /// Sizes chosen as the run goes ([`reactive::sink::Batching::Adaptive`]).
+    Auto,
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchSize::Fixed(n) => write!(f, "{n}"),
+            BatchSize::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// A batch size: a count of at least 1, or `auto`.
+pub fn batch_size(s: &str) -> Result<BatchSize, String> {
+    if s.trim() == "auto" {
+        return Ok(BatchSize::Auto);
+    }
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(BatchSize::Fixed(n)),
+        _ => Err(format!(
+            "expected `auto` or a whole number of at least 1, got `{s}`"
+        )),
+    }
+}
+
 /// A number of sink workers: from 1 to 1024.
 pub fn workers(s: &str) -> Result<usize, String> {
     let n = at_least_one(s)?;
@@ -120,6 +151,12 @@ mod tests {
         assert!(at_least_one("0").is_err());
         assert!(workers("2000").unwrap_err().contains("1024"));
         assert!(time_scale("0").is_err());
+        assert_eq!(batch_size("64"), Ok(BatchSize::Fixed(64)));
+        assert_eq!(batch_size("auto"), Ok(BatchSize::Auto));
+        for bad in ["0", "big", "-3", "Auto1"] {
+            let err = batch_size(bad).unwrap_err();
+            assert!(err.contains("`auto`") && err.contains(bad), "{err}");
+        }
     }
 
     #[test]

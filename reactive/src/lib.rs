@@ -142,7 +142,8 @@
 //!   FIFO overall, recovered exactly once after `kill -9` (torn tails dropped, corruption
 //!   reported by file and offset), blocking the source when its disk budget is full.
 //! - [`PublisherExt::batch`]: demand-correct micro-batching by size and linger.
-//! - [`sink`]: parallel workers (round-robin or key-partitioned), retries with backoff, jitter,
+//! - [`sink`]: parallel workers (round-robin or key-partitioned) batching by a fixed size and
+//!   linger or adaptively ([`sink::Batching`]), retries with backoff, jitter,
 //!   `Retry-After` and a budget, dead letters, and a per-key order check.
 //! - [`flow`]: per-stage busy/idle/backpressured accounting, a bottleneck finder, and AIMD
 //!   control of a source's rate (the slow-source policy).
@@ -155,6 +156,7 @@
 
 #![warn(missing_docs)]
 
+mod batching;
 pub mod bridge;
 pub mod demand;
 mod error;

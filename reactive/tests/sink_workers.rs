@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reactive::sink::{OrderCheck, Partitioning, WorkersConfig, workers};
+use reactive::sink::{Batching, OrderCheck, Partitioning, WorkersConfig, workers};
 use reactive::{Publisher, PublisherExt};
 
 #[derive(Debug, Clone, Copy)]
@@ -151,8 +151,10 @@ async fn workers_batch_by_size_and_linger_and_keep_key_order() {
         workers: 4,
         window: 8,
         partitioning: Partitioning::Key,
-        batch: 10,
-        linger: Duration::from_millis(5),
+        batching: Batching::Fixed {
+            size: 10,
+            linger: Duration::from_millis(5),
+        },
     };
     let (c, s) = (check.clone(), sizes.clone());
     let (subscriber, pool) = workers(

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use crate::schedule::Profile;
 use crate::schedule::Schedule;
 use crate::units;
+pub use crate::units::BatchSize;
 
 mod kafka;
 mod sweep;
@@ -199,9 +200,14 @@ pub struct RunArgs {
     /// One event per request, or batches.
     #[arg(long, value_enum, default_value_t = SinkMode::Single)]
     pub sink_mode: SinkMode,
-    /// With --sink-mode batch: events per request.
-    #[arg(long, default_value = "200", value_parser = units::at_least_one)]
-    pub batch_size: usize,
+    /// With --sink-mode batch: events per request, or `auto`: each writer sends what it has
+    /// queued at once while the sink keeps up, and waits for the events that arrive during one
+    /// write when the sink is congested (up to --batch-max, at most --batch-linger).
+    #[arg(long, default_value = "200", value_parser = units::batch_size)]
+    pub batch_size: BatchSize,
+    /// With --batch-size auto: the most events per request [default: 1000].
+    #[arg(long, value_parser = units::at_least_one)]
+    pub batch_max: Option<usize>,
     /// With --sink-mode batch: the longest a batch waits to fill (e.g. 50ms).
     #[arg(long, default_value = "50ms", value_parser = units::duration)]
     pub batch_linger: Duration,
@@ -323,6 +329,48 @@ pub struct ExperimentArgs {
     /// With --memory-limit: how to impose it.
     #[arg(long, value_enum, default_value_t = crate::memlimit::Via::Auto, requires = "memory_limit")]
     pub memory_limit_via: crate::memlimit::Via,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_parses_its_lists_beside_the_base_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "sweep",
+            "--batch-size",
+            "1,16,auto",
+            "--policy",
+            "shed",
+            "--queue",
+            "bounded,pull",
+            "--repeat",
+            "5",
+            "--batch-max",
+            "64",
+        ])
+        .unwrap();
+        let Some(Command::Sweep(s)) = cli.command else {
+            panic!("not a sweep")
+        };
+        assert_eq!(
+            s.batch_size,
+            [BatchSize::Fixed(1), BatchSize::Fixed(16), BatchSize::Auto]
+        );
+        assert_eq!(s.policy, [Policy::Shed]);
+        assert_eq!(s.queue, [QueueKind::Bounded, QueueKind::Pull]);
+        assert_eq!(s.repeat, 5);
+        assert_eq!(
+            s.base.queue,
+            QueueKind::Bounded,
+            "the base keeps its default"
+        );
+        assert_eq!(s.base.batch_max, Some(64));
+    }
 }
 
 impl ExperimentArgs {

@@ -11,14 +11,14 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
-use super::{Demand, OnLimit, Policy, QueueKind, RunArgs};
+use super::{BatchSize, Demand, OnLimit, Policy, QueueKind, RunArgs};
 use crate::units;
 
 /// The grid and the base flags of a sweep.
 #[derive(Debug, Clone)]
 pub struct SweepArgs {
-    /// Batch sizes to try (with --sink-mode batch).
-    pub batch_size: Vec<usize>,
+    /// Batch sizes to try (with --sink-mode batch); `auto` among them is adaptive batching.
+    pub batch_size: Vec<BatchSize>,
     /// Batch lingers to try.
     pub batch_linger: Vec<Duration>,
     /// Worker counts to try.
@@ -31,7 +31,7 @@ pub struct SweepArgs {
     pub demand: Vec<Demand>,
     /// Ways of meeting the embedded sinkd's limit to try.
     pub on_limit: Vec<OnLimit>,
-    /// Runs per grid point (the table gives the median and [min–max]).
+    /// Rounds of the whole grid (the table gives min / median / max).
     pub repeat: usize,
     /// Everything else, as for `run` (the grid's first value where a grid flag was given).
     pub base: RunArgs,
@@ -50,7 +50,8 @@ struct Grid {
     /// retry), delay (held on the server), credit (sent only against sinkd's grants).
     #[arg(long, value_enum, value_delimiter = ',')]
     on_limit: Vec<OnLimit>,
-    /// Runs per grid point: the table gives each figure's median and [min–max] (1 to 20).
+    /// Runs the whole grid this many times, round after round (1 to 20); the table gives min /
+    /// median / max of each figure, the charts the median.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
     repeat: u16,
 }
@@ -159,7 +160,14 @@ mod tests {
             "500",
         ])
         .unwrap();
-        assert_eq!(s.batch_size, vec![1, 50, 200]);
+        assert_eq!(
+            s.batch_size,
+            vec![
+                BatchSize::Fixed(1),
+                BatchSize::Fixed(50),
+                BatchSize::Fixed(200)
+            ]
+        );
         assert_eq!(s.queue, vec![QueueKind::Bounded, QueueKind::Unbounded]);
         assert_eq!(
             s.on_limit,

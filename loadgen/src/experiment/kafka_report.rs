@@ -146,6 +146,9 @@ pub(super) fn build(t: &KafkaTotals<'_>) -> Report {
         duration_s: t.series.last().map_or(0.0, |s| s.t),
         retries: 0,
         sink_limit: Default::default(),
+        // The processor's writes are not among the figures it exports.
+        writes: 0,
+        writes_congested: 0,
         queue: queue(t),
         drained: t.left == 0,
         plan,

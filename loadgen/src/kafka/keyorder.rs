@@ -553,8 +553,7 @@ async fn run_mode(
         workers: n,
         window: 16,
         partitioning,
-        batch: 1,
-        linger: Duration::ZERO,
+        batching: reactive::sink::Batching::default(),
     };
     let p = probe.clone();
     let (subscriber, pool) = workers(

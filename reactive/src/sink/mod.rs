@@ -15,6 +15,7 @@ mod order;
 mod retry;
 mod workers;
 
+pub use crate::batching::Batching;
 pub use dead_letter::DeadLetters;
 pub use order::OrderCheck;
 pub use retry::{Delivery, Failure, Retry, RetryPolicy, RetryStats};

@@ -4,12 +4,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::batching::{Batching, Rule};
 use crate::bridge::{Inbox, InboxSubscriber, Prefetch, inbox};
-use crate::linger::Linger;
 use crate::purge::{Predicate, Purger, Requests, Target, retain};
 use crate::{Error, demand};
 
@@ -29,17 +28,16 @@ pub enum Partitioning {
 pub struct WorkersConfig {
     /// How many writes may run at once (at least 1).
     pub workers: usize,
-    /// Items held per worker, queued or being written (raised to two batches when `batch` is
-    /// larger); the pool requests upstream no more than `workers ×` that in all.
+    /// Items held per worker, queued or being written (raised to two of the largest batches
+    /// when that is larger); the pool requests upstream no more than `workers ×` that in all.
     pub window: usize,
     /// How items are assigned.
     pub partitioning: Partitioning,
-    /// The most items one write takes (at least 1). A worker writes a batch of what it has
-    /// queued, up to this size, once the batch is full or its oldest item has waited `linger`
-    /// (or the input ended). Batching per worker keeps per-key order with [`Partitioning::Key`].
-    pub batch: usize,
-    /// How long a worker waits for a batch to fill.
-    pub linger: Duration,
+    /// How a worker groups what it has queued into one write: a fixed size and linger, or
+    /// sizes chosen from the observed write latency ([`Batching`]). A worker writes a batch
+    /// once the rule says so, or once the input ended. Batching per worker keeps per-key order
+    /// with [`Partitioning::Key`].
+    pub batching: Batching,
 }
 
 impl Default for WorkersConfig {
@@ -48,8 +46,7 @@ impl Default for WorkersConfig {
             workers: 4,
             window: 16,
             partitioning: Partitioning::Key,
-            batch: 1,
-            linger: Duration::ZERO,
+            batching: Batching::default(),
         }
     }
 }
@@ -58,6 +55,7 @@ impl Default for WorkersConfig {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     started: AtomicU64,
+    congested: AtomicU64,
     completed: AtomicU64,
     busy_ns: AtomicU64,
     held: AtomicU64,
@@ -68,6 +66,11 @@ impl WorkerStats {
     /// Writes (batches) started.
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
+    }
+    /// Writes started while adaptive batching judged the sink congested (sized to the items
+    /// arriving during one write rather than sent at once); 0 with fixed batching.
+    pub fn congested(&self) -> u64 {
+        self.congested.load(Ordering::Relaxed)
     }
     /// Items whose write finished.
     pub fn completed(&self) -> u64 {
@@ -90,8 +93,8 @@ impl WorkerStats {
 
 /// Makes a pool of `config.workers` concurrent writers: returns the subscriber to connect to a
 /// publisher and the driver future that runs the writes. `key` gives an item's partition key
-/// (used with [`Partitioning::Key`]); `write(worker, batch)` writes one batch (of one item when
-/// `config.batch` is 1).
+/// (used with [`Partitioning::Key`]); `write(worker, batch)` writes one batch (of one item with
+/// the default batching).
 ///
 /// Each worker runs one write at a time, taking its items in the order it received them. The driver ends
 /// with `Ok(())` once the publisher completed and every write finished, or with the publisher's
@@ -120,7 +123,7 @@ where
     Fut: Future<Output = ()>,
 {
     let n = config.workers.max(1);
-    let batch = config.batch.max(1);
+    let batch = config.batching.max();
     let (subscriber, inbox) = inbox(Prefetch::manual());
     let driver = WorkersDriver {
         inbox,
@@ -128,7 +131,7 @@ where
         inflight: (0..n).map(|_| None).collect(),
         // A worker must be able to hold a full batch, and the next one filling behind it.
         capacity: n.saturating_mul(config.window.max(1).max(batch.saturating_mul(2))) as u64,
-        lingers: (0..n).map(|_| Linger::new(batch, config.linger)).collect(),
+        rules: (0..n).map(|_| config.batching.rule()).collect(),
         held: 0,
         outstanding: 0,
         next: 0,
@@ -152,8 +155,8 @@ pub struct WorkersDriver<T, K, W, Fut> {
     queues: Vec<VecDeque<T>>,
     inflight: Vec<Option<InFlight<Fut>>>,
     capacity: u64,
-    /// Each worker's next batch: full, or its oldest item waited the linger.
-    lingers: Vec<Linger>,
+    /// Each worker's batching rule: when its next batch goes, and how large it may be.
+    rules: Vec<Rule>,
     held: u64,
     outstanding: u64,
     next: usize,
@@ -205,7 +208,7 @@ impl<T, K, W, Fut> WorkersDriver<T, K, W, Fut> {
                 self.held -= removed;
                 self.stats.purged.fetch_add(removed, Ordering::Relaxed);
                 if queue.is_empty() {
-                    self.lingers[w].taken(0);
+                    self.rules[w].taken(0);
                 }
             }
         }
@@ -264,7 +267,7 @@ where
                             }
                             Partitioning::Key => (spread((this.key)(&item)) % n as u64) as usize,
                         };
-                        this.lingers[worker].arrived(this.queues[worker].len());
+                        this.rules[worker].arrived(this.queues[worker].len());
                         this.queues[worker].push_back(item);
                         this.held += 1;
                         this.stats.held.store(this.held, Ordering::Relaxed);
@@ -277,11 +280,14 @@ where
             for w in 0..n {
                 if this.inflight[w].is_none() && !this.queues[w].is_empty() {
                     let len = this.queues[w].len();
-                    if this.lingers[w].poll_ready(len, cx) || this.end.is_some() {
-                        let take = len.min(this.lingers[w].size());
+                    if this.rules[w].poll_ready(len, cx) || this.end.is_some() {
+                        let take = len.min(this.rules[w].size());
                         let items: Vec<T> = this.queues[w].drain(..take).collect();
-                        this.lingers[w].taken(this.queues[w].len());
+                        this.rules[w].taken(this.queues[w].len());
                         this.stats.started.fetch_add(1, Ordering::Relaxed);
+                        if this.rules[w].congested() {
+                            this.stats.congested.fetch_add(1, Ordering::Relaxed);
+                        }
                         let n_items = items.len() as u64;
                         this.inflight[w] =
                             Some((Box::pin((this.write)(w, items)), Instant::now(), n_items));
@@ -289,8 +295,11 @@ where
                 }
                 if let Some((write, started, items)) = this.inflight[w].as_mut() {
                     if write.as_mut().poll(cx).is_ready() {
-                        let took = started.elapsed().as_nanos() as u64;
-                        this.stats.busy_ns.fetch_add(took, Ordering::Relaxed);
+                        let took = started.elapsed();
+                        this.rules[w].wrote(took);
+                        this.stats
+                            .busy_ns
+                            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
                         this.stats.completed.fetch_add(*items, Ordering::Relaxed);
                         this.held -= *items;
                         this.inflight[w] = None;

@@ -1,16 +1,7 @@
 //! The experiment's table: one row per run, or with repeats, min / median / max per figure.
 
 use super::EvictionResult;
-
-/// Minimum, median and maximum of `xs` (the lower median for an even count).
-pub fn min_median_max(xs: &[f64]) -> (f64, f64, f64) {
-    let mut v: Vec<f64> = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => (f64::NAN, f64::NAN, f64::NAN),
-        n => (v[0], v[(n - 1) / 2], v[n - 1]),
-    }
-}
+use crate::analysis::min_median_max;
 
 fn cell(xs: &[f64]) -> String {
     let (lo, mid, hi) = min_median_max(xs);
