@@ -10,16 +10,20 @@ use crate::progress::Progress;
 
 /// Samples in the forecast's window.
 const WINDOW_SAMPLES: u32 = 8;
+/// A blocking queue at its capacity is sampled a few items short of it (the workers take some
+/// between two offers): at this fill it counts as full.
+const FULL: f64 = 0.98;
 
 /// Watches one bounded queue's depth, a sample at a time.
 pub(crate) struct FillWatch {
     forecast: FillForecast,
+    capacity: usize,
     horizon: Duration,
     /// A warning was given for the climb under way (reset once the climb stops).
     warned: bool,
     /// When it first warned, seconds into the run.
     pub first_warning_s: Option<f64>,
-    /// When the queue was first seen full, seconds into the run.
+    /// When the queue was first seen full (98% of its capacity), seconds into the run.
     pub first_full_s: Option<f64>,
 }
 
@@ -29,6 +33,7 @@ impl FillWatch {
     pub fn new(capacity: usize, sample: Duration, horizon: Duration) -> FillWatch {
         FillWatch {
             forecast: FillForecast::new(capacity as u64, sample * WINDOW_SAMPLES),
+            capacity,
             horizon,
             warned: false,
             first_warning_s: None,
@@ -38,14 +43,14 @@ impl FillWatch {
 
     /// Feeds the depth at `t` seconds; warns through `progress` once per climb.
     pub fn observe(&mut self, t: f64, depth: u64, progress: &Progress) {
+        if depth as f64 >= self.capacity as f64 * FULL {
+            self.first_full_s.get_or_insert(t);
+        }
         match self
             .forecast
             .observe(Duration::from_secs_f64(t.max(0.0)), depth)
         {
-            Forecast::Full => {
-                self.first_full_s.get_or_insert(t);
-                self.warned = true;
-            }
+            Forecast::Full => self.warned = true,
             Forecast::Filling { eta, rate } if eta <= self.horizon => {
                 if !self.warned {
                     self.warned = true;
@@ -78,8 +83,8 @@ mod tests {
             t += 0.25;
         }
         assert_eq!(w.first_warning_s, None, "no warning while flat");
-        while depth < 1_000 {
-            depth = (depth + 100).min(1_000);
+        while depth < 990 {
+            depth = (depth + 100).min(990);
             w.observe(t, depth, &progress);
             t += 0.25;
         }

@@ -175,7 +175,8 @@ pub struct QueueSummary {
     /// run; `None`: never).
     #[serde(default)]
     pub fill_warned_s: Option<f64>,
-    /// A bounded queue: when it was first sampled full.
+    /// A bounded queue: when it was first sampled full (at 98% of its capacity: a blocking
+    /// queue at capacity is sampled a few items short of it).
     #[serde(default)]
     pub full_at_s: Option<f64>,
 }
