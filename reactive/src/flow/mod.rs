@@ -8,13 +8,17 @@
 //! - [`Aimd`]: additive-increase / multiplicative-decrease control of a source's rate from a
 //!   pressure signal (a queue's fill, a lag), the "slow-source" overload policy; [`RateSignal`]
 //!   carries the rate to the source and [`slow_source`] runs the loop.
+//! - [`Limiter`]: an adaptive concurrency limit for the attempts to a sink, from their RTT and
+//!   backpressure, by Vector's ARC rule or ours ([`Controller`]).
 
 mod aimd;
 mod bottleneck;
+mod concurrency;
 mod signal;
 mod stage;
 
 pub use aimd::Aimd;
 pub use bottleneck::{Bottleneck, BottleneckKind, find_bottleneck};
+pub use concurrency::{Controller, LimitConfig, Limiter, Outcome, Permit, Readings};
 pub use signal::{RateSignal, slow_source};
 pub use stage::{Activity, Stage, StageSnapshot};
