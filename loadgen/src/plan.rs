@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
+use reactive::flow::{Controller, LimitConfig};
 use reactive::queue::{Mode, Overflow};
 use reactive::sink::{Partitioning, WorkersConfig};
 
-use crate::cli::{self, OnLimit, Policy, QueueKind, RunArgs, Shed, SinkMode};
+use crate::cli::{
+    self, Backpressure, Concurrency, OnLimit, Policy, QueueKind, RunArgs, Shed, SinkMode,
+};
 use crate::generator::EventShape;
 use crate::schedule::Schedule;
 use crate::schedule::secs;
@@ -66,6 +69,10 @@ pub struct Plan {
     batch_linger: Duration,
     workers: WorkersConfig,
     sink: SinkTarget,
+    /// With an adaptive `--concurrency`: the limiter's set-up (its max is `--sink-workers`).
+    concurrency: Option<LimitConfig>,
+    backpressure_on: Vec<Backpressure>,
+    attempt_timeout: Duration,
     max_attempts: u32,
     drain_timeout: Duration,
     sample: Duration,
@@ -177,6 +184,16 @@ fn sink_of(a: &RunArgs) -> anyhow::Result<SinkTarget> {
     })
 }
 
+/// The concurrency limiter from the flags: none for `--concurrency fixed`.
+fn concurrency_of(a: &RunArgs) -> Option<LimitConfig> {
+    let controller = match a.concurrency {
+        Concurrency::Fixed => return None,
+        Concurrency::Adaptive => Controller::Adaptive,
+        Concurrency::Arc => Controller::Arc,
+    };
+    Some(LimitConfig::new(controller, a.sink_workers))
+}
+
 impl Plan {
     /// Validates the flags as a whole and builds the plan.
     ///
@@ -224,6 +241,9 @@ impl Plan {
                 linger: batch_linger,
             },
             sink: sink_of(a)?,
+            concurrency: concurrency_of(a),
+            backpressure_on: a.backpressure_on.clone(),
+            attempt_timeout: a.attempt_timeout.max(Duration::from_millis(1)),
             max_attempts: a.max_attempts,
             // Not scaled: draining is about the queue's size, not the schedule's shape.
             drain_timeout: a.drain_timeout,
@@ -303,6 +323,21 @@ impl Plan {
         &self.sink
     }
 
+    /// The adaptive concurrency limit's set-up, if the writes have one.
+    pub fn concurrency(&self) -> Option<&LimitConfig> {
+        self.concurrency.as_ref()
+    }
+
+    /// Which failed attempts count as backpressure for the limiter.
+    pub fn backpressure_on(&self) -> &[Backpressure] {
+        &self.backpressure_on
+    }
+
+    /// The longest one write attempt may take.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
@@ -365,6 +400,8 @@ impl Plan {
             "batch_size": self.batch_size,
             "batch_linger": self.batch_linger.as_secs_f64(),
             "sink_workers": self.workers.workers,
+            "concurrency": self.concurrency.as_ref().map_or("fixed".to_string(), |c| format!("{:?}", c.controller).to_lowercase()),
+            "backpressure_on": self.backpressure_on,
             "worker_window": self.workers.window,
             "partitioning": format!("{:?}", self.workers.partitioning),
             "sink": self.sink,

@@ -73,6 +73,9 @@ pub struct Report {
     pub duration_s: f64,
     /// Write retries.
     pub retries: u64,
+    /// Write attempts (first tries and retries) and the sink writes' concurrency limit.
+    #[serde(default)]
+    pub concurrency: ConcurrencySummary,
     /// The queue.
     pub queue: QueueSummary,
     /// Whether the pipeline drained before the drain timeout.
@@ -80,6 +83,24 @@ pub struct Report {
     /// The plan that ran.
     #[serde(default)]
     pub plan: serde_json::Value,
+}
+
+/// The sink writes' attempts and, with an adaptive `--concurrency`, their limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConcurrencySummary {
+    /// `fixed`, `adaptive` or `arc`.
+    pub mode: String,
+    /// Write attempts made, retries included.
+    pub attempts: u64,
+    /// Attempts the sink answered 429.
+    pub rejected_429: u64,
+    /// The limit at the end (0 when fixed).
+    pub final_limit: u64,
+    /// The limit's mean over the samples (0 when fixed).
+    pub mean_limit: f64,
+    /// Times the limit grew and shrank.
+    pub increases: u64,
+    pub decreases: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -135,6 +135,42 @@ pub enum OnLimit {
     Reject,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Concurrency {
+    /// Every sink worker writes whenever it has a batch.
+    Fixed,
+    /// Ours: slow start by doubling, an RTT baseline band, a hold after each decrease.
+    Adaptive,
+    /// Vector's adaptive request concurrency: +1 per RTT window from 1, ×0.9 on backpressure.
+    Arc,
+}
+
+/// A kind of failed attempt that `--backpressure-on` may count as backpressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Backpressure {
+    /// 429 Too Many Requests (sinkd's reject mode, with Retry-After).
+    #[value(name = "429")]
+    #[serde(rename = "429")]
+    TooManyRequests,
+    /// 503 Service Unavailable (sinkd paused, or too many held requests).
+    #[value(name = "503")]
+    #[serde(rename = "503")]
+    Unavailable,
+    /// Any 5xx answer.
+    #[value(name = "5xx")]
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// An attempt that took longer than --attempt-timeout.
+    #[value(name = "timeout")]
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// No answer at all (connection refused or reset).
+    #[value(name = "error")]
+    #[serde(rename = "error")]
+    Error,
+}
+
 /// The pipeline's flags, shared by `run`, `experiment` (as overrides) and `sweep`.
 #[derive(Debug, Clone, Parser)]
 pub struct RunArgs {
@@ -203,6 +239,23 @@ pub struct RunArgs {
     /// Concurrent sink writers (1 to 1024).
     #[arg(long, default_value = "4", value_parser = units::workers)]
     pub sink_workers: usize,
+    /// How many writes may be in flight: `fixed` (all --sink-workers), or a limit that adapts
+    /// per attempt up to --sink-workers: `adaptive` (ours) or `arc` (Vector's ARC rule).
+    #[arg(long, value_enum, default_value_t = Concurrency::Fixed)]
+    pub concurrency: Concurrency,
+    /// With --concurrency adaptive|arc: which failed attempts count as backpressure,
+    /// comma-separated: 429 (with Retry-After), 503, 5xx (any 5xx, 503 included), timeout
+    /// (an attempt longer than --attempt-timeout), error (no answer: connection refused, reset).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "429,503,timeout"
+    )]
+    pub backpressure_on: Vec<Backpressure>,
+    /// The longest one write attempt may take before it is abandoned as a retriable timeout.
+    #[arg(long, default_value = "30s", value_parser = units::duration)]
+    pub attempt_timeout: Duration,
     /// Events each writer may hold, queued or being written (its share of the demand; raised
     /// to two batches when a batch is larger).
     #[arg(long, default_value = "16", value_parser = units::at_least_one)]

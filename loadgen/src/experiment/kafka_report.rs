@@ -143,6 +143,7 @@ pub(super) fn build(t: &KafkaTotals<'_>) -> Report {
         },
         duration_s: t.series.last().map_or(0.0, |s| s.t),
         retries: 0,
+        concurrency: Default::default(),
         queue: queue(t),
         drained: t.left == 0,
         plan,
