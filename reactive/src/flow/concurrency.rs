@@ -37,10 +37,14 @@
 //!   slower): above 1.25× the baseline the sink is queueing requests, which counts as
 //!   backpressure; the limit grows only while the RTT is within 1.1× (between the two it
 //!   holds). It doubles per window from the start until the first backpressure, which halves
-//!   it back (slow start, as TCP does); then, after each decrease, holds for `hold` windows (so
-//!   one overload is not answered twice); then grows by a step that doubles after every two
-//!   growing windows in a row (1, 1, 2, 2, 4, …, at most half the limit), so a limit far below
-//!   a sink that recovered climbs back in a few windows, while one near its ceiling probes by 1.
+//!   it back (slow start, as TCP does). Each backpressure records the limit it came at, the
+//!   *ceiling*, and then decreases it; after a decrease the limit holds for `hold` windows (so
+//!   one overload is not answered twice). Below the ceiling it grows by half the distance to
+//!   it (a binary search, as BIC-TCP does: back near the ceiling in a few windows, but never
+//!   past it in one step); at or past the ceiling it probes by 1 a window for four windows,
+//!   then 2, 4, 8… (at most a quarter of the limit a window), so a limit that the sink no
+//!   longer bounds (a stall ended) climbs back in a few windows, while one near a ceiling that
+//!   still holds probes gently.
 //!   Unlike ARC's moving mean, the baseline does not follow a persistent queue: a sink that
 //!   holds requests (delay mode) is seen as overloaded for as long as it holds them.
 
@@ -348,6 +352,8 @@ const UNLOADED: f64 = 1.1;
 /// is at its floor, so a sink whose own latency grew is not taken for a queueing one for ever.
 /// Above the floor it does not drift: a queue that persists must not become the new normal.
 const BASELINE_DRIFT: f64 = 1.05;
+/// Ours: past the last ceiling the step doubles every this many growing windows.
+const PROBE_WINDOWS: u32 = 4;
 /// σ is taken as at least this fraction of the mean, so a perfectly steady RTT (a simulated
 /// sink) still has a threshold above it.
 const MIN_DEVIATION: f64 = 0.02;
@@ -361,8 +367,10 @@ struct Control {
     baseline: Option<f64>,
     slow_start: bool,
     hold: u32,
-    step: usize,
-    clean_run: u32,
+    /// Ours: the limit at the last backpressure.
+    ceiling: Option<usize>,
+    /// Ours: growing windows in a row at or past the ceiling.
+    probe_run: u32,
 }
 
 impl Control {
@@ -384,8 +392,8 @@ impl Control {
             rtt: Ewma::default(),
             baseline: None,
             hold: 0,
-            step: 1,
-            clean_run: 0,
+            ceiling: None,
+            probe_run: 0,
         }
     }
 
@@ -466,8 +474,8 @@ impl Control {
     fn adaptive(&mut self, v: Verdict, limit: usize) -> usize {
         if v.backpressure || v.queueing {
             self.hold = self.config.hold;
-            self.step = 1;
-            self.clean_run = 0;
+            self.probe_run = 0;
+            self.ceiling = Some(limit);
             if self.slow_start {
                 self.slow_start = false;
                 return (limit / 2).max(1);
@@ -484,12 +492,16 @@ impl Control {
             self.hold -= 1;
             return limit;
         }
-        self.clean_run += 1;
-        let next = limit + self.step;
-        if self.clean_run % 2 == 0 {
-            self.step = (self.step * 2).min((limit / 2).max(1));
+        match self.ceiling {
+            // Below the limit that last met backpressure: halve the distance to it.
+            Some(c) if limit < c => limit + ((c - limit) / 2).max(1),
+            // At or past it: probe, by 1 for PROBE_WINDOWS windows, then 2, 4, 8…
+            _ => {
+                self.probe_run += 1;
+                let doublings = (self.probe_run / PROBE_WINDOWS).min(16);
+                limit + (1usize << doublings).min((limit / 4).max(1))
+            }
         }
-        next
     }
 }
 
