@@ -501,4 +501,34 @@ mod tests {
         assert_eq!(p.queue_capacity(), Some(200));
         assert!(plan(&[]).unwrap().spill().is_none());
     }
+
+    #[test]
+    fn an_adaptive_concurrency_is_bounded_by_the_workers_and_bad_classes_are_named() {
+        let p = plan(&["--concurrency", "adaptive", "--sink-workers", "48"]).unwrap();
+        let c = p.concurrency().unwrap();
+        assert_eq!((c.controller, c.max), (Controller::Adaptive, 48));
+        assert!(
+            plan(&[]).unwrap().concurrency().is_none(),
+            "fixed by default"
+        );
+        let p = plan(&["--concurrency", "arc", "--backpressure-on", "5xx,timeout"]).unwrap();
+        assert_eq!(
+            p.backpressure_on(),
+            &[Backpressure::ServerError, Backpressure::Timeout]
+        );
+        let argv = ["run", "--backpressure-on", "429,404"];
+        let e = RunArgs::try_parse_from(argv).unwrap_err().to_string();
+        assert!(
+            e.contains("--backpressure-on") && e.contains("'404'"),
+            "{e}"
+        );
+        assert!(e.contains("429, 503, 5xx, timeout, error"), "{e}");
+        let e = RunArgs::try_parse_from(["run", "--concurrency", "auto"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--concurrency") && e.contains("fixed, adaptive, arc"),
+            "{e}"
+        );
+    }
 }

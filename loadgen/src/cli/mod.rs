@@ -31,6 +31,10 @@ pub enum Command {
     Experiment(ExperimentArgs),
     /// Runs the pipeline over a grid of settings and prints a table per figure.
     Sweep(SweepArgs),
+    /// Adaptive concurrency against static: static worker counts, ARC and ours, against the
+    /// embedded sinkd in reject and delay mode with a stall in the middle; a table (min /
+    /// median / max over --repeat runs) and charts of the limit over time.
+    Concurrency(ConcurrencyArgs),
     /// Drives a sinkd's admin endpoints on a schedule: stall, pause, resume.
     Chaos(ChaosArgs),
     /// An open-model producer to an HTTP sink (sinkd's /write endpoints).
@@ -419,6 +423,66 @@ pub enum Demand {
     BoundedChannel,
     /// An unbounded channel.
     Unbounded,
+}
+
+/// `loadgen concurrency`: what each run is made of, and how many times.
+#[derive(Debug, Clone, Args)]
+pub struct ConcurrencyArgs {
+    /// sinkd's over-limit modes to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "reject,delay"
+    )]
+    pub modes: Vec<OnLimit>,
+    /// Static concurrencies to run (the best of them is the target), comma-separated.
+    #[arg(long = "static", value_delimiter = ',', value_parser = units::workers, default_value = "16,24,32,48,64")]
+    pub statics: Vec<usize>,
+    /// The adaptive limits' maximum (their --sink-workers).
+    #[arg(long, default_value = "64", value_parser = units::workers)]
+    pub max: usize,
+    /// Offered load, events/s, one write each (above the sink's rate: the queue stays full).
+    #[arg(long, default_value = "1500", value_parser = units::rate)]
+    pub rate: f64,
+    /// sinkd's rate limit, writes/s.
+    #[arg(long, default_value = "600", value_parser = units::positive_rate)]
+    pub sink_rate: f64,
+    /// sinkd's added latency per write: the best static concurrency is about rate × latency.
+    #[arg(long, default_value = "40ms", value_parser = units::duration)]
+    pub sink_latency: Duration,
+    /// Each run's length.
+    #[arg(long, default_value = "20s", value_parser = units::duration)]
+    pub duration: Duration,
+    /// When sinkd's stall starts.
+    #[arg(long, default_value = "8s", value_parser = units::duration)]
+    pub stall_at: Duration,
+    /// How long it lasts.
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub stall_for: Duration,
+    /// sinkd's rate during the stall, writes/s.
+    #[arg(long, default_value = "150", value_parser = units::positive_rate)]
+    pub stall_rate: f64,
+    /// With adaptive limits: which failed attempts count as backpressure (see `run`).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "429,503,timeout"
+    )]
+    pub backpressure_on: Vec<Backpressure>,
+    /// Runs of each setting; the table gives min / median / max.
+    #[arg(long, default_value = "5", value_parser = units::at_least_one)]
+    pub repeat: usize,
+    /// Multiplies the duration and the stall's times (0.5 halves every run).
+    #[arg(long, default_value = "1", value_parser = units::time_scale)]
+    pub time_scale: f64,
+    /// Output folder: concurrency.md, the charts, a folder per run.
+    #[arg(long, default_value = "out/concurrency")]
+    pub out: PathBuf,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]
