@@ -437,19 +437,19 @@ pub struct ConcurrencyArgs {
     )]
     pub modes: Vec<OnLimit>,
     /// Static concurrencies to run (the best of them is the target), comma-separated.
-    #[arg(long = "static", value_delimiter = ',', value_parser = units::workers, default_value = "16,24,32,48,64")]
+    #[arg(long = "static", value_delimiter = ',', value_parser = units::workers, default_value = "32,48,64,96,128")]
     pub statics: Vec<usize>,
     /// The adaptive limits' maximum (their --sink-workers).
-    #[arg(long, default_value = "64", value_parser = units::workers)]
+    #[arg(long, default_value = "128", value_parser = units::workers)]
     pub max: usize,
     /// Offered load, events/s, one write each (above the sink's rate: the queue stays full).
-    #[arg(long, default_value = "1500", value_parser = units::rate)]
+    #[arg(long, default_value = "2000", value_parser = units::rate)]
     pub rate: f64,
     /// sinkd's rate limit, writes/s.
-    #[arg(long, default_value = "600", value_parser = units::positive_rate)]
+    #[arg(long, default_value = "1000", value_parser = units::positive_rate)]
     pub sink_rate: f64,
     /// sinkd's added latency per write: the best static concurrency is about rate × latency.
-    #[arg(long, default_value = "40ms", value_parser = units::duration)]
+    #[arg(long, default_value = "50ms", value_parser = units::duration)]
     pub sink_latency: Duration,
     /// Each run's length.
     #[arg(long, default_value = "20s", value_parser = units::duration)]
@@ -461,7 +461,7 @@ pub struct ConcurrencyArgs {
     #[arg(long, default_value = "5s", value_parser = units::duration)]
     pub stall_for: Duration,
     /// sinkd's rate during the stall, writes/s.
-    #[arg(long, default_value = "150", value_parser = units::positive_rate)]
+    #[arg(long, default_value = "200", value_parser = units::positive_rate)]
     pub stall_rate: f64,
     /// With adaptive limits: which failed attempts count as backpressure (see `run`).
     #[arg(
