@@ -30,6 +30,8 @@ pub struct Figures {
     pub steady: f64,
     /// The limit's range (max − min) over the steady part (0 when fixed).
     pub amplitude: f64,
+    /// The limit's mean over the steady part (0 when fixed).
+    pub mean_limit: f64,
     /// 429s per attempt.
     pub rejected: f64,
 }
@@ -64,6 +66,7 @@ pub fn figures(series: &[Sample], p: Phases, attempts: u64, rejected: u64) -> Fi
         goodput: mean_over(series, 0.0, p.end, |s| s.delivered_rate),
         steady: mean_over(series, from, to, |s| s.delivered_rate),
         amplitude,
+        mean_limit: mean_over(series, from, to, |s| s.concurrency_limit as f64),
         rejected: if attempts == 0 {
             0.0
         } else {
@@ -162,6 +165,7 @@ mod tests {
         let f = figures(&series(), PHASES, 1_000, 50);
         assert_eq!(f.steady, 600.0);
         assert_eq!(f.amplitude, 4.0);
+        assert!((f.mean_limit - 22.0).abs() < 0.2, "{}", f.mean_limit);
         assert_eq!(f.rejected, 0.05);
         assert!(f.goodput < 600.0 && f.goodput > 450.0, "{}", f.goodput);
         assert_eq!(figures(&[], PHASES, 0, 0), Figures::default());

@@ -22,6 +22,7 @@ use crate::cli::{Concurrency, ConcurrencyArgs, OnLimit, Partitioning, Profile, R
 use crate::output::{series, write_chart};
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::report::Report;
 use crate::telemetry::Sample;
 use figures::{Figures, Phases, figures, spread, time_to_reach};
 
@@ -51,6 +52,8 @@ struct Measured {
     figures: Figures,
     from_start: Option<f64>,
     after_stall: Option<f64>,
+    /// Events dead-lettered (retries exhausted or the retry budget empty).
+    dead_lettered: u64,
     series: Vec<Sample>,
 }
 
@@ -108,13 +111,13 @@ fn phases(args: &ConcurrencyArgs) -> Phases {
     }
 }
 
-/// Runs one setting once; returns its series, attempts and 429s.
+/// Runs one setting once; returns its series and report.
 async fn one(
     args: &ConcurrencyArgs,
     mode: OnLimit,
     setting: Setting,
     repeat: usize,
-) -> anyhow::Result<(Vec<Sample>, u64, u64)> {
+) -> anyhow::Result<(Vec<Sample>, Report)> {
     let label = format!("{} {} #{}", mode_name(mode), setting.label(), repeat + 1);
     let dir = args.out.join(format!("run-{}", repeat + 1)).join(format!(
         "{}-{}",
@@ -125,12 +128,11 @@ async fn one(
     let progress = Progress::new(args.quiet, &label);
     let outcome = crate::pipeline::run(&plan, &progress).await?;
     progress.finish();
-    let c = &outcome.report.concurrency;
     std::fs::write(
         plan.out().unwrap_or(Path::new(".")).join("report.json"),
         serde_json::to_string_pretty(&outcome.report)?,
     )?;
-    Ok((outcome.series, c.attempts, c.rejected_429))
+    Ok((outcome.series, outcome.report))
 }
 
 /// Runs every setting in `mode` once and measures each against the best static one.
@@ -144,8 +146,9 @@ async fn repeat_once(
     settings.extend([Setting::Arc, Setting::Adaptive]);
     let mut runs = Vec::new();
     for setting in settings {
-        let (series, attempts, rejected) = one(args, mode, setting, repeat).await?;
-        let figures = figures(&series, p, attempts, rejected);
+        let (series, report) = one(args, mode, setting, repeat).await?;
+        let c = &report.concurrency;
+        let figures = figures(&series, p, c.attempts, c.rejected_429);
         runs.push(Measured {
             mode,
             setting,
@@ -153,6 +156,7 @@ async fn repeat_once(
             figures,
             from_start: None,
             after_stall: None,
+            dead_lettered: report.dead_lettered,
             series,
         });
     }
@@ -229,7 +233,7 @@ fn table(args: &ConcurrencyArgs, all: &[Measured]) -> String {
     );
     for &mode in &args.modes {
         out.push_str(&format!(
-            "\n### sinkd `--on-limit {}`\n\n| setting | goodput ev/s | steady ev/s | to 95% from start, s | to 95% after the stall, s | limit range (steady) | 429s per attempt |\n|---|---|---|---|---|---|---|\n",
+            "\n### sinkd `--on-limit {}`\n\n| setting | goodput ev/s | steady ev/s | to 95% from start, s | to 95% after the stall, s | limit: mean, range (steady) | 429s per attempt | dead-lettered |\n|---|---|---|---|---|---|---|---|\n",
             mode_name(mode)
         ));
         let mut settings: Vec<Setting> = args.statics.iter().map(|&n| Setting::Static(n)).collect();
@@ -244,10 +248,14 @@ fn table(args: &ConcurrencyArgs, all: &[Measured]) -> String {
             };
             let range = match setting {
                 Setting::Static(_) => "—".to_string(),
-                _ => cell(&of(&|m| Some(m.figures.amplitude)), 0),
+                _ => format!(
+                    "{}; {}",
+                    cell(&of(&|m| Some(m.figures.mean_limit)), 0),
+                    cell(&of(&|m| Some(m.figures.amplitude)), 0)
+                ),
             };
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 setting.label(),
                 cell(&of(&|m| Some(m.figures.goodput)), 0),
                 cell(&of(&|m| Some(m.figures.steady)), 0),
@@ -255,6 +263,7 @@ fn table(args: &ConcurrencyArgs, all: &[Measured]) -> String {
                 cell(&of(&|m| m.after_stall), 2),
                 range,
                 cell(&of(&|m| Some(m.figures.rejected)), 3),
+                cell(&of(&|m| Some(m.dead_lettered as f64)), 0),
             ));
         }
     }
