@@ -72,7 +72,7 @@ pub struct Plan {
     /// With an adaptive `--concurrency`: the limiter's set-up (its max is `--sink-workers`).
     concurrency: Option<LimitConfig>,
     backpressure_on: Vec<Backpressure>,
-    attempt_timeout: Duration,
+    attempt_timeout: Option<Duration>,
     max_attempts: u32,
     drain_timeout: Duration,
     sample: Duration,
@@ -243,7 +243,7 @@ impl Plan {
             sink: sink_of(a)?,
             concurrency: concurrency_of(a),
             backpressure_on: a.backpressure_on.clone(),
-            attempt_timeout: a.attempt_timeout.max(Duration::from_millis(1)),
+            attempt_timeout: a.attempt_timeout.map(|t| t.max(Duration::from_millis(1))),
             max_attempts: a.max_attempts,
             // Not scaled: draining is about the queue's size, not the schedule's shape.
             drain_timeout: a.drain_timeout,
@@ -333,8 +333,8 @@ impl Plan {
         &self.backpressure_on
     }
 
-    /// The longest one write attempt may take.
-    pub fn attempt_timeout(&self) -> Duration {
+    /// The longest one write attempt may take, if limited.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
     }
 

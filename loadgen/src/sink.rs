@@ -64,7 +64,7 @@ pub struct SinkWriter {
     /// With an adaptive `--concurrency`: a permit per attempt.
     pub limiter: Option<Limiter>,
     backpressure_on: Vec<Backpressure>,
-    attempt_timeout: std::time::Duration,
+    attempt_timeout: Option<std::time::Duration>,
 }
 
 /// A latency histogram: microseconds, 1 µs to 1 hour, 3 significant figures. Its range is
@@ -158,7 +158,11 @@ impl SinkWriter {
                 client.write_batch(&batch, Format::Binary).await
             }
         };
-        let (result, kind) = match tokio::time::timeout(self.attempt_timeout, request).await {
+        let answer = match self.attempt_timeout {
+            Some(limit) => tokio::time::timeout(limit, request).await,
+            None => Ok(request.await),
+        };
+        let (result, kind) = match answer {
             Ok(Ok(r)) if r.is_success() => (Ok(()), None),
             Ok(Ok(r)) => (failure(&r), Some(Kind::Status(r.status.as_u16()))),
             Ok(Err(e)) => (
@@ -170,7 +174,10 @@ impl SinkWriter {
             ),
             Err(_) => (
                 Err(Failure::Retriable {
-                    reason: format!("no answer within {:?}", self.attempt_timeout),
+                    reason: format!(
+                        "no answer within {:?}",
+                        self.attempt_timeout.unwrap_or_default()
+                    ),
                     retry_after: None,
                 }),
                 Some(Kind::Timeout),

@@ -257,9 +257,10 @@ pub struct RunArgs {
         default_value = "429,503,timeout"
     )]
     pub backpressure_on: Vec<Backpressure>,
-    /// The longest one write attempt may take before it is abandoned as a retriable timeout.
-    #[arg(long, default_value = "30s", value_parser = units::duration)]
-    pub attempt_timeout: Duration,
+    /// The longest one write attempt may take before it is abandoned as a retriable timeout
+    /// (the `timeout` class of --backpressure-on) [default: no limit].
+    #[arg(long, value_parser = units::duration)]
+    pub attempt_timeout: Option<Duration>,
     /// Events each writer may hold, queued or being written (its share of the demand; raised
     /// to two batches when a batch is larger).
     #[arg(long, default_value = "16", value_parser = units::at_least_one)]
