@@ -213,3 +213,43 @@ async fn in_steady_state_the_limit_stays_near_the_best_static_concurrency() {
         assert!(throughput >= 0.95 * RATE, "{mode:?}: {throughput}/s");
     }
 }
+
+/// vector #26123: a rejection that a retry turns into success is still backpressure, and each
+/// attempt is timed on its own, when the permit is taken per attempt inside `Retry::run`.
+#[tokio::test(start_paused = true)]
+async fn a_rejection_retried_into_success_still_counts_as_backpressure() {
+    use reactive::sink::{DeadLetters, Delivery, Failure, Retry, RetryPolicy};
+    let dir = std::env::temp_dir().join(format!("reactive-limiter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = DeadLetters::open(dir.join("dead.jsonl"), |x: &u64| x.to_string()).unwrap();
+    let retry = Retry::new(RetryPolicy::default(), dead);
+    let limiter = Limiter::new(LimitConfig::new(Controller::Adaptive, 8));
+    let attempts = Mutex::new(Vec::new());
+    let delivery = retry
+        .run(1u64, |_| {
+            let limiter = limiter.clone();
+            let attempts = &attempts;
+            async move {
+                let permit = limiter.acquire().await;
+                let first = attempts.lock().unwrap().is_empty();
+                tokio::time::sleep(if first { LATENCY * 10 } else { LATENCY }).await;
+                attempts.lock().unwrap().push(permit.elapsed());
+                if first {
+                    permit.report(Outcome::Backpressure);
+                    Err(Failure::Retriable {
+                        reason: "429".into(),
+                        retry_after: Some(Duration::from_secs(1)),
+                    })
+                } else {
+                    permit.report(Outcome::Success);
+                    Ok(())
+                }
+            }
+        })
+        .await;
+    assert_eq!(delivery, Delivery::Delivered { attempts: 2 });
+    let r = limiter.readings();
+    assert_eq!((r.backpressure, r.reported, r.in_flight), (1, 2, 0));
+    // The success was timed alone: not the rejection, the Retry-After wait and the retry.
+    assert_eq!(attempts.lock().unwrap()[1], LATENCY);
+}
