@@ -15,7 +15,7 @@ use reactive::flow::{StageSnapshot, find_bottleneck};
 use reactive::queue::QueueSnapshot;
 
 use crate::plan::Plan;
-use crate::report::{Dropped, Latency, QueueSummary, Report};
+use crate::report::{ConcurrencySummary, Dropped, Latency, QueueSummary, Report};
 use crate::sink::SinkWriter;
 use crate::telemetry::{Coarsen, Sample};
 
@@ -284,6 +284,7 @@ impl Report {
             retries: t.sink.retry.stats().retries,
             writes: t.writes.0,
             writes_congested: t.writes.1,
+            concurrency: concurrency(&t),
             queue: QueueSummary {
                 high_water: t.queue.high_water,
                 high_water_bytes: t.queue.high_water_bytes,
@@ -297,6 +298,33 @@ impl Report {
             // Over Kafka only (`over_kafka`, `left_in_source`, `delivered_uncommitted`).
             ..Report::default()
         }
+    }
+}
+
+/// The writes' attempts and concurrency limit over the run.
+fn concurrency(t: &RunTotals<'_>) -> ConcurrencySummary {
+    let counters = &t.sink.counters;
+    let readings = t.sink.limiter.as_ref().map(|l| l.readings());
+    let limits: Vec<f64> = t
+        .series
+        .iter()
+        .map(|s| s.concurrency_limit as f64)
+        .collect();
+    ConcurrencySummary {
+        mode: t.plan.to_json()["concurrency"]
+            .as_str()
+            .unwrap_or("fixed")
+            .to_string(),
+        attempts: counters.attempts.load(Ordering::Relaxed),
+        rejected_429: counters.rejected.load(Ordering::Relaxed),
+        final_limit: readings.map_or(0, |r| r.limit as u64),
+        mean_limit: if limits.is_empty() {
+            0.0
+        } else {
+            limits.iter().sum::<f64>() / limits.len() as f64
+        },
+        increases: readings.map_or(0, |r| r.increases),
+        decreases: readings.map_or(0, |r| r.decreases),
     }
 }
 

@@ -13,6 +13,7 @@ mod chart;
 mod check;
 mod child;
 mod cli;
+mod concurrency;
 mod credit;
 mod experiment;
 mod foresight;
@@ -64,6 +65,7 @@ pub fn run_cli() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Experiment(args) => experiment::run(args).await,
             Command::Sweep(args) => sweep::run(args).await,
+            Command::Concurrency(args) => concurrency::run(args).await,
             Command::Chaos(args) => chaos::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Process(args) => process::run(args).await,

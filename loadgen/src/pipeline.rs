@@ -339,6 +339,11 @@ fn totals(plan: &Plan, r: &Running) -> Totals {
         dropped: q.dropped(),
         p99_ms: r.sink.take_window_p99(),
         signal_rate: r.signal.as_ref().map_or(0.0, RateSignal::get),
+        concurrency_limit: r
+            .sink
+            .limiter
+            .as_ref()
+            .map_or(0, |l| l.readings().limit as u64),
     }
 }
 

@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
+use reactive::flow::{Controller, LimitConfig};
 use reactive::queue::{Mode, Overflow};
 use reactive::sink::{Batching, Partitioning, WorkersConfig};
 
-use crate::cli::{self, BatchSize, OnLimit, Policy, QueueKind, RunArgs, Shed, SinkMode};
+use crate::cli::{
+    self, Backpressure, BatchSize, Concurrency, OnLimit, Policy, QueueKind, RunArgs, Shed, SinkMode,
+};
 use crate::generator::EventShape;
 use crate::schedule::Schedule;
 use crate::schedule::secs;
@@ -70,6 +73,10 @@ pub struct Plan {
     adaptive: bool,
     workers: WorkersConfig,
     sink: SinkTarget,
+    /// With an adaptive `--concurrency`: the limiter's set-up (its max is `--sink-workers`).
+    concurrency: Option<LimitConfig>,
+    backpressure_on: Vec<Backpressure>,
+    attempt_timeout: Option<Duration>,
     max_attempts: u32,
     drain_timeout: Duration,
     sample: Duration,
@@ -204,6 +211,16 @@ fn sink_of(a: &RunArgs) -> anyhow::Result<SinkTarget> {
     })
 }
 
+/// The concurrency limiter from the flags: none for `--concurrency fixed`.
+fn concurrency_of(a: &RunArgs) -> Option<LimitConfig> {
+    let controller = match a.concurrency {
+        Concurrency::Fixed => return None,
+        Concurrency::Adaptive => Controller::Adaptive,
+        Concurrency::Arc => Controller::Arc,
+    };
+    Some(LimitConfig::new(controller, a.sink_workers))
+}
+
 impl Plan {
     /// Validates the flags as a whole and builds the plan.
     ///
@@ -252,6 +269,9 @@ impl Plan {
                 batching,
             },
             sink: sink_of(a)?,
+            concurrency: concurrency_of(a),
+            backpressure_on: a.backpressure_on.clone(),
+            attempt_timeout: a.attempt_timeout.map(|t| t.max(Duration::from_millis(1))),
             max_attempts: a.max_attempts,
             // Not scaled: draining is about the queue's size, not the schedule's shape.
             drain_timeout: a.drain_timeout,
@@ -336,6 +356,21 @@ impl Plan {
         &self.sink
     }
 
+    /// The adaptive concurrency limit's set-up, if the writes have one.
+    pub fn concurrency(&self) -> Option<&LimitConfig> {
+        self.concurrency.as_ref()
+    }
+
+    /// Which failed attempts count as backpressure for the limiter.
+    pub fn backpressure_on(&self) -> &[Backpressure] {
+        &self.backpressure_on
+    }
+
+    /// The longest one write attempt may take, if limited.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+
     pub fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
@@ -399,6 +434,8 @@ impl Plan {
             "batch_adaptive": self.adaptive,
             "batch_linger": self.batch_linger.as_secs_f64(),
             "sink_workers": self.workers.workers,
+            "concurrency": self.concurrency.as_ref().map_or("fixed".to_string(), |c| format!("{:?}", c.controller).to_lowercase()),
+            "backpressure_on": self.backpressure_on,
             "worker_window": self.workers.window,
             "partitioning": format!("{:?}", self.workers.partitioning),
             "sink": self.sink,
@@ -551,5 +588,35 @@ mod tests {
         assert_eq!(s.fsync, reactive::spill::Fsync::Always);
         assert_eq!(p.queue_capacity(), Some(200));
         assert!(plan(&[]).unwrap().spill().is_none());
+    }
+
+    #[test]
+    fn an_adaptive_concurrency_is_bounded_by_the_workers_and_bad_classes_are_named() {
+        let p = plan(&["--concurrency", "adaptive", "--sink-workers", "48"]).unwrap();
+        let c = p.concurrency().unwrap();
+        assert_eq!((c.controller, c.max), (Controller::Adaptive, 48));
+        assert!(
+            plan(&[]).unwrap().concurrency().is_none(),
+            "fixed by default"
+        );
+        let p = plan(&["--concurrency", "arc", "--backpressure-on", "5xx,timeout"]).unwrap();
+        assert_eq!(
+            p.backpressure_on(),
+            &[Backpressure::ServerError, Backpressure::Timeout]
+        );
+        let argv = ["run", "--backpressure-on", "429,404"];
+        let e = RunArgs::try_parse_from(argv).unwrap_err().to_string();
+        assert!(
+            e.contains("--backpressure-on") && e.contains("'404'"),
+            "{e}"
+        );
+        assert!(e.contains("429, 503, 5xx, timeout, error"), "{e}");
+        let e = RunArgs::try_parse_from(["run", "--concurrency", "auto"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--concurrency") && e.contains("fixed, adaptive, arc"),
+            "{e}"
+        );
     }
 }

@@ -116,6 +116,9 @@ pub struct Report {
     /// events that arrive during one write instead of sending at once); 0 with a fixed size.
     #[serde(default)]
     pub writes_congested: u64,
+    /// Write attempts (first tries and retries) and the sink writes' concurrency limit.
+    #[serde(default)]
+    pub concurrency: ConcurrencySummary,
     /// The queue.
     pub queue: QueueSummary,
     /// Whether the pipeline drained before the drain timeout.
@@ -123,6 +126,24 @@ pub struct Report {
     /// The plan that ran.
     #[serde(default)]
     pub plan: serde_json::Value,
+}
+
+/// The sink writes' attempts and, with an adaptive `--concurrency`, their limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConcurrencySummary {
+    /// `fixed`, `adaptive` or `arc`.
+    pub mode: String,
+    /// Write attempts made, retries included.
+    pub attempts: u64,
+    /// Attempts the sink answered 429.
+    pub rejected_429: u64,
+    /// The limit at the end (0 when fixed).
+    pub final_limit: u64,
+    /// The limit's mean over the samples (0 when fixed).
+    pub mean_limit: f64,
+    /// Times the limit grew and shrank.
+    pub increases: u64,
+    pub decreases: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use reactive::flow::{Limiter, Outcome};
 use reactive::sink::{DeadLetters, Delivery, Failure, Retry, RetryPolicy};
 use sinkd::SinkClient;
 use sinkd::wire::{Event, Format};
 use tokio::time::Instant;
 
-use crate::cli::OnLimit;
+use crate::cli::{Backpressure, OnLimit};
 use crate::credit::CreditFlow;
 use crate::generator;
 use crate::plan::{Plan, SinkTarget};
@@ -23,6 +24,30 @@ pub struct Counters {
     pub delivered: AtomicU64,
     pub writes: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Write attempts made (first tries and retries).
+    pub attempts: AtomicU64,
+    /// Attempts answered 429.
+    pub rejected: AtomicU64,
+}
+
+/// What one failed attempt was, in `--backpressure-on`'s terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Status(u16),
+    Timeout,
+    Error,
+}
+
+/// Whether `kind` counts as backpressure under `classes`.
+fn is_backpressure(kind: Kind, classes: &[Backpressure]) -> bool {
+    classes.iter().any(|c| match (c, kind) {
+        (Backpressure::TooManyRequests, Kind::Status(429)) => true,
+        (Backpressure::Unavailable, Kind::Status(503)) => true,
+        (Backpressure::ServerError, Kind::Status(s)) => (500..600).contains(&s),
+        (Backpressure::Timeout, Kind::Timeout) => true,
+        (Backpressure::Error, Kind::Error) => true,
+        _ => false,
+    })
 }
 
 /// The sink side of a pipeline: the client, retries and dead letters, and what was delivered.
@@ -39,6 +64,10 @@ pub struct SinkWriter {
     pub window: Mutex<Histogram<u64>>,
     pub(crate) origin: Instant,
     pub(crate) origin_epoch_ns: i64,
+    /// With an adaptive `--concurrency`: a permit per attempt.
+    pub limiter: Option<Limiter>,
+    backpressure_on: Vec<Backpressure>,
+    attempt_timeout: Option<std::time::Duration>,
 }
 
 /// A latency histogram: microseconds, 1 µs to 1 hour, 3 significant figures. Its range is
@@ -82,6 +111,9 @@ impl SinkWriter {
             window: Mutex::new(histogram()),
             origin: Instant::now(),
             origin_epoch_ns: generator::now_epoch_ns(),
+            limiter: plan.concurrency().cloned().map(Limiter::new),
+            backpressure_on: plan.backpressure_on().to_vec(),
+            attempt_timeout: plan.attempt_timeout(),
         })
     }
 
@@ -113,46 +145,83 @@ impl SinkWriter {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One attempt: a permit from the limiter (if any), one request, its outcome reported on
+    /// the permit, so each attempt of a retry sequence is timed and judged on its own.
     async fn attempt(&self, batch: Arc<Vec<Event>>) -> Result<(), Failure> {
         let Some(client) = &self.client else {
             return Ok(());
         };
-        let single = self.single && batch.len() == 1;
-        let reply = match &self.credit {
-            None if single => client.write(&batch[0], Format::Binary).await,
-            None => client.write_batch(&batch, Format::Binary).await,
-            Some(flow) => {
-                let credit = flow.acquire(client, flow.cost(batch.len())).await;
-                let reply = if single {
-                    client
-                        .write_credited(&batch[0], Format::Binary, flow.ask())
-                        .await
-                } else {
-                    client
-                        .write_batch_credited(&batch, Format::Binary, flow.ask())
-                        .await
-                };
-                flow.settle(credit, reply.as_ref().ok());
-                reply
-            }
+        // Credit first, then the permit: the permit's RTT is the request's, not the wait for
+        // credit.
+        let credit = match &self.credit {
+            Some(flow) => Some((flow, flow.acquire(client, flow.cost(batch.len())).await)),
+            None => None,
         };
-        match reply {
-            Ok(r) if r.is_success() => Ok(()),
-            Ok(r) => {
-                let reason = format!("{} {}", r.status.as_u16(), String::from_utf8_lossy(&r.body));
-                if r.is_retriable() {
-                    Err(Failure::Retriable {
-                        reason,
-                        retry_after: r.retry_after,
-                    })
-                } else {
-                    Err(Failure::Fatal { reason })
-                }
+        let permit = match &self.limiter {
+            Some(l) => Some(l.acquire().await),
+            None => None,
+        };
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        let ask = credit.as_ref().map(|(flow, _)| flow.ask());
+        let request = self.send(client, &batch, ask);
+        let answer = match self.attempt_timeout {
+            Some(limit) => tokio::time::timeout(limit, request).await,
+            None => Ok(request.await),
+        };
+        if let Some((flow, c)) = credit {
+            flow.settle(c, answer.as_ref().ok().and_then(|r| r.as_ref().ok()));
+        }
+        let (result, kind) = match answer {
+            Ok(Ok(r)) if r.is_success() => (Ok(()), None),
+            Ok(Ok(r)) => (failure(&r), Some(Kind::Status(r.status.as_u16()))),
+            Ok(Err(e)) => (
+                Err(Failure::Retriable {
+                    reason: e.to_string(),
+                    retry_after: None,
+                }),
+                Some(Kind::Error),
+            ),
+            Err(_) => (
+                Err(Failure::Retriable {
+                    reason: format!(
+                        "no answer within {:?}",
+                        self.attempt_timeout.unwrap_or_default()
+                    ),
+                    retry_after: None,
+                }),
+                Some(Kind::Timeout),
+            ),
+        };
+        if kind == Some(Kind::Status(429)) {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(p) = permit {
+            p.report(match kind {
+                None => Outcome::Success,
+                Some(k) if is_backpressure(k, &self.backpressure_on) => Outcome::Backpressure,
+                Some(_) => Outcome::Ignored,
+            });
+        }
+        result
+    }
+
+    /// One request: the batch (or its one event with single writes), on credit when `ask`.
+    async fn send(
+        &self,
+        client: &SinkClient,
+        batch: &[Event],
+        ask: Option<sinkd::credit::CreditAsk>,
+    ) -> Result<sinkd::Reply, sinkd::ClientError> {
+        let single = self.single && batch.len() == 1;
+        match ask {
+            None if single => client.write(&batch[0], Format::Binary).await,
+            None => client.write_batch(batch, Format::Binary).await,
+            Some(ask) if single => client.write_credited(&batch[0], Format::Binary, ask).await,
+            Some(ask) => {
+                client
+                    .write_batch_credited(batch, Format::Binary, ask)
+                    .await
             }
-            Err(e) => Err(Failure::Retriable {
-                reason: e.to_string(),
-                retry_after: None,
-            }),
         }
     }
 
@@ -191,6 +260,19 @@ fn account() -> u64 {
     splitmix::next(
         nanos ^ (u64::from(std::process::id()) << 32) ^ NEXT.fetch_add(1, Ordering::Relaxed),
     )
+}
+
+/// The failure an unsuccessful answer is: retriable (429, 5xx) or fatal.
+fn failure(r: &sinkd::client::Reply) -> Result<(), Failure> {
+    let reason = format!("{} {}", r.status.as_u16(), String::from_utf8_lossy(&r.body));
+    if r.is_retriable() {
+        Err(Failure::Retriable {
+            reason,
+            retry_after: r.retry_after,
+        })
+    } else {
+        Err(Failure::Fatal { reason })
+    }
 }
 
 /// Starts the embedded sinkd, if the plan has one.
@@ -242,6 +324,23 @@ pub async fn start_sink(
 
 #[cfg(test)]
 mod tests {
+    use super::{Backpressure as B, Kind, is_backpressure};
+
+    #[test]
+    fn backpressure_classes_are_the_ones_chosen() {
+        let only_429 = [B::TooManyRequests];
+        assert!(is_backpressure(Kind::Status(429), &only_429));
+        assert!(!is_backpressure(Kind::Status(503), &only_429));
+        assert!(!is_backpressure(Kind::Timeout, &only_429));
+        let wide = [B::ServerError, B::Timeout];
+        assert!(is_backpressure(Kind::Status(503), &wide));
+        assert!(is_backpressure(Kind::Status(500), &wide));
+        assert!(!is_backpressure(Kind::Status(429), &wide));
+        assert!(is_backpressure(Kind::Timeout, &wide));
+        assert!(!is_backpressure(Kind::Error, &wide));
+        assert!(is_backpressure(Kind::Error, &[B::Error]));
+    }
+
     #[test]
     fn the_latency_histogram_never_resizes() {
         let mut h = super::histogram();

@@ -34,6 +34,10 @@ pub enum Command {
     Experiment(ExperimentArgs),
     /// Runs the pipeline over a grid of settings and prints a table per figure.
     Sweep(SweepArgs),
+    /// Adaptive concurrency against static: static worker counts, ARC and ours, against the
+    /// embedded sinkd in reject and delay mode with a stall in the middle; a table (min /
+    /// median / max over --repeat runs) and charts of the limit over time.
+    Concurrency(ConcurrencyArgs),
     /// Drives a sinkd's admin endpoints on a schedule: stall, pause, resume.
     Chaos(ChaosArgs),
     /// An open-model producer to an HTTP sink (sinkd's /write endpoints).
@@ -141,6 +145,42 @@ pub enum OnLimit {
     Credit,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Concurrency {
+    /// Every sink worker writes whenever it has a batch.
+    Fixed,
+    /// Ours: slow start by doubling, an RTT baseline band, a hold after each decrease.
+    Adaptive,
+    /// Vector's adaptive request concurrency: +1 per RTT window from 1, ×0.9 on backpressure.
+    Arc,
+}
+
+/// A kind of failed attempt that `--backpressure-on` may count as backpressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum Backpressure {
+    /// 429 Too Many Requests (sinkd's reject mode, with Retry-After).
+    #[value(name = "429")]
+    #[serde(rename = "429")]
+    TooManyRequests,
+    /// 503 Service Unavailable (sinkd paused, or too many held requests).
+    #[value(name = "503")]
+    #[serde(rename = "503")]
+    Unavailable,
+    /// Any 5xx answer.
+    #[value(name = "5xx")]
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// An attempt that took longer than --attempt-timeout.
+    #[value(name = "timeout")]
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// No answer at all (connection refused or reset).
+    #[value(name = "error")]
+    #[serde(rename = "error")]
+    Error,
+}
+
 /// The pipeline's flags, shared by `run`, `experiment` (as overrides) and `sweep`.
 #[derive(Debug, Clone, Parser)]
 pub struct RunArgs {
@@ -214,6 +254,24 @@ pub struct RunArgs {
     /// Concurrent sink writers (1 to 1024).
     #[arg(long, default_value = "4", value_parser = units::workers)]
     pub sink_workers: usize,
+    /// How many writes may be in flight: `fixed` (all --sink-workers), or a limit that adapts
+    /// per attempt up to --sink-workers: `adaptive` (ours) or `arc` (Vector's ARC rule).
+    #[arg(long, value_enum, default_value_t = Concurrency::Fixed)]
+    pub concurrency: Concurrency,
+    /// With --concurrency adaptive|arc: which failed attempts count as backpressure,
+    /// comma-separated: 429 (with Retry-After), 503, 5xx (any 5xx, 503 included), timeout
+    /// (an attempt longer than --attempt-timeout), error (no answer: connection refused, reset).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "429,503,timeout"
+    )]
+    pub backpressure_on: Vec<Backpressure>,
+    /// The longest one write attempt may take before it is abandoned as a retriable timeout
+    /// (the `timeout` class of --backpressure-on) [default: no limit].
+    #[arg(long, value_parser = units::duration)]
+    pub attempt_timeout: Option<Duration>,
     /// Events each writer may hold, queued or being written (its share of the demand; raised
     /// to two batches when a batch is larger).
     #[arg(long, default_value = "16", value_parser = units::at_least_one)]
@@ -396,6 +454,66 @@ pub enum Demand {
     BoundedChannel,
     /// An unbounded channel.
     Unbounded,
+}
+
+/// `loadgen concurrency`: what each run is made of, and how many times.
+#[derive(Debug, Clone, Args)]
+pub struct ConcurrencyArgs {
+    /// sinkd's over-limit modes to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "reject,delay"
+    )]
+    pub modes: Vec<OnLimit>,
+    /// Static concurrencies to run (the best of them is the target), comma-separated.
+    #[arg(long = "static", value_delimiter = ',', value_parser = units::workers, default_value = "32,48,64,96,128")]
+    pub statics: Vec<usize>,
+    /// The adaptive limits' maximum (their --sink-workers).
+    #[arg(long, default_value = "128", value_parser = units::workers)]
+    pub max: usize,
+    /// Offered load, events/s, one write each (above the sink's rate: the queue stays full).
+    #[arg(long, default_value = "2000", value_parser = units::rate)]
+    pub rate: f64,
+    /// sinkd's rate limit, writes/s.
+    #[arg(long, default_value = "1000", value_parser = units::positive_rate)]
+    pub sink_rate: f64,
+    /// sinkd's added latency per write: the best static concurrency is about rate × latency.
+    #[arg(long, default_value = "50ms", value_parser = units::duration)]
+    pub sink_latency: Duration,
+    /// Each run's length.
+    #[arg(long, default_value = "20s", value_parser = units::duration)]
+    pub duration: Duration,
+    /// When sinkd's stall starts.
+    #[arg(long, default_value = "8s", value_parser = units::duration)]
+    pub stall_at: Duration,
+    /// How long it lasts.
+    #[arg(long, default_value = "5s", value_parser = units::duration)]
+    pub stall_for: Duration,
+    /// sinkd's rate during the stall, writes/s.
+    #[arg(long, default_value = "200", value_parser = units::positive_rate)]
+    pub stall_rate: f64,
+    /// With adaptive limits: which failed attempts count as backpressure (see `run`).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "429,503,timeout"
+    )]
+    pub backpressure_on: Vec<Backpressure>,
+    /// Runs of each setting; the table gives min / median / max.
+    #[arg(long, default_value = "5", value_parser = units::at_least_one)]
+    pub repeat: usize,
+    /// Multiplies the duration and the stall's times (0.5 halves every run).
+    #[arg(long, default_value = "1", value_parser = units::time_scale)]
+    pub time_scale: f64,
+    /// Output folder: concurrency.md, the charts, a folder per run.
+    #[arg(long, default_value = "out/concurrency")]
+    pub out: PathBuf,
+    /// No live progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -149,6 +149,7 @@ pub(super) fn build(t: &KafkaTotals<'_>) -> Report {
         // The processor's writes are not among the figures it exports.
         writes: 0,
         writes_congested: 0,
+        concurrency: Default::default(),
         queue: queue(t),
         drained: t.left == 0,
         plan,

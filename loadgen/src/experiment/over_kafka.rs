@@ -135,6 +135,7 @@ impl Watch {
             dropped: p.dropped,
             p99_ms: p.p99_ms,
             signal_rate: p.signal_rate,
+            concurrency_limit: p.concurrency_limit,
             ..Totals::default()
         });
         // The processor's own rates: it counts what the sink acknowledged.

@@ -196,6 +196,10 @@ impl Watch {
             rss_bytes: rss_bytes(),
             dropped: q.as_ref().map_or(0, |q| q.dropped()),
             p99_ms: ctx.take_window_p99(),
+            concurrency_limit: ctx
+                .limiter
+                .as_ref()
+                .map_or(0, |l| l.readings().limit as u64),
             ..Totals::default()
         });
         progress.update(&sample, stopping.after.unwrap_or(Duration::from_secs(3600)));

@@ -36,6 +36,8 @@ pub struct Sample {
     pub p99_ms: f64,
     /// The slow-source signal's rate, if any.
     pub signal_rate: f64,
+    /// The sink writes' adaptive concurrency limit now (0 with `--concurrency fixed`).
+    pub concurrency_limit: u64,
 }
 
 /// How a field is exposed on `/metrics`.
@@ -96,7 +98,7 @@ macro_rules! field {
 }
 
 /// Every field of a [`Sample`], in CSV order.
-pub static FIELDS: [Field; 13] = [
+pub static FIELDS: [Field; 14] = [
     field!(t, "", None, 1.0, 3, "Seconds since the start", f64),
     field!(
         target_rate,
@@ -194,6 +196,13 @@ pub static FIELDS: [Field; 13] = [
         "The slow-source signal's rate, events/s (0 when off)",
         f64
     ),
+    field!(
+        concurrency_limit,
+        "loadgen_sink_concurrency_limit",
+        IntGauge,
+        "The sink writes' adaptive concurrency limit (0 when fixed)",
+        u64
+    ),
 ];
 
 /// A field derived from the table's for charts: its name, and how.
@@ -263,6 +272,7 @@ mod tests {
             dropped: 7,
             p99_ms: 12.5,
             signal_rate: 0.0,
+            concurrency_limit: 12,
         }
     }
 
@@ -303,7 +313,7 @@ mod tests {
             text.contains("\nloadgen_latency_p99_seconds 0.0125\n"),
             "{text}"
         );
-        assert_eq!(text.matches("# HELP").count(), 12);
+        assert_eq!(text.matches("# HELP").count(), 13);
         assert_eq!(scrape(&text, "loadgen_lag"), 42.0);
     }
 

@@ -24,6 +24,7 @@ pub struct Totals {
     pub dropped: u64,
     pub p99_ms: f64,
     pub signal_rate: f64,
+    pub concurrency_limit: u64,
 }
 
 /// Turns running totals into samples: rates are the change since the last sample.
@@ -66,6 +67,7 @@ impl Sampler {
             dropped: totals.dropped,
             p99_ms: totals.p99_ms,
             signal_rate: totals.signal_rate,
+            concurrency_limit: totals.concurrency_limit,
         };
         self.last = (now, totals.emitted, totals.delivered, totals.writes);
         sample

@@ -112,6 +112,7 @@ impl Coarsen for Sample {
             // The p99 of two periods together is at most the larger of their p99s.
             p99_ms: self.p99_ms.max(later.p99_ms),
             signal_rate: mean(self.signal_rate, later.signal_rate),
+            concurrency_limit: later.concurrency_limit,
         }
     }
 }

@@ -13,9 +13,12 @@
 //!   plus a floating pool for the channels with a backlog).
 //! - [`FillForecast`]: predictive backpressure: when a bounded queue will be full, from the
 //!   trend of its depth.
+//! - [`Limiter`]: an adaptive concurrency limit for the attempts to a sink, from their RTT and
+//!   backpressure, by Vector's ARC rule or ours ([`Controller`]).
 
 mod aimd;
 mod bottleneck;
+mod concurrency;
 pub mod credit;
 mod forecast;
 mod signal;
@@ -23,6 +26,7 @@ mod stage;
 
 pub use aimd::Aimd;
 pub use bottleneck::{Bottleneck, BottleneckKind, find_bottleneck};
+pub use concurrency::{Controller, LimitConfig, Limiter, Outcome, Permit, Readings};
 pub use credit::{Closed, Credit, Credits};
 pub use forecast::{FillForecast, Forecast};
 pub use signal::{RateSignal, slow_source};
