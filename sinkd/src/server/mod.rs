@@ -11,6 +11,7 @@
 mod admin;
 mod admission;
 mod credit;
+mod ledger;
 mod reply;
 mod routes;
 mod state;

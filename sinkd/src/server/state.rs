@@ -22,7 +22,7 @@ pub(super) struct Limiter {
     /// Bumped by every rate change, so a stall's restore does not undo a later change.
     pub(super) generation: u64,
     /// Clients' credit: tokens taken from the bucket and set aside for them.
-    pub(super) ledger: super::credit::Ledger,
+    pub(super) ledger: super::ledger::Ledger,
 }
 
 #[derive(Debug)]
