@@ -253,6 +253,11 @@ pub struct KeyOrderArgs {
     /// written by both runs are the replay.
     #[arg(long)]
     pub kills: Option<u32>,
+    /// How often the source commits the acknowledged prefix (and, in the commit's metadata,
+    /// what it acknowledged past it). What a `kill -9` replays is what was written past the
+    /// last commit: the records in flight plus about one interval of progress.
+    #[arg(long, default_value = "200ms", value_parser = units::duration)]
+    pub commit_interval: Duration,
     /// The child's topic, group and sink file (set by `--kills`).
     #[arg(long, hide = true, num_args = 3, value_names = ["TOPIC", "GROUP", "FILE"])]
     pub child: Option<Vec<String>>,

@@ -122,6 +122,7 @@ async fn compare(args: &KeyOrderArgs, bootstrap: &str) -> anyhow::Result<std::pr
             bootstrap,
             topic: &topic,
             group: &group,
+            commit_interval: args.commit_interval,
         };
         let deadline = total + Duration::from_secs(60);
         let mut result = run_mode(at, mode, n, &work, deadline, None).await?;
@@ -210,35 +211,25 @@ async fn child_run(
     let sink = Some(Arc::new(std::sync::Mutex::new(sink)));
     // A restarted child finishes what is left: it stops when every record it reads is done,
     // counted by the topic's end rather than by what it processed itself.
-    run_mode_until_end(
-        &bootstrap,
+    let at = At {
+        bootstrap: &bootstrap,
         topic,
         group,
-        args.workers,
-        &work,
-        deadline,
-        sink,
-    )
-    .await?;
+        commit_interval: args.commit_interval,
+    };
+    run_mode_until_end(at, args.workers, &work, deadline, sink).await?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Key order until the group's commit reaches the log's end.
 async fn run_mode_until_end(
-    bootstrap: &str,
-    topic: &str,
-    group: &str,
+    at: At<'_>,
     n: usize,
     work: &Arc<Vec<Duration>>,
     deadline: Duration,
     sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
 ) -> anyhow::Result<()> {
-    let reader = LagReader::new(bootstrap, group, topic, 1)?;
-    let at = At {
-        bootstrap,
-        topic,
-        group,
-    };
+    let reader = LagReader::new(at.bootstrap, at.group, at.topic, 1)?;
     let run = run_mode(at, KeyOrderMode::Key, n, work, deadline, sink);
     tokio::pin!(run);
     let started = Instant::now();
@@ -350,6 +341,10 @@ async fn kill_once(
         ]);
         v.extend(["--workers".into(), args.workers.to_string()]);
         v.extend(["--seed".into(), args.seed.to_string()]);
+        v.extend([
+            "--commit-interval".into(),
+            format!("{}us", args.commit_interval.as_micros()),
+        ]);
         v.extend(["--bootstrap-servers".into(), bootstrap.to_string()]);
         v.extend(["--child".into(), topic.clone(), group.clone()]);
         v.push(file.display().to_string());
@@ -475,6 +470,8 @@ struct At<'a> {
     bootstrap: &'a str,
     topic: &'a str,
     group: &'a str,
+    /// The source's commit interval.
+    commit_interval: Duration,
 }
 
 /// What a mode's workers do with each record, and what they saw.
@@ -528,10 +525,11 @@ async fn run_mode(
         bootstrap,
         topic,
         group,
+        commit_interval,
     } = at;
     let records = work.len() as u64;
     let config = KafkaConfig {
-        commit_interval: Duration::from_millis(200),
+        commit_interval,
         lag_interval: Duration::ZERO,
         ..KafkaConfig::new(bootstrap, group, [topic])
     };
