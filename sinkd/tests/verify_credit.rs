@@ -1,0 +1,291 @@
+//! Independent black-box checks of sinkd's credit over HTTP, written from the docs of
+//! `sinkd::credit`, `sinkd::client` and the README's "Credit" section only.
+
+use std::time::{Duration, Instant};
+
+use sinkd::config::{Cost, OnLimit};
+use sinkd::credit::{CreditAsk, CreditGrant};
+use sinkd::wire::{Event, Format};
+use sinkd::{Config, SinkClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config(rate: f64, burst: f64, cost: Cost) -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.rate = Some(rate);
+    c.burst = burst;
+    c.cost = cost;
+    c.on_limit = OnLimit::Reject;
+    c.admin_token = Some("secret".into());
+    c
+}
+
+fn ev(id: u64) -> Event {
+    Event { id, key: id % 3, seq: id / 3, ts_ns: 0, priority: 0, payload: "x".into() }
+}
+
+/// Raw HTTP/1.1 so that headers the client never sends can be tried.
+async fn raw(url: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_round_trip_and_garbage() {
+    let g = CreditGrant { granted: 0, per_event: false, used: false, wait: Duration::ZERO };
+    assert_eq!(g.to_header(), "n=0;per=request;used=0;wait-us=0");
+    assert_eq!(CreditGrant::parse(&g.to_header()), Some(g));
+    let big = CreditGrant {
+        granted: u64::MAX,
+        per_event: true,
+        used: true,
+        wait: Duration::from_micros(u64::MAX),
+    };
+    assert_eq!(CreditGrant::parse(&big.to_header()), Some(big));
+    // the documented example
+    let ex = CreditGrant::parse("n=12;per=request;used=1;wait-us=2500").unwrap();
+    assert_eq!(ex.granted, 12);
+    assert!(!ex.per_event);
+    assert!(ex.used);
+    assert_eq!(ex.wait, Duration::from_micros(2500));
+    for bad in ["", "n=", "n=-1", "n=1;per=", "per=event;used=1", "n=18446744073709551616"] {
+        assert_eq!(CreditGrant::parse(bad), None, "{bad:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credit_headers_get_400_naming_the_header() {
+    let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest)).await.unwrap();
+    let url = running.url();
+    let body = r#"{"id":1,"key":1,"seq":0,"ts_ns":0,"payload":"x"}"#;
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        ("sinkd-credit-id", &[("sinkd-credit-id", "abc"), ("sinkd-backlog", "1")], ""),
+        ("sinkd-credit-id", &[("sinkd-credit-id", "-1"), ("sinkd-backlog", "1")], ""),
+        ("sinkd-credit-id", &[("sinkd-credit-id", "18446744073709551616"), ("sinkd-backlog", "1")], ""),
+        ("sinkd-backlog", &[("sinkd-credit-id", "7"), ("sinkd-backlog", "lots")], ""),
+        ("sinkd-backlog", &[("sinkd-credit-id", "7"), ("sinkd-backlog", "-5")], ""),
+        ("sinkd-backlog", &[("sinkd-credit-id", "7"), ("sinkd-backlog", "1.5")], ""),
+        ("sinkd-credit-id", &[("sinkd-credit-id", "abc"), ("sinkd-backlog", "1")], body),
+        ("sinkd-backlog", &[("sinkd-credit-id", "7"), ("sinkd-backlog", "x")], body),
+    ];
+    for (name, headers, body) in cases {
+        let path = if body.is_empty() { "/credit" } else { "/write" };
+        let (status, text) = raw(&url, path, headers, body).await;
+        assert_eq!(status, 400, "{path} {headers:?}: {text}");
+        assert!(text.to_lowercase().contains(name), "400 should name {name}: {text}");
+    }
+    // POST /credit without an account at all cannot be granted anything
+    let (status, text) = raw(&url, "/credit", &[("sinkd-backlog", "3")], "").await;
+    assert_eq!(status, 400, "{text}");
+    // a refused write is not audited
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_and_huge_backlogs() {
+    let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let g = client.credit(CreditAsk { id: 1, backlog: 0 }).await.unwrap();
+    assert_eq!(g.granted, 0, "n is at most the backlog: {g:?}");
+    assert_eq!(g.wait, Duration::ZERO, "a grant that is not short has no wait: {g:?}");
+    assert!(!g.per_event);
+    assert!(!g.used, "POST /credit is no write");
+    let g = client.credit(CreditAsk { id: 2, backlog: u64::MAX }).await.unwrap();
+    assert!(g.granted >= 1 && g.granted <= 10, "tokens from a 10-token bucket: {g:?}");
+    assert!(g.wait > Duration::ZERO, "short of the backlog: a wait: {g:?}");
+    // wait: until half a burst (5 tokens at 100/s = 50 ms) has refilled; allow slack
+    assert!(g.wait <= Duration::from_millis(60), "{g:?}");
+    // the id u64::MAX is an account like any other
+    let g = client.credit(CreditAsk { id: u64::MAX, backlog: 3 }).await.unwrap();
+    assert!(g.granted <= 3, "{g:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grant_is_at_most_backlog_and_account_at_most_a_burst() {
+    let running = sinkd::start(config(1.0, 8.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let g = client.credit(CreditAsk { id: 9, backlog: 3 }).await.unwrap();
+    assert_eq!(g.granted, 3, "full bucket, backlog 3: {g:?}");
+    assert_eq!(g.wait, Duration::ZERO, "{g:?}");
+    // the account already holds 3; asking for 8 may add at most 5 (a burst held)
+    let g2 = client.credit(CreditAsk { id: 9, backlog: 8 }).await.unwrap();
+    assert!(g2.granted <= 5, "account would hold more than a burst: {g2:?}");
+    // another account finds the bucket nearly empty: credit is taken from the bucket
+    let g3 = client.credit(CreditAsk { id: 10, backlog: 8 }).await.unwrap();
+    assert!(g.granted + g2.granted + g3.granted <= 9, "more than the bucket: {g:?} {g2:?} {g3:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_never_exceed_the_rate() {
+    let (rate, burst) = (50.0, 5.0);
+    let running = sinkd::start(config(rate, burst, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let start = Instant::now();
+    let mut total = 0u64;
+    let mut polls = 0;
+    while start.elapsed() < Duration::from_millis(800) && polls < 2000 {
+        // two accounts compete; each spends its credit at once so its account never caps it
+        for id in [1u64, 2] {
+            let g = client.credit(CreditAsk { id, backlog: 1_000 }).await.unwrap();
+            total += g.granted;
+            polls += 1;
+            for k in 0..g.granted {
+                let r = client
+                    .write_credited(&ev(polls * 1000 + k), Format::Json, CreditAsk { id, backlog: 0 })
+                    .await
+                    .unwrap();
+                assert!(r.is_success(), "a write on credit was refused: {:?}", r.status);
+                assert!(r.credit.map(|c| c.used).unwrap_or(false), "not admitted on credit");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let bound = rate * elapsed + burst + 1.0;
+    assert!((total as f64) <= bound, "granted {total} in {elapsed:.3}s > {bound}");
+    assert!(total >= burst as u64, "at least the full bucket is grantable: {total}");
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_only_against_credit_is_never_refused() {
+    let running = sinkd::start(config(200.0, 4.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let n = 40u64;
+    let mut available = 0u64;
+    let mut sent = 0u64;
+    let mut polls = 0;
+    let start = Instant::now();
+    while sent < n {
+        assert!(polls < 500 && start.elapsed() < Duration::from_secs(20), "no progress");
+        let ask = CreditAsk { id: 77, backlog: n - sent };
+        if available == 0 {
+            let g = client.credit(ask).await.unwrap();
+            polls += 1;
+            available += g.granted;
+            if g.granted == 0 {
+                assert!(g.wait > Duration::ZERO, "short with no wait: {g:?}");
+                tokio::time::sleep(g.wait.min(Duration::from_millis(200))).await;
+            }
+            continue;
+        }
+        let r = client.write_credited(&ev(sent), Format::Json, ask).await.unwrap();
+        assert!(r.is_success(), "write {sent} on credit refused: {}", r.status);
+        let c = r.credit.expect("every answer to a request with an id carries a grant");
+        assert!(c.used, "write {sent} not admitted on credit: {c:?}");
+        available = available - 1 + c.granted;
+        sent += 1;
+    }
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_enough_credit_goes_through_admission() {
+    let running = sinkd::start(config(1.0, 2.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    // no credit asked first: the write goes through admission like any other (bucket full)
+    let r = client.write_credited(&ev(0), Format::Json, CreditAsk { id: 5, backlog: 0 }).await.unwrap();
+    assert!(r.is_success());
+    let c = r.credit.expect("a grant on the answer");
+    assert!(!c.used, "no credit was held, yet used=1: {c:?}");
+    assert!(r.rate_limit.is_some(), "every answer to a write advertises RateLimit");
+    // drain the bucket with plain writes; a credited write with no credit is refused (reject)
+    let mut refused = false;
+    for i in 1..10 {
+        let r = client.write_credited(&ev(i), Format::Json, CreditAsk { id: 6, backlog: 0 }).await.unwrap();
+        if r.status.as_u16() == 429 {
+            refused = true;
+            assert!(!r.credit.map(|c| c.used).unwrap_or(false));
+            break;
+        }
+    }
+    assert!(refused, "writes past the rate were all admitted");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_event_batch_bigger_than_the_burst_gathers_its_credit() {
+    let running = sinkd::start(config(200.0, 5.0, Cost::PerEvent)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let batch: Vec<Event> = (0..20).map(ev).collect();
+    let ask = CreditAsk { id: 3, backlog: 20 };
+    let mut held = 0u64;
+    let mut polls = 0;
+    let start = Instant::now();
+    while held < 20 {
+        assert!(polls < 200 && start.elapsed() < Duration::from_secs(10), "held {held} after {polls} polls");
+        let g = client.credit(ask).await.unwrap();
+        assert!(g.per_event, "cost per event: per=event expected: {g:?}");
+        polls += 1;
+        held += g.granted;
+        assert!(held <= 20, "account holds more than its backlog: {held}");
+        if held < 20 {
+            assert!(g.wait > Duration::ZERO, "short with no wait: {g:?}");
+            tokio::time::sleep(g.wait.min(Duration::from_millis(200))).await;
+        }
+    }
+    let r = client.write_batch_credited(&batch, Format::Json, CreditAsk { id: 3, backlog: 0 }).await.unwrap();
+    assert!(r.is_success(), "a batch on gathered credit refused: {}", r.status);
+    assert!(r.credit.expect("grant").used, "the batch was not admitted on its credit");
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_sink_refuses_a_credited_write_and_keeps_the_credit() {
+    let running = sinkd::start(config(1.0, 3.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap().with_admin_token("secret");
+    let g = client.credit(CreditAsk { id: 11, backlog: 3 }).await.unwrap();
+    assert_eq!(g.granted, 3, "{g:?}");
+    assert!(client.pause().await.unwrap().is_success());
+    let r = client.write_credited(&ev(0), Format::Json, CreditAsk { id: 11, backlog: 3 }).await.unwrap();
+    assert!(!r.is_success(), "a paused sink admitted a write");
+    if let Some(c) = r.credit {
+        assert!(!c.used, "credit used on a refused write: {c:?}");
+    }
+    assert!(client.resume().await.unwrap().is_success());
+    // the bucket is empty (3 tokens went to the account, rate 1/s): three writes go only on credit
+    for i in 1..=3 {
+        let r = client.write_credited(&ev(i), Format::Json, CreditAsk { id: 11, backlog: 0 }).await.unwrap();
+        assert!(r.is_success(), "write {i} after resume refused ({}): the paused write ate credit?", r.status);
+        assert!(r.credit.expect("grant").used, "write {i} not on credit");
+    }
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_answers_at_once_even_when_the_bucket_is_empty() {
+    let running = sinkd::start(config(1.0, 1.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let _ = client.credit(CreditAsk { id: 1, backlog: 1 }).await.unwrap();
+    // bucket empty now; refill of 1 token takes 1 s. A held request would take ~1 s.
+    let t = Instant::now();
+    let g = client.credit(CreditAsk { id: 2, backlog: 1 }).await.unwrap();
+    assert_eq!(g.granted, 0, "{g:?}");
+    assert!(g.wait > Duration::ZERO && g.wait <= Duration::from_millis(1100), "{g:?}");
+    assert!(t.elapsed() < Duration::from_millis(900), "POST /credit was held: {:?}", t.elapsed());
+    running.shutdown().await;
+}
