@@ -289,3 +289,141 @@ async fn credit_answers_at_once_even_when_the_bucket_is_empty() {
     assert!(t.elapsed() < Duration::from_millis(900), "POST /credit was held: {:?}", t.elapsed());
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_holds_at_most_a_burst_or_its_backlog() {
+    let running = sinkd::start(config(1.0, 4.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let g1 = client.credit(CreditAsk { id: 1, backlog: 3 }).await.unwrap();
+    assert_eq!(g1.granted, 3);
+    let g2 = client.credit(CreditAsk { id: 1, backlog: 3 }).await.unwrap();
+    assert!(g1.granted + g2.granted <= 4, "account holds more than max(burst, backlog): {g1:?} {g2:?}");
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_writes_carry_no_grant() {
+    let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let r = client.write(&ev(0), Format::Json).await.unwrap();
+    assert!(r.is_success());
+    assert!(r.credit.is_none(), "a write without an account got a grant");
+    assert!(r.rate_limit.is_some(), "every answer to a write advertises RateLimit");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_us_is_when_asking_again_is_worth_it() {
+    for (backlog, half_or_backlog) in [(2u64, 2.0f64), (1000, 5.0)] {
+        let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest)).await.unwrap();
+        let client = SinkClient::new(&running.url()).unwrap();
+        // empty the bucket into another account
+        let _ = client.credit(CreditAsk { id: 99, backlog: 10 }).await.unwrap();
+        let g = client.credit(CreditAsk { id: 1, backlog }).await.unwrap();
+        assert!(g.granted <= 1, "{g:?}");
+        assert!(g.wait > Duration::ZERO, "short of the backlog, no wait: {g:?}");
+        let expect = half_or_backlog / 100.0;
+        assert!(
+            g.wait.as_secs_f64() <= expect + 0.005,
+            "backlog {backlog}: wait {:?} > {expect}s (half a burst or the backlog at 100/s)",
+            g.wait
+        );
+        tokio::time::sleep(g.wait).await;
+        let again = client.credit(CreditAsk { id: 1, backlog }).await.unwrap();
+        assert!(again.granted >= 1, "backlog {backlog}: asked again after wait-us, got nothing: {again:?}");
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_event_debt_from_a_big_batch_is_paid_back_before_credit() {
+    let (rate, burst) = (100.0, 5.0);
+    let running = sinkd::start(config(rate, burst, Cost::PerEvent)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let start = Instant::now();
+    // admitted from a full bucket, paid back by later writes (Cost::PerEvent docs)
+    let batch: Vec<Event> = (0..20).map(ev).collect();
+    let r = client.write_batch(&batch, Format::Json).await.unwrap();
+    assert!(r.is_success(), "{}", r.status);
+    let g = client.credit(CreditAsk { id: 4, backlog: 5 }).await.unwrap();
+    assert_eq!(g.granted, 0, "credit granted from a bucket in debt: {g:?}");
+    assert!(g.wait > Duration::ZERO);
+    let mut total = 0;
+    let mut polls = 0;
+    let mut w = g.wait;
+    while start.elapsed() < Duration::from_millis(500) && polls < 200 {
+        tokio::time::sleep(w.max(Duration::from_millis(2))).await;
+        let g = client.credit(CreditAsk { id: 4, backlog: 1000 }).await.unwrap();
+        total += g.granted;
+        w = g.wait;
+        polls += 1;
+        // spend at once so the account never caps the grants
+        if g.granted > 0 {
+            let evs: Vec<Event> = (0..g.granted).map(|k| ev(1000 + polls * 100 + k)).collect();
+            let r = client.write_batch_credited(&evs, Format::Json, CreditAsk { id: 4, backlog: 0 }).await.unwrap();
+            assert!(r.is_success() && r.credit.unwrap().used, "{}", r.status);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let bound = rate * elapsed + 20.0 + 1.0;
+    assert!(20.0 + total as f64 <= bound, "accepted {} events in {elapsed:.3}s > {bound}", 20 + total);
+    assert!(total >= 1, "no credit at all in 500 ms");
+    running.shutdown().await;
+}
+
+/// Fails: wait-us ignores a bucket in debt (sinkd/src/server/ledger.rs, `tokens(now).max(0.0)`).
+#[ignore = "FAILS (reported): wait-us ignores the bucket's per-event debt"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_us_after_a_per_event_debt_is_worth_waiting() {
+    let running = sinkd::start(config(100.0, 5.0, Cost::PerEvent)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let batch: Vec<Event> = (0..20).map(ev).collect();
+    assert!(client.write_batch(&batch, Format::Json).await.unwrap().is_success());
+    // the bucket is 15 in debt: half a burst (2.5) is there only after ~175 ms
+    let g = client.credit(CreditAsk { id: 4, backlog: 5 }).await.unwrap();
+    assert_eq!(g.granted, 0);
+    tokio::time::sleep(g.wait).await;
+    let again = client.credit(CreditAsk { id: 4, backlog: 5 }).await.unwrap();
+    assert!(
+        again.granted >= 1,
+        "wait-us after a debt said to ask again in {:?}, but nothing was there: {again:?}",
+        g.wait
+    );
+    running.shutdown().await;
+}
+
+/// Fails: wait-us is capped at 1 s (sinkd/src/server/ledger.rs, `.clamp(0.0, 1.0)`), which the
+/// docs do not mention.
+#[ignore = "FAILS (reported): wait-us is capped at 1 s, undocumented"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_us_is_half_a_burst_at_a_slow_rate() {
+    let running = sinkd::start(config(1.0, 10.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap();
+    let _ = client.credit(CreditAsk { id: 99, backlog: 10 }).await.unwrap();
+    let g = client.credit(CreditAsk { id: 1, backlog: 100 }).await.unwrap();
+    assert_eq!(g.granted, 0, "{g:?}");
+    // half a burst (5 tokens) at 1/s: about 5 s
+    assert!(
+        g.wait >= Duration::from_millis(4_500) && g.wait <= Duration::from_millis(5_100),
+        "wait-us {:?}, expected ~5 s (half a burst at 1/s)",
+        g.wait
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_while_paused_still_answers_at_once() {
+    let running = sinkd::start(config(1.0, 2.0, Cost::PerRequest)).await.unwrap();
+    let client = SinkClient::new(&running.url()).unwrap().with_admin_token("secret");
+    assert!(client.pause().await.unwrap().is_success());
+    let t = Instant::now();
+    let _ = client.credit(CreditAsk { id: 1, backlog: 1 }).await;
+    assert!(t.elapsed() < Duration::from_millis(900), "POST /credit held while paused");
+    // a write without credit while paused, then resume: nothing audited from the pause
+    let r = client.write_credited(&ev(0), Format::Json, CreditAsk { id: 2, backlog: 1 }).await.unwrap();
+    assert!(!r.is_success());
+    assert!(client.resume().await.unwrap().is_success());
+    let stats = running.shutdown().await;
+    assert_eq!(stats.received, 0);
+}
