@@ -603,3 +603,175 @@ async fn limiter_with_a_queueing_sink_stays_within_bounds() {
     assert!(r.limit >= 1 && r.limit <= max, "{r:?}");
     assert!(r.limit < max, "a sink that queues past 2 should keep the limit off max: {r:?}");
 }
+
+// ---------------------------------------------------------------- more adversarial cases
+
+#[tokio::test(start_paused = true)]
+async fn floating_goes_to_the_largest_shortfall_before_sending() {
+    let (senders, rx) = channels::<u8>(2, 1, 3);
+    senders[0].announce_backlog(3); // shortfall 2 beyond its exclusive credit
+    settle().await;
+    assert_eq!(senders[0].credits().available(), 3, "announced backlog did not bring floating buffers");
+    assert_eq!(rx.pool(), 1);
+    senders[1].announce_backlog(10);
+    settle().await;
+    assert_eq!(rx.pool(), 0);
+    assert_eq!(senders[1].credits().available(), 2);
+
+    // with one floating buffer, the larger shortfall gets it
+    let (s, rx) = channels::<u8>(3, 0, 1);
+    s[0].announce_backlog(2);
+    s[2].announce_backlog(1);
+    s[1].announce_backlog(7);
+    settle().await;
+    let avail: Vec<u64> = s.iter().map(|x| x.credits().available()).collect();
+    // the first announcement may take it before the others ask; after that, ties aside,
+    // it must not sit with the smallest shortfall
+    assert_eq!(rx.pool(), 0);
+    assert_ne!(avail, vec![0, 0, 1], "the smallest shortfall got the floating buffer");
+}
+
+#[test]
+fn forecast_line_above_capacity_with_the_last_sample_below() {
+    // least-squares line at the last instant is above capacity though the depth is not:
+    // the forecast must not panic on a negative time to full
+    let mut f = FillForecast::new(1000, secs(4.0));
+    f.observe(secs(0.0), 0);
+    f.observe(secs(1.0), 999);
+    f.observe(secs(2.0), 999);
+    let r = f.observe(secs(3.0), 950);
+    match r {
+        Forecast::Filling { eta, rate } => {
+            assert!(rate > 0.0 && rate.is_finite());
+            assert!(eta <= secs(0.5), "line past capacity yet eta {eta:?}");
+        }
+        Forecast::Full | Forecast::Steady | Forecast::Draining => {}
+    }
+}
+
+#[test]
+fn forecast_huge_depths_and_times() {
+    let mut f = FillForecast::new(u64::MAX, secs(1e6));
+    for k in 0..10u64 {
+        let r = f.observe(secs(1e9 + k as f64 * 1e5), k * (u64::MAX / 20));
+        if let Forecast::Filling { rate, .. } = r {
+            assert!(rate.is_finite() && rate > 0.0);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_limit_grows_only_when_it_was_reached() {
+    for ctl in [Controller::Arc, Controller::Adaptive] {
+        let l = Limiter::new(cfg(ctl, 16, 4));
+        // one attempt at a time never reaches a limit of 4
+        for _ in 0..300 {
+            let p = l.acquire().await;
+            sleep(Duration::from_millis(5)).await;
+            p.report(Outcome::Success);
+        }
+        let r = l.readings();
+        assert_eq!(r.limit, 4, "{ctl:?}: a limit never reached changed: {r:?}");
+        assert_eq!(r.increases, 0, "{ctl:?}: {r:?}");
+    }
+}
+
+/// Saturating load at a constant RTT; records every limit seen after a report.
+async fn limits_seen(l: Limiter, tasks: usize, attempts: usize) -> Vec<usize> {
+    let seen = Rc::new(std::cell::RefCell::new(vec![l.readings().limit]));
+    let local = tokio::task::LocalSet::new();
+    for _ in 0..tasks {
+        let (l, seen) = (l.clone(), seen.clone());
+        local.spawn_local(async move {
+            for _ in 0..attempts {
+                let p = l.acquire().await;
+                sleep(Duration::from_millis(10)).await;
+                p.report(Outcome::Success);
+                let now = l.readings().limit;
+                let mut s = seen.borrow_mut();
+                if *s.last().unwrap() != now {
+                    s.push(now);
+                }
+            }
+        });
+    }
+    local.await;
+    Rc::try_unwrap(seen).unwrap().into_inner()
+}
+
+use std::rc::Rc;
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_slow_start_doubles_and_arc_adds_one() {
+    let seen = limits_seen(Limiter::new(LimitConfig::new(Controller::Adaptive, 64)), 80, 100).await;
+    assert!(seen.contains(&64), "never reached max on a sink that does not slow down: {seen:?}");
+    let first_64 = seen.iter().position(|&x| x == 64).unwrap();
+    for w in seen[..=first_64].windows(2) {
+        assert!(w[1] == (w[0] * 2).min(64), "slow start did not double: {seen:?}");
+    }
+    assert!(seen.iter().all(|&x| (1..=64).contains(&x)));
+
+    let seen = limits_seen(Limiter::new(LimitConfig::new(Controller::Arc, 12)), 20, 200).await;
+    assert!(seen.iter().all(|&x| (1..=12).contains(&x)), "{seen:?}");
+    for w in seen.windows(2) {
+        assert!(w[1] <= w[0] + 1, "ARC grew by more than 1 a window: {seen:?}");
+    }
+    assert!(*seen.last().unwrap() > 1, "ARC never grew: {seen:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn decreases_are_bounded_per_step() {
+    for ctl in [Controller::Arc, Controller::Adaptive] {
+        let l = Limiter::new(cfg(ctl, 40, 40));
+        let seen = Rc::new(std::cell::RefCell::new(vec![40usize]));
+        let local = tokio::task::LocalSet::new();
+        for _ in 0..40 {
+            let (l, seen) = (l.clone(), seen.clone());
+            local.spawn_local(async move {
+                for _ in 0..20 {
+                    let p = l.acquire().await;
+                    sleep(Duration::from_millis(10)).await;
+                    p.report(Outcome::Backpressure);
+                    let now = l.readings().limit;
+                    let mut s = seen.borrow_mut();
+                    if *s.last().unwrap() != now {
+                        s.push(now);
+                    }
+                }
+            });
+        }
+        local.await;
+        let seen = seen.borrow();
+        assert!(seen.len() > 1, "{ctl:?}: constant backpressure never lowered the limit");
+        for w in seen.windows(2) {
+            assert!(w[1] <= w[0], "{ctl:?}: grew under constant backpressure: {seen:?}");
+            // ×0.9 for ARC (a floor may take one more), at most halving for ours
+            let floor = if matches!(ctl, Controller::Arc) { ((w[0] as f64 * 0.9).floor() as usize).saturating_sub(1) } else { w[0] / 2 };
+            assert!(w[1] >= floor.max(1), "{ctl:?}: dropped too far in one step: {seen:?}");
+        }
+        assert!(*seen.last().unwrap() >= 1);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn credits_edge_values() {
+    // a huge grant: "adds n credit", no limit documented
+    let c = Credits::new(0);
+    c.grant(u64::MAX / 2);
+    assert!(c.available() >= u64::from(u32::MAX), "a huge grant was lost: {}", c.available());
+    let x = timeout(Duration::from_millis(10), c.acquire(u64::from(u32::MAX))).await.expect("waited with credit there").unwrap();
+    x.spend();
+    // cost 0 is at least 1: it takes one credit, or none, but never hangs with credit there
+    let c = Credits::new(1);
+    let x = timeout(Duration::from_millis(10), c.acquire(0)).await.expect("acquire(0) hung").unwrap();
+    x.spend();
+    assert!(c.spent() <= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_channels_end_at_once() {
+    let (senders, mut rx) = channels::<u8>(0, 1, 1);
+    assert!(senders.is_empty());
+    let r = timeout(Duration::from_millis(10), rx.recv()).await.expect("recv hangs with no sender");
+    assert!(r.is_none());
+}
