@@ -236,3 +236,51 @@ async fn a_huge_max_does_not_blow_up_the_window() {
     assert_eq!(completed, n);
     check(&log, n, usize::MAX, Duration::from_millis(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_trickle_after_a_burst_then_waits_not_at_all() {
+    // burst against a slow (congested) sink, then the sink is fast again and a trickle comes
+    let config = WorkersConfig { workers: 1, window: 64, batching: adaptive(32, 10), ..Default::default() };
+    let mut gaps = vec![Duration::from_millis(20); 5];
+    gaps.extend((0..1000).map(|i| if i % 4 == 0 { Duration::from_millis(1) } else { Duration::ZERO }));
+    gaps.extend(vec![Duration::from_millis(200); 30]);
+    let n = gaps.len() as u64;
+    let t0 = Instant::now();
+    let (log, completed, congested) = run(config, gaps, 5, move |_, _| {
+        let t = Instant::now() - t0;
+        if t < Duration::from_millis(100) || t > Duration::from_millis(1_500) {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(25)
+        }
+    })
+    .await;
+    assert!(congested > 0, "the burst against 25 ms writes was never judged congested");
+    let log = log.borrow();
+    assert_eq!(completed, n);
+    check(&log, n, 32, Duration::from_millis(10));
+    let last: Vec<_> = log.writes.iter().rev().take(10).collect();
+    for (_, start, _, batch) in last {
+        assert_eq!(batch.len(), 1);
+        assert_eq!(*start, batch[0].2, "a trickle item waited {:?} long after the burst", *start - batch[0].2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_congested_writer_waits_at_most_one_write_latency() {
+    // linger is long (100 ms); the wait for a target must still end after one write latency
+    let config = WorkersConfig { workers: 1, window: 256, batching: adaptive(128, 100), ..Default::default() };
+    let mut gaps = vec![Duration::from_millis(20); 5];
+    gaps.extend(vec![Duration::ZERO; 300]); // an instant burst: a high arrival rate
+    gaps.extend(vec![Duration::from_millis(13); 40]); // then slow arrivals: the target lags
+    let n = gaps.len() as u64;
+    let (log, completed, congested) = run(config, gaps, 3, |idx, _| {
+        if idx < 5 { Duration::from_millis(1) } else { Duration::from_millis(5) }
+    })
+    .await;
+    let log = log.borrow();
+    assert_eq!(completed, n);
+    assert!(congested > 0, "5 ms writes after 1 ms ones were never judged congested");
+    // one write latency (a moving average of 1 ms and 5 ms writes: at most 5 ms) plus a tick
+    check(&log, n, 128, Duration::from_millis(6));
+}

@@ -775,3 +775,49 @@ async fn zero_channels_end_at_once() {
     let r = timeout(Duration::from_millis(10), rx.recv()).await.expect("recv hangs with no sender");
     assert!(r.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_limit_that_grows_wakes_every_waiter_it_makes_room_for() {
+    // slow start: 2 -> 4 on one report; one permit released plus two new slots: three waiters
+    let l = Limiter::new(cfg(Controller::Adaptive, 64, 2));
+    let a = l.acquire().await;
+    let b = l.acquire().await;
+    let got = Rc::new(std::cell::Cell::new(0usize));
+    let local = tokio::task::LocalSet::new();
+    let mut keep = Vec::new();
+    for _ in 0..5 {
+        let (l, got) = (l.clone(), got.clone());
+        keep.push(local.spawn_local(async move {
+            let p = l.acquire().await;
+            got.set(got.get() + 1);
+            sleep(Duration::from_secs(3600)).await;
+            drop(p);
+        }));
+    }
+    local
+        .run_until(async {
+            settle().await;
+            assert_eq!(got.get(), 0);
+            sleep(Duration::from_millis(10)).await;
+            a.report(Outcome::Success);
+            let limit = l.readings().limit;
+            assert!(limit > 2, "the limit did not grow on a window that reached it: {limit}");
+            for _ in 0..5 {
+                settle().await;
+                sleep(Duration::from_micros(10)).await;
+            }
+            let r = l.readings();
+            assert_eq!(
+                r.in_flight,
+                limit.min(1 + 5),
+                "limit {limit} but only {} out: a waiter was not woken when the limit grew ({} woke)",
+                r.in_flight,
+                got.get()
+            );
+        })
+        .await;
+    drop(b);
+    for k in keep {
+        k.abort();
+    }
+}
