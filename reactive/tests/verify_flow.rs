@@ -821,3 +821,36 @@ async fn a_limit_that_grows_wakes_every_waiter_it_makes_room_for() {
         k.abort();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_halves_at_the_first_backpressure_then_stays_near_the_ceiling() {
+    // a sink that pushes back once 16 attempts are allowed
+    let l = Limiter::new(LimitConfig::new(Controller::Adaptive, 128));
+    let seen = Rc::new(std::cell::RefCell::new(vec![1usize]));
+    let local = tokio::task::LocalSet::new();
+    for _ in 0..40 {
+        let (l, seen) = (l.clone(), seen.clone());
+        local.spawn_local(async move {
+            for _ in 0..150 {
+                let p = l.acquire().await;
+                sleep(Duration::from_millis(10)).await;
+                let over = l.readings().in_flight > 16;
+                p.report(if over { Outcome::Backpressure } else { Outcome::Success });
+                let now = l.readings().limit;
+                let mut s = seen.borrow_mut();
+                if *s.last().unwrap() != now {
+                    s.push(now);
+                }
+            }
+        });
+    }
+    local.await;
+    let seen = seen.borrow();
+    let peak = seen.iter().position(|&x| x > 16).expect("never went past 16");
+    assert_eq!(&seen[..peak + 1], &[1, 2, 4, 8, 16, 32], "slow start: {seen:?}");
+    assert_eq!(seen[peak + 1], 16, "the first backpressure halves: {seen:?}");
+    let after = &seen[peak + 2..];
+    assert!(!after.is_empty(), "{seen:?}");
+    assert!(after.iter().all(|&x| x <= 24), "went far past the ceiling again: {seen:?}");
+    assert!(after.iter().all(|&x| x >= 8), "collapsed: {seen:?}");
+}
