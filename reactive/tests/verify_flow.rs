@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reactive::flow::credit::channels;
-use reactive::flow::{Closed, Controller, Credits, FillForecast, Forecast, LimitConfig, Limiter, Outcome};
+use reactive::flow::{
+    Closed, Controller, Credits, FillForecast, Forecast, LimitConfig, Limiter, Outcome,
+};
 use tokio::time::{sleep, timeout};
 
 /// Lets spawned tasks run (paused clock: a sleep only advances virtual time).
@@ -49,7 +51,11 @@ async fn acquire_counts_in_backlog_from_the_call_and_a_dropped_one_takes_nothing
     let c = Credits::new(0);
     c.announce(2);
     let fut = c.acquire(3);
-    assert_eq!(c.backlog(), 5, "the cost counts from the call, not the first poll");
+    assert_eq!(
+        c.backlog(),
+        5,
+        "the cost counts from the call, not the first poll"
+    );
     assert_eq!(c.shortfall(), 5);
     drop(fut);
     assert_eq!(c.backlog(), 2, "a dropped acquire leaves the backlog");
@@ -90,17 +96,31 @@ async fn acquires_are_first_come_first_served_and_cancellation_from_another_task
     // a try_acquire may not jump the queue
     c.grant(1);
     settle().await;
-    assert!(c.try_acquire(1).is_none(), "try_acquire jumped waiting acquires");
-    assert!(order.lock().unwrap().is_empty(), "a later small acquire overtook the big one");
+    assert!(
+        c.try_acquire(1).is_none(),
+        "try_acquire jumped waiting acquires"
+    );
+    assert!(
+        order.lock().unwrap().is_empty(),
+        "a later small acquire overtook the big one"
+    );
     cancelled.abort();
     let _ = cancelled.await;
-    assert_eq!(c.backlog(), 6, "the cancelled acquire's cost is still in the backlog");
+    assert_eq!(
+        c.backlog(),
+        6,
+        "the cancelled acquire's cost is still in the backlog"
+    );
     c.grant(4);
     settle().await;
     assert_eq!(*order.lock().unwrap(), vec!["big"]);
     c.grant(1);
     settle().await;
-    assert_eq!(*order.lock().unwrap(), vec!["big", "small"], "the cancelled acquire held the queue");
+    assert_eq!(
+        *order.lock().unwrap(),
+        vec!["big", "small"],
+        "the cancelled acquire held the queue"
+    );
     big.await.unwrap();
     small.await.unwrap();
     assert_eq!(c.spent(), 6);
@@ -117,7 +137,10 @@ async fn close_fails_waiting_and_later_acquires() {
     };
     settle().await;
     c.close();
-    let r = timeout(Duration::from_secs(1), w).await.expect("a waiting acquire hangs after close").unwrap();
+    let r = timeout(Duration::from_secs(1), w)
+        .await
+        .expect("a waiting acquire hangs after close")
+        .unwrap();
     assert_eq!(r, Err(Closed));
     assert!(matches!(c.acquire(1).await, Err(Closed)));
 }
@@ -163,8 +186,16 @@ async fn channels_bound_order_and_exactly_once() {
     }
     let mut next: HashMap<usize, u32> = HashMap::new();
     let mut got = 0;
-    while let Some((ch, (ch2, i))) = timeout(Duration::from_secs(60), rx.recv()).await.expect("stuck") {
-        assert!(rx.len() <= rx.capacity(), "held {} > {}", rx.len(), rx.capacity());
+    while let Some((ch, (ch2, i))) = timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("stuck")
+    {
+        assert!(
+            rx.len() <= rx.capacity(),
+            "held {} > {}",
+            rx.len(),
+            rx.capacity()
+        );
         assert_eq!(ch, ch2, "item reported on the wrong channel");
         let e = next.entry(ch).or_default();
         assert_eq!(i, *e, "channel {ch}: out of order or duplicated");
@@ -179,7 +210,11 @@ async fn channels_bound_order_and_exactly_once() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(rx.pool(), floating, "floating buffers did not all come back");
+    assert_eq!(
+        rx.pool(),
+        floating,
+        "floating buffers did not all come back"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -197,12 +232,19 @@ async fn the_receiver_never_holds_more_than_capacity_when_it_does_not_read() {
         }));
     }
     sleep(Duration::from_secs(1)).await;
-    assert_eq!(rx.len(), rx.capacity(), "senders should fill exactly to capacity");
+    assert_eq!(
+        rx.len(),
+        rx.capacity(),
+        "senders should fill exactly to capacity"
+    );
     assert_eq!(rx.capacity(), 4);
     assert_eq!(rx.pool(), 0);
     drop(rx);
     for t in tasks {
-        timeout(Duration::from_secs(1), t).await.expect("a waiting send did not fail when the receiver went").unwrap();
+        timeout(Duration::from_secs(1), t)
+            .await
+            .expect("a waiting send did not fail when the receiver went")
+            .unwrap();
     }
 }
 
@@ -236,7 +278,10 @@ async fn a_quiet_channel_is_not_stuck_behind_a_flood() {
                 break;
             }
             let q = &quiet;
-            timeout(Duration::from_millis(100), q.send("quiet")).await.expect("quiet stuck").unwrap();
+            timeout(Duration::from_millis(100), q.send("quiet"))
+                .await
+                .expect("quiet stuck")
+                .unwrap();
         }
     }
     assert_eq!(seen_quiet, 3);
@@ -248,7 +293,9 @@ async fn a_quiet_channel_is_not_stuck_behind_a_flood() {
 async fn dropped_receiver_gives_the_item_back_at_once() {
     let (senders, rx) = channels::<String>(1, 1, 0);
     drop(rx);
-    let r = timeout(Duration::from_millis(10), senders[0].send("a".into())).await.expect("send waited");
+    let r = timeout(Duration::from_millis(10), senders[0].send("a".into()))
+        .await
+        .expect("send waited");
     assert_eq!(r, Err("a".to_string()));
 }
 
@@ -260,7 +307,10 @@ async fn dropped_senders_end_the_receiver_after_the_queued_items() {
     senders[0].send(3).await.unwrap();
     drop(senders);
     let mut got = Vec::new();
-    while let Some((_, x)) = timeout(Duration::from_secs(1), rx.recv()).await.expect("recv hangs") {
+    while let Some((_, x)) = timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .expect("recv hangs")
+    {
         got.push(x);
     }
     assert_eq!(got, vec![1, 2, 3], "in send order");
@@ -282,10 +332,17 @@ async fn a_cancelled_send_sends_nothing_and_loses_no_credit() {
     let _ = waiting.await;
     assert_eq!(rx.recv().await.unwrap().1, 0);
     // the buffer freed goes to the next send, the cancelled item never arrives
-    timeout(Duration::from_millis(10), s.send(1)).await.expect("credit lost to the cancelled send").unwrap();
+    timeout(Duration::from_millis(10), s.send(1))
+        .await
+        .expect("credit lost to the cancelled send")
+        .unwrap();
     assert_eq!(rx.recv().await.unwrap().1, 1);
     assert!(rx.is_empty());
-    assert_eq!(s.credits().backlog(), 0, "the cancelled send's cost stayed in the backlog");
+    assert_eq!(
+        s.credits().backlog(),
+        0,
+        "the cancelled send's cost stayed in the backlog"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -303,7 +360,10 @@ async fn floating_only_channels_all_make_progress() {
     }
     let mut count = [0u32; 3];
     for _ in 0..30 {
-        let (ch, (_, i)) = timeout(Duration::from_secs(5), rx.recv()).await.expect("stuck").unwrap();
+        let (ch, (_, i)) = timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("stuck")
+            .unwrap();
         assert!(rx.len() <= 1);
         assert_eq!(i, count[ch]);
         count[ch] += 1;
@@ -324,13 +384,24 @@ fn secs(s: f64) -> Duration {
 fn forecast_needs_three_samples_and_a_quarter_window() {
     let mut f = FillForecast::new(1000, secs(8.0));
     assert_eq!(f.observe(secs(0.0), 0), Forecast::Steady);
-    assert_eq!(f.observe(secs(1.0), 300), Forecast::Steady, "two samples give no verdict");
+    assert_eq!(
+        f.observe(secs(1.0), 300),
+        Forecast::Steady,
+        "two samples give no verdict"
+    );
     // three samples but spanning less than a quarter of a fresh window
     let mut g = FillForecast::new(1000, secs(8.0));
     g.observe(secs(0.0), 0);
     g.observe(secs(0.5), 100);
-    assert_eq!(g.observe(secs(1.9), 400), Forecast::Steady, "span 1.9 s < 2 s: no verdict");
-    assert!(matches!(g.observe(secs(2.0), 420), Forecast::Filling { .. }));
+    assert_eq!(
+        g.observe(secs(1.9), 400),
+        Forecast::Steady,
+        "span 1.9 s < 2 s: no verdict"
+    );
+    assert!(matches!(
+        g.observe(secs(2.0), 420),
+        Forecast::Filling { .. }
+    ));
 }
 
 #[test]
@@ -356,11 +427,16 @@ fn forecast_noise_around_a_level_is_steady() {
     let mut f = FillForecast::new(10_000, secs(2.0));
     let mut x: u64 = 12345;
     for k in 0..200 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let noise = (x >> 33) % 150; // ±0.75% of capacity
         let depth = 5_000 - 75 + noise;
         let r = f.observe(secs(k as f64 * 0.25), depth);
-        assert!(!matches!(r, Forecast::Filling { .. } | Forecast::Full), "sample {k}: noise read as {r:?}");
+        assert!(
+            !matches!(r, Forecast::Filling { .. } | Forecast::Full),
+            "sample {k}: noise read as {r:?}"
+        );
     }
 }
 
@@ -373,7 +449,11 @@ fn forecast_falling_full_and_forgetting() {
     }
     assert_eq!(r, Forecast::Draining);
     assert_eq!(f.observe(secs(5.0), 1000), Forecast::Full);
-    assert_eq!(f.observe(secs(5.1), 5000), Forecast::Full, "over capacity is full");
+    assert_eq!(
+        f.observe(secs(5.1), 5000),
+        Forecast::Full,
+        "over capacity is full"
+    );
 
     // a climb, then a long flat stretch: the old climb leaves the window
     let mut g = FillForecast::new(1000, secs(4.0));
@@ -384,7 +464,11 @@ fn forecast_falling_full_and_forgetting() {
     for k in 0..20 {
         r = g.observe(secs(4.0 + k as f64 * 0.5), 700);
     }
-    assert_eq!(r, Forecast::Steady, "an old climb is remembered past the window");
+    assert_eq!(
+        r,
+        Forecast::Steady,
+        "an old climb is remembered past the window"
+    );
 }
 
 #[test]
@@ -413,7 +497,10 @@ fn forecast_time_going_backwards_or_standing_still() {
     let mut g = FillForecast::new(1000, secs(4.0));
     for d in [10, 500, 900, 20] {
         let r = g.observe(secs(3.0), d);
-        assert!(!matches!(r, Forecast::Filling { .. } | Forecast::Draining), "{r:?} from one instant");
+        assert!(
+            !matches!(r, Forecast::Filling { .. } | Forecast::Draining),
+            "{r:?} from one instant"
+        );
     }
     // forward again: it recovers a sane verdict
     let mut r = Forecast::Steady;
@@ -484,7 +571,11 @@ async fn permits_are_released_on_drop_and_on_report() {
         panic!("attempt panicked");
     });
     assert!(h.await.is_err());
-    assert_eq!(l.readings().in_flight, 0, "a panicking attempt kept its permit");
+    assert_eq!(
+        l.readings().in_flight,
+        0,
+        "a panicking attempt kept its permit"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -500,7 +591,10 @@ async fn a_cancelled_acquire_holds_nothing_and_does_not_eat_a_wakeup() {
     let _ = a.await;
     assert_eq!(l.readings().in_flight, 1);
     drop(held);
-    let p = timeout(Duration::from_secs(1), b).await.expect("the live waiter was never woken").unwrap();
+    let p = timeout(Duration::from_secs(1), b)
+        .await
+        .expect("the live waiter was never woken")
+        .unwrap();
     assert_eq!(l.readings().in_flight, 1);
     drop(p);
     assert_eq!(l.readings().in_flight, 0);
@@ -520,7 +614,12 @@ async fn a_cancelled_acquire_holds_nothing_and_does_not_eat_a_wakeup() {
     assert_eq!(l.readings().in_flight, 0);
 }
 
-async fn run_load(l: Limiter, tasks: usize, attempts: usize, rtt: impl Fn(usize) -> (Duration, Outcome) + Send + Sync + 'static) -> usize {
+async fn run_load(
+    l: Limiter,
+    tasks: usize,
+    attempts: usize,
+    rtt: impl Fn(usize) -> (Duration, Outcome) + Send + Sync + 'static,
+) -> usize {
     let rtt = Arc::new(rtt);
     let out = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -534,7 +633,10 @@ async fn run_load(l: Limiter, tasks: usize, attempts: usize, rtt: impl Fn(usize)
                 peak.fetch_max(now, Ordering::SeqCst);
                 let r = l.readings();
                 // current-thread runtime: nothing ran between the grant and this reading
-                assert!(r.in_flight <= r.limit, "a permit handed out at or past the limit: {r:?}");
+                assert!(
+                    r.in_flight <= r.limit,
+                    "a permit handed out at or past the limit: {r:?}"
+                );
                 let (d, o) = rtt(t * attempts + i);
                 sleep(d).await;
                 out.fetch_sub(1, Ordering::SeqCst);
@@ -553,11 +655,17 @@ async fn limiter_never_exceeds_max_and_grows_on_a_fast_sink() {
     for ctl in [Controller::Arc, Controller::Adaptive] {
         let max = 6;
         let l = Limiter::new(LimitConfig::new(ctl, max));
-        let peak = run_load(l.clone(), 20, 60, |_| (Duration::from_millis(10), Outcome::Success)).await;
+        let peak = run_load(l.clone(), 20, 60, |_| {
+            (Duration::from_millis(10), Outcome::Success)
+        })
+        .await;
         let r = l.readings();
         assert!(peak <= max, "{ctl:?}: {peak} permits out, max {max}");
         assert!(r.limit >= 1 && r.limit <= max, "{ctl:?}: {r:?}");
-        assert!(r.limit > 1 && r.increases > 0, "{ctl:?}: a steady fast sink never grew the limit: {r:?}");
+        assert!(
+            r.limit > 1 && r.increases > 0,
+            "{ctl:?}: a steady fast sink never grew the limit: {r:?}"
+        );
         assert_eq!(r.in_flight, 0);
         assert_eq!(r.reported, 20 * 60);
     }
@@ -567,7 +675,10 @@ async fn limiter_never_exceeds_max_and_grows_on_a_fast_sink() {
 async fn backpressure_brings_the_limit_down_but_not_below_one() {
     for ctl in [Controller::Arc, Controller::Adaptive] {
         let l = Limiter::new(cfg(ctl, 16, 16));
-        let peak = run_load(l.clone(), 32, 40, |_| (Duration::from_millis(5), Outcome::Backpressure)).await;
+        let peak = run_load(l.clone(), 32, 40, |_| {
+            (Duration::from_millis(5), Outcome::Backpressure)
+        })
+        .await;
         let r = l.readings();
         assert!(peak <= 16);
         assert!(r.decreases > 0, "{ctl:?}: {r:?}");
@@ -601,7 +712,10 @@ async fn limiter_with_a_queueing_sink_stays_within_bounds() {
     }
     let r = l.readings();
     assert!(r.limit >= 1 && r.limit <= max, "{r:?}");
-    assert!(r.limit < max, "a sink that queues past 2 should keep the limit off max: {r:?}");
+    assert!(
+        r.limit < max,
+        "a sink that queues past 2 should keep the limit off max: {r:?}"
+    );
 }
 
 // ---------------------------------------------------------------- more adversarial cases
@@ -611,7 +725,11 @@ async fn floating_goes_to_the_largest_shortfall_before_sending() {
     let (senders, rx) = channels::<u8>(2, 1, 3);
     senders[0].announce_backlog(3); // shortfall 2 beyond its exclusive credit
     settle().await;
-    assert_eq!(senders[0].credits().available(), 3, "announced backlog did not bring floating buffers");
+    assert_eq!(
+        senders[0].credits().available(),
+        3,
+        "announced backlog did not bring floating buffers"
+    );
     assert_eq!(rx.pool(), 1);
     senders[1].announce_backlog(10);
     settle().await;
@@ -628,7 +746,11 @@ async fn floating_goes_to_the_largest_shortfall_before_sending() {
     // the first announcement may take it before the others ask; after that, ties aside,
     // it must not sit with the smallest shortfall
     assert_eq!(rx.pool(), 0);
-    assert_ne!(avail, vec![0, 0, 1], "the smallest shortfall got the floating buffer");
+    assert_ne!(
+        avail,
+        vec![0, 0, 1],
+        "the smallest shortfall got the floating buffer"
+    );
 }
 
 #[test]
@@ -703,18 +825,32 @@ use std::rc::Rc;
 
 #[tokio::test(start_paused = true)]
 async fn adaptive_slow_start_doubles_and_arc_adds_one() {
-    let seen = limits_seen(Limiter::new(LimitConfig::new(Controller::Adaptive, 64)), 80, 100).await;
-    assert!(seen.contains(&64), "never reached max on a sink that does not slow down: {seen:?}");
+    let seen = limits_seen(
+        Limiter::new(LimitConfig::new(Controller::Adaptive, 64)),
+        80,
+        100,
+    )
+    .await;
+    assert!(
+        seen.contains(&64),
+        "never reached max on a sink that does not slow down: {seen:?}"
+    );
     let first_64 = seen.iter().position(|&x| x == 64).unwrap();
     for w in seen[..=first_64].windows(2) {
-        assert!(w[1] == (w[0] * 2).min(64), "slow start did not double: {seen:?}");
+        assert!(
+            w[1] == (w[0] * 2).min(64),
+            "slow start did not double: {seen:?}"
+        );
     }
     assert!(seen.iter().all(|&x| (1..=64).contains(&x)));
 
     let seen = limits_seen(Limiter::new(LimitConfig::new(Controller::Arc, 12)), 20, 200).await;
     assert!(seen.iter().all(|&x| (1..=12).contains(&x)), "{seen:?}");
     for w in seen.windows(2) {
-        assert!(w[1] <= w[0] + 1, "ARC grew by more than 1 a window: {seen:?}");
+        assert!(
+            w[1] <= w[0] + 1,
+            "ARC grew by more than 1 a window: {seen:?}"
+        );
     }
     assert!(*seen.last().unwrap() > 1, "ARC never grew: {seen:?}");
 }
@@ -742,12 +878,25 @@ async fn decreases_are_bounded_per_step() {
         }
         local.await;
         let seen = seen.borrow();
-        assert!(seen.len() > 1, "{ctl:?}: constant backpressure never lowered the limit");
+        assert!(
+            seen.len() > 1,
+            "{ctl:?}: constant backpressure never lowered the limit"
+        );
         for w in seen.windows(2) {
-            assert!(w[1] <= w[0], "{ctl:?}: grew under constant backpressure: {seen:?}");
+            assert!(
+                w[1] <= w[0],
+                "{ctl:?}: grew under constant backpressure: {seen:?}"
+            );
             // ×0.9 for ARC (a floor may take one more), at most halving for ours
-            let floor = if matches!(ctl, Controller::Arc) { ((w[0] as f64 * 0.9).floor() as usize).saturating_sub(1) } else { w[0] / 2 };
-            assert!(w[1] >= floor.max(1), "{ctl:?}: dropped too far in one step: {seen:?}");
+            let floor = if matches!(ctl, Controller::Arc) {
+                ((w[0] as f64 * 0.9).floor() as usize).saturating_sub(1)
+            } else {
+                w[0] / 2
+            };
+            assert!(
+                w[1] >= floor.max(1),
+                "{ctl:?}: dropped too far in one step: {seen:?}"
+            );
         }
         assert!(*seen.last().unwrap() >= 1);
     }
@@ -758,12 +907,22 @@ async fn credits_edge_values() {
     // a huge grant: "adds n credit", no limit documented
     let c = Credits::new(0);
     c.grant(u64::MAX / 2);
-    assert!(c.available() >= u64::from(u32::MAX), "a huge grant was lost: {}", c.available());
-    let x = timeout(Duration::from_millis(10), c.acquire(u64::from(u32::MAX))).await.expect("waited with credit there").unwrap();
+    assert!(
+        c.available() >= u64::from(u32::MAX),
+        "a huge grant was lost: {}",
+        c.available()
+    );
+    let x = timeout(Duration::from_millis(10), c.acquire(u64::from(u32::MAX)))
+        .await
+        .expect("waited with credit there")
+        .unwrap();
     x.spend();
     // cost 0 is at least 1: it takes one credit, or none, but never hangs with credit there
     let c = Credits::new(1);
-    let x = timeout(Duration::from_millis(10), c.acquire(0)).await.expect("acquire(0) hung").unwrap();
+    let x = timeout(Duration::from_millis(10), c.acquire(0))
+        .await
+        .expect("acquire(0) hung")
+        .unwrap();
     x.spend();
     assert!(c.spent() <= 1);
 }
@@ -772,7 +931,9 @@ async fn credits_edge_values() {
 async fn zero_channels_end_at_once() {
     let (senders, mut rx) = channels::<u8>(0, 1, 1);
     assert!(senders.is_empty());
-    let r = timeout(Duration::from_millis(10), rx.recv()).await.expect("recv hangs with no sender");
+    let r = timeout(Duration::from_millis(10), rx.recv())
+        .await
+        .expect("recv hangs with no sender");
     assert!(r.is_none());
 }
 
@@ -835,7 +996,11 @@ async fn adaptive_halves_at_the_first_backpressure_then_stays_near_the_ceiling()
                 let p = l.acquire().await;
                 sleep(Duration::from_millis(10)).await;
                 let over = l.readings().in_flight > 16;
-                p.report(if over { Outcome::Backpressure } else { Outcome::Success });
+                p.report(if over {
+                    Outcome::Backpressure
+                } else {
+                    Outcome::Success
+                });
                 let now = l.readings().limit;
                 let mut s = seen.borrow_mut();
                 if *s.last().unwrap() != now {
@@ -846,11 +1011,25 @@ async fn adaptive_halves_at_the_first_backpressure_then_stays_near_the_ceiling()
     }
     local.await;
     let seen = seen.borrow();
-    let peak = seen.iter().position(|&x| x > 16).expect("never went past 16");
-    assert_eq!(&seen[..peak + 1], &[1, 2, 4, 8, 16, 32], "slow start: {seen:?}");
-    assert_eq!(seen[peak + 1], 16, "the first backpressure halves: {seen:?}");
+    let peak = seen
+        .iter()
+        .position(|&x| x > 16)
+        .expect("never went past 16");
+    assert_eq!(
+        &seen[..peak + 1],
+        &[1, 2, 4, 8, 16, 32],
+        "slow start: {seen:?}"
+    );
+    assert_eq!(
+        seen[peak + 1],
+        16,
+        "the first backpressure halves: {seen:?}"
+    );
     let after = &seen[peak + 2..];
     assert!(!after.is_empty(), "{seen:?}");
-    assert!(after.iter().all(|&x| x <= 24), "went far past the ceiling again: {seen:?}");
+    assert!(
+        after.iter().all(|&x| x <= 24),
+        "went far past the ceiling again: {seen:?}"
+    );
     assert!(after.iter().all(|&x| x >= 8), "collapsed: {seen:?}");
 }

@@ -14,7 +14,9 @@
 //!   the bucket now and set aside for this client, at most what its backlog asked, and held up to
 //!   a burst, or the backlog when that is more, so a write costing more than a burst can gather it), the cost unit (`request` or `event`), whether this write was
 //!   admitted on credit (`used`), and, when the grant fell short of the backlog, how long until
-//!   it is worth asking again (`wait-us`: until half a burst, or the backlog, has refilled).
+//!   it is worth asking again (`wait-us`: until half a burst, or the backlog if smaller, is in
+//!   the bucket, after any debt a per-event batch left is paid back; at most 1 s, so a rate
+//!   raised meanwhile is seen).
 //!   `POST /credit` answers at once, never holds.
 //!
 //! Guarantees: credit is tokens taken from the same bucket, so the sink's rate holds whatever

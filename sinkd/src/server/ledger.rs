@@ -8,6 +8,8 @@ use crate::bucket::TokenBucket;
 
 /// Credit unused this long is forgotten: its client went away.
 const IDLE: Duration = Duration::from_secs(60);
+/// The longest `wait-us` a grant suggests.
+const MAX_WAIT: Duration = Duration::from_secs(1);
 /// Accounts kept at most; past this, idle ones are dropped, and then new ones get nothing.
 const MAX_ACCOUNTS: usize = 4096;
 
@@ -72,11 +74,13 @@ impl Ledger {
         let wait = if short == 0 {
             Duration::ZERO
         } else {
-            // Until half a burst (or the whole shortfall, if less) has refilled: asking sooner
-            // costs a request for a crumb; asking later lets the bucket overflow.
+            // Until half a burst (or the whole shortfall, if less) is in the bucket, a debt
+            // paid back first: asking sooner costs a request for a crumb; asking later lets
+            // the bucket overflow. At most `MAX_WAIT`, so a rate raised meanwhile is seen.
             let target = (short as f64).min((burst / 2.0).max(1.0));
-            let tokens = bucket.tokens(now).max(0.0);
-            Duration::from_secs_f64(((target - tokens) / bucket.rate()).clamp(0.0, 1.0))
+            let tokens = bucket.tokens(now);
+            let secs = ((target - tokens) / bucket.rate()).clamp(0.0, MAX_WAIT.as_secs_f64());
+            Duration::from_secs_f64(secs)
         };
         (granted, wait)
     }
