@@ -258,6 +258,11 @@ pub struct KeyOrderArgs {
     /// last commit: the records in flight plus about one interval of progress.
     #[arg(long, default_value = "200ms", value_parser = units::duration)]
     pub commit_interval: Duration,
+    /// Hands a record to the workers only while its offset is less than this many past the
+    /// first record not yet acknowledged, so a `kill -9` replays at most this many plus what
+    /// was acknowledged since the last commit [default: no limit].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_ahead: Option<u64>,
     /// The child's topic, group and sink file (set by `--kills`).
     #[arg(long, hide = true, num_args = 3, value_names = ["TOPIC", "GROUP", "FILE"])]
     pub child: Option<Vec<String>>,

@@ -27,6 +27,7 @@ use reactive::sink::{OrderCheck, Partitioning, WorkersConfig, workers};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::ahead::Ahead;
 use super::group_lag::LagReader;
 use crate::cli::{KeyOrderArgs, KeyOrderMode};
 
@@ -123,6 +124,7 @@ async fn compare(args: &KeyOrderArgs, bootstrap: &str) -> anyhow::Result<std::pr
             topic: &topic,
             group: &group,
             commit_interval: args.commit_interval,
+            max_ahead: args.max_ahead,
         };
         let deadline = total + Duration::from_secs(60);
         let mut result = run_mode(at, mode, n, &work, deadline, None).await?;
@@ -216,6 +218,7 @@ async fn child_run(
         topic,
         group,
         commit_interval: args.commit_interval,
+        max_ahead: args.max_ahead,
     };
     run_mode_until_end(at, args.workers, &work, deadline, sink).await?;
     Ok(std::process::ExitCode::SUCCESS)
@@ -345,6 +348,9 @@ async fn kill_once(
             "--commit-interval".into(),
             format!("{}us", args.commit_interval.as_micros()),
         ]);
+        if let Some(w) = args.max_ahead {
+            v.extend(["--max-ahead".into(), w.to_string()]);
+        }
         v.extend(["--bootstrap-servers".into(), bootstrap.to_string()]);
         v.extend(["--child".into(), topic.clone(), group.clone()]);
         v.push(file.display().to_string());
@@ -472,6 +478,8 @@ struct At<'a> {
     group: &'a str,
     /// The source's commit interval.
     commit_interval: Duration,
+    /// `--max-ahead`: the gate on dispatch past the first unacknowledged record.
+    max_ahead: Option<u64>,
 }
 
 /// What a mode's workers do with each record, and what they saw.
@@ -484,6 +492,8 @@ struct Probe {
     work: Arc<Vec<Duration>>,
     /// `--kills`' sink: offsets written, one a line, each before its record is acknowledged.
     sink: Option<Arc<std::sync::Mutex<std::fs::File>>>,
+    /// `--max-ahead`'s gate, told when a record is done.
+    ahead: Option<Arc<Ahead>>,
 }
 
 impl Probe {
@@ -503,13 +513,48 @@ impl Probe {
                 .write_all(format!("{}\n", r.offset).as_bytes())
                 .is_err()
             {
-                return; // not written: not acknowledged, read again after a restart
+                // Not written: not acknowledged, read again after a restart.
+                if let Some(gate) = &self.ahead {
+                    gate.done(r.offset);
+                }
+                return;
             }
         }
+        let offset = r.offset;
         r.ack.ack();
+        if let Some(gate) = &self.ahead {
+            gate.done(offset);
+        }
         self.processed.fetch_add(1, Ordering::SeqCst);
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
+}
+
+/// Connects `subscriber` to the source's records, each held until `gate` admits its offset.
+fn spawn_gated<S>(
+    source: KafkaSource,
+    gate: Arc<Ahead>,
+    subscriber: S,
+) -> tokio::task::JoinHandle<()>
+where
+    S: reactive::Subscriber<KafkaRecord> + Send + 'static,
+{
+    use futures::StreamExt;
+    use reactive::PublisherExt;
+    let mut records = source.into_stream();
+    let gated = async_stream::stream! {
+        while let Some(r) = records.next().await {
+            if let Ok(record) = &r {
+                gate.admit(record.offset).await;
+            }
+            let failed = r.is_err();
+            yield r;
+            if failed {
+                break;
+            }
+        }
+    };
+    tokio::spawn(reactive::from_try_stream(gated).connect(subscriber))
 }
 
 /// Reads every record once in `at`'s group, with `n` workers spread by `mode`.
@@ -526,6 +571,7 @@ async fn run_mode(
         topic,
         group,
         commit_interval,
+        max_ahead,
     } = at;
     let records = work.len() as u64;
     let config = KafkaConfig {
@@ -542,6 +588,7 @@ async fn run_mode(
         last: std::sync::Mutex::new(None),
         work: work.clone(),
         sink,
+        ahead: max_ahead.map(|w| Arc::new(Ahead::new(w))),
     });
     let partitioning = match mode {
         KeyOrderMode::Unordered => Partitioning::RoundRobin,
@@ -566,7 +613,10 @@ async fn run_mode(
             }
         },
     );
-    let connection = tokio::spawn(source.connect(subscriber));
+    let connection = match probe.ahead.clone() {
+        None => tokio::spawn(source.connect(subscriber)),
+        Some(gate) => spawn_gated(source, gate, subscriber),
+    };
     let pool = tokio::spawn(pool);
     let started = Instant::now();
     while probe.processed.load(Ordering::SeqCst) < records && started.elapsed() < deadline {

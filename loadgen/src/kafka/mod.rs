@@ -6,6 +6,7 @@
 //! ([`sinkd::wire::encode_one`]). A value that does not decode is a poison record: the processor
 //! writes it to its dead-letter file with the reason and moves on.
 
+mod ahead;
 pub mod bare;
 #[cfg(test)]
 mod compose_check;
