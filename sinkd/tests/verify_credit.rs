@@ -21,6 +21,24 @@ fn config(rate: f64, burst: f64, cost: Cost) -> Config {
     }
 }
 
+/// A sinkd on loopback with `config(rate, burst, cost)`, and a client that may call its admin
+/// endpoints.
+async fn start(rate: f64, burst: f64, cost: Cost) -> (sinkd::Running, SinkClient) {
+    let running = sinkd::start(config(rate, burst, cost)).await.unwrap();
+    let client = SinkClient::new(&running.url())
+        .unwrap()
+        .with_admin_token("secret");
+    (running, client)
+}
+
+/// `POST /credit` for account `id` with `backlog`: the grant.
+async fn grant(client: &SinkClient, id: u64, backlog: u64) -> CreditGrant {
+    client
+        .credit(CreditAsk { id, backlog })
+        .await
+        .expect("POST /credit answers")
+}
+
 /// A bad-header case: the header that is bad, the headers sent, the path.
 type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 
@@ -164,14 +182,8 @@ async fn bad_credit_headers_get_400_naming_the_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_and_huge_backlogs() {
-    let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
-    let g = client
-        .credit(CreditAsk { id: 1, backlog: 0 })
-        .await
-        .unwrap();
+    let (running, client) = start(100.0, 10.0, Cost::PerRequest).await;
+    let g = grant(&client, 1, 0).await;
     assert_eq!(g.granted, 0, "n is at most the backlog: {g:?}");
     assert_eq!(
         g.wait,
@@ -180,13 +192,7 @@ async fn zero_and_huge_backlogs() {
     );
     assert!(!g.per_event);
     assert!(!g.used, "POST /credit is no write");
-    let g = client
-        .credit(CreditAsk {
-            id: 2,
-            backlog: u64::MAX,
-        })
-        .await
-        .unwrap();
+    let g = grant(&client, 2, u64::MAX).await;
     assert!(
         g.granted >= 1 && g.granted <= 10,
         "tokens from a 10-token bucket: {g:?}"
@@ -198,43 +204,25 @@ async fn zero_and_huge_backlogs() {
     // wait: until half a burst (5 tokens at 100/s = 50 ms) has refilled; allow slack
     assert!(g.wait <= Duration::from_millis(60), "{g:?}");
     // the id u64::MAX is an account like any other
-    let g = client
-        .credit(CreditAsk {
-            id: u64::MAX,
-            backlog: 3,
-        })
-        .await
-        .unwrap();
+    let g = grant(&client, u64::MAX, 3).await;
     assert!(g.granted <= 3, "{g:?}");
     running.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grant_is_at_most_backlog_and_account_at_most_a_burst() {
-    let running = sinkd::start(config(1.0, 8.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
-    let g = client
-        .credit(CreditAsk { id: 9, backlog: 3 })
-        .await
-        .unwrap();
+    let (running, client) = start(1.0, 8.0, Cost::PerRequest).await;
+    let g = grant(&client, 9, 3).await;
     assert_eq!(g.granted, 3, "full bucket, backlog 3: {g:?}");
     assert_eq!(g.wait, Duration::ZERO, "{g:?}");
     // the account already holds 3; asking for 8 may add at most 5 (a burst held)
-    let g2 = client
-        .credit(CreditAsk { id: 9, backlog: 8 })
-        .await
-        .unwrap();
+    let g2 = grant(&client, 9, 8).await;
     assert!(
         g2.granted <= 5,
         "account would hold more than a burst: {g2:?}"
     );
     // another account finds the bucket nearly empty: credit is taken from the bucket
-    let g3 = client
-        .credit(CreditAsk { id: 10, backlog: 8 })
-        .await
-        .unwrap();
+    let g3 = grant(&client, 10, 8).await;
     assert!(
         g.granted + g2.granted + g3.granted <= 9,
         "more than the bucket: {g:?} {g2:?} {g3:?}"
@@ -245,10 +233,7 @@ async fn grant_is_at_most_backlog_and_account_at_most_a_burst() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_never_exceed_the_rate() {
     let (rate, burst) = (50.0, 5.0);
-    let running = sinkd::start(config(rate, burst, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(rate, burst, Cost::PerRequest).await;
     let start = Instant::now();
     let mut total = 0u64;
     let mut polls = 0;
@@ -299,10 +284,7 @@ async fn grants_never_exceed_the_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_only_against_credit_is_never_refused() {
-    let running = sinkd::start(config(200.0, 4.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(200.0, 4.0, Cost::PerRequest).await;
     let n = 40u64;
     let mut available = 0u64;
     let mut sent = 0u64;
@@ -349,10 +331,7 @@ async fn sending_only_against_credit_is_never_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_without_enough_credit_goes_through_admission() {
-    let running = sinkd::start(config(1.0, 2.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(1.0, 2.0, Cost::PerRequest).await;
     // no credit asked first: the write goes through admission like any other (bucket full)
     let r = client
         .write_credited(&ev(0), Format::Json, CreditAsk { id: 5, backlog: 0 })
@@ -384,10 +363,7 @@ async fn a_write_without_enough_credit_goes_through_admission() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_event_batch_bigger_than_the_burst_gathers_its_credit() {
-    let running = sinkd::start(config(200.0, 5.0, Cost::PerEvent))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(200.0, 5.0, Cost::PerEvent).await;
     let batch: Vec<Event> = (0..20).map(ev).collect();
     let ask = CreditAsk { id: 3, backlog: 20 };
     let mut held = 0u64;
@@ -427,16 +403,8 @@ async fn per_event_batch_bigger_than_the_burst_gathers_its_credit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_sink_refuses_a_credited_write_and_keeps_the_credit() {
-    let running = sinkd::start(config(1.0, 3.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url())
-        .unwrap()
-        .with_admin_token("secret");
-    let g = client
-        .credit(CreditAsk { id: 11, backlog: 3 })
-        .await
-        .unwrap();
+    let (running, client) = start(1.0, 3.0, Cost::PerRequest).await;
+    let g = grant(&client, 11, 3).await;
     assert_eq!(g.granted, 3, "{g:?}");
     assert!(client.pause().await.unwrap().is_success());
     let r = client
@@ -467,20 +435,11 @@ async fn paused_sink_refuses_a_credited_write_and_keeps_the_credit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_answers_at_once_even_when_the_bucket_is_empty() {
-    let running = sinkd::start(config(1.0, 1.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
-    let _ = client
-        .credit(CreditAsk { id: 1, backlog: 1 })
-        .await
-        .unwrap();
+    let (running, client) = start(1.0, 1.0, Cost::PerRequest).await;
+    let _ = grant(&client, 1, 1).await;
     // bucket empty now; refill of 1 token takes 1 s. A held request would take ~1 s.
     let t = Instant::now();
-    let g = client
-        .credit(CreditAsk { id: 2, backlog: 1 })
-        .await
-        .unwrap();
+    let g = grant(&client, 2, 1).await;
     assert_eq!(g.granted, 0, "{g:?}");
     assert!(
         g.wait > Duration::ZERO && g.wait <= Duration::from_millis(1100),
@@ -496,19 +455,10 @@ async fn credit_answers_at_once_even_when_the_bucket_is_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_holds_at_most_a_burst_or_its_backlog() {
-    let running = sinkd::start(config(1.0, 4.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
-    let g1 = client
-        .credit(CreditAsk { id: 1, backlog: 3 })
-        .await
-        .unwrap();
+    let (running, client) = start(1.0, 4.0, Cost::PerRequest).await;
+    let g1 = grant(&client, 1, 3).await;
     assert_eq!(g1.granted, 3);
-    let g2 = client
-        .credit(CreditAsk { id: 1, backlog: 3 })
-        .await
-        .unwrap();
+    let g2 = grant(&client, 1, 3).await;
     assert!(
         g1.granted + g2.granted <= 4,
         "account holds more than max(burst, backlog): {g1:?} {g2:?}"
@@ -519,10 +469,7 @@ async fn an_account_holds_at_most_a_burst_or_its_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_writes_carry_no_grant() {
-    let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(100.0, 10.0, Cost::PerRequest).await;
     let r = client.write(&ev(0), Format::Json).await.unwrap();
     assert!(r.is_success());
     assert!(r.credit.is_none(), "a write without an account got a grant");
@@ -536,18 +483,9 @@ async fn plain_writes_carry_no_grant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_us_is_when_asking_again_is_worth_it() {
     for (backlog, half_or_backlog) in [(2u64, 2.0f64), (1000, 5.0)] {
-        let running = sinkd::start(config(100.0, 10.0, Cost::PerRequest))
-            .await
-            .unwrap();
-        let client = SinkClient::new(&running.url()).unwrap();
+        let (running, client) = start(100.0, 10.0, Cost::PerRequest).await;
         // empty the bucket into another account
-        let _ = client
-            .credit(CreditAsk {
-                id: 99,
-                backlog: 10,
-            })
-            .await
-            .unwrap();
+        let _ = grant(&client, 99, 10).await;
         let g = client.credit(CreditAsk { id: 1, backlog }).await.unwrap();
         assert!(g.granted <= 1, "{g:?}");
         assert!(
@@ -573,19 +511,13 @@ async fn wait_us_is_when_asking_again_is_worth_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_event_debt_from_a_big_batch_is_paid_back_before_credit() {
     let (rate, burst) = (100.0, 5.0);
-    let running = sinkd::start(config(rate, burst, Cost::PerEvent))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(rate, burst, Cost::PerEvent).await;
     let start = Instant::now();
     // admitted from a full bucket, paid back by later writes (Cost::PerEvent docs)
     let batch: Vec<Event> = (0..20).map(ev).collect();
     let r = client.write_batch(&batch, Format::Json).await.unwrap();
     assert!(r.is_success(), "{}", r.status);
-    let g = client
-        .credit(CreditAsk { id: 4, backlog: 5 })
-        .await
-        .unwrap();
+    let g = grant(&client, 4, 5).await;
     assert_eq!(g.granted, 0, "credit granted from a bucket in debt: {g:?}");
     assert!(g.wait > Duration::ZERO);
     let mut total = 0;
@@ -593,13 +525,7 @@ async fn per_event_debt_from_a_big_batch_is_paid_back_before_credit() {
     let mut w = g.wait;
     while start.elapsed() < Duration::from_millis(500) && polls < 200 {
         tokio::time::sleep(w.max(Duration::from_millis(2))).await;
-        let g = client
-            .credit(CreditAsk {
-                id: 4,
-                backlog: 1000,
-            })
-            .await
-            .unwrap();
+        let g = grant(&client, 4, 1000).await;
         total += g.granted;
         w = g.wait;
         polls += 1;
@@ -627,10 +553,7 @@ async fn per_event_debt_from_a_big_batch_is_paid_back_before_credit() {
 /// Found by this file: wait-us ignored a bucket in debt (fixed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_us_after_a_per_event_debt_is_worth_waiting() {
-    let running = sinkd::start(config(100.0, 5.0, Cost::PerEvent))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(100.0, 5.0, Cost::PerEvent).await;
     let batch: Vec<Event> = (0..20).map(ev).collect();
     assert!(
         client
@@ -640,16 +563,10 @@ async fn wait_us_after_a_per_event_debt_is_worth_waiting() {
             .is_success()
     );
     // the bucket is 15 in debt: half a burst (2.5) is there only after ~175 ms
-    let g = client
-        .credit(CreditAsk { id: 4, backlog: 5 })
-        .await
-        .unwrap();
+    let g = grant(&client, 4, 5).await;
     assert_eq!(g.granted, 0);
     tokio::time::sleep(g.wait).await;
-    let again = client
-        .credit(CreditAsk { id: 4, backlog: 5 })
-        .await
-        .unwrap();
+    let again = grant(&client, 4, 5).await;
     assert!(
         again.granted >= 1,
         "wait-us after a debt said to ask again in {:?}, but nothing was there: {again:?}",
@@ -661,24 +578,9 @@ async fn wait_us_after_a_per_event_debt_is_worth_waiting() {
 /// Found by this file: the 1 s cap on wait-us was undocumented (now in the docs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_us_is_half_a_burst_at_a_slow_rate() {
-    let running = sinkd::start(config(1.0, 10.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
-    let _ = client
-        .credit(CreditAsk {
-            id: 99,
-            backlog: 10,
-        })
-        .await
-        .unwrap();
-    let g = client
-        .credit(CreditAsk {
-            id: 1,
-            backlog: 100,
-        })
-        .await
-        .unwrap();
+    let (running, client) = start(1.0, 10.0, Cost::PerRequest).await;
+    let _ = grant(&client, 99, 10).await;
+    let g = grant(&client, 1, 100).await;
     assert_eq!(g.granted, 0, "{g:?}");
     // half a burst (5 tokens) at 1/s is about 5 s away: the documented cap of 1 s applies
     assert!(
@@ -691,12 +593,7 @@ async fn wait_us_is_half_a_burst_at_a_slow_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_while_paused_still_answers_at_once() {
-    let running = sinkd::start(config(1.0, 2.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url())
-        .unwrap()
-        .with_admin_token("secret");
+    let (running, client) = start(1.0, 2.0, Cost::PerRequest).await;
     assert!(client.pause().await.unwrap().is_success());
     let t = Instant::now();
     let _ = client.credit(CreditAsk { id: 1, backlog: 1 }).await;
@@ -717,21 +614,13 @@ async fn credit_while_paused_still_answers_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_polls_never_overdraw() {
-    let running = sinkd::start(config(1.0, 10.0, Cost::PerRequest))
-        .await
-        .unwrap();
-    let client = SinkClient::new(&running.url()).unwrap();
+    let (running, client) = start(1.0, 10.0, Cost::PerRequest).await;
     let start = Instant::now();
     // one account, many polls at once: it holds at most max(burst, backlog) = 10
     let same: Vec<_> = (0..20)
         .map(|_| {
             let c = client.clone();
-            tokio::spawn(async move {
-                c.credit(CreditAsk { id: 1, backlog: 3 })
-                    .await
-                    .unwrap()
-                    .granted
-            })
+            tokio::spawn(async move { grant(&c, 1, 3).await.granted })
         })
         .collect();
     let mut one = 0;
@@ -769,10 +658,7 @@ async fn credit_in_delay_mode_admits_at_once() {
     c.on_limit = OnLimit::Delay;
     let running = sinkd::start(c).await.unwrap();
     let client = SinkClient::new(&running.url()).unwrap();
-    let g = client
-        .credit(CreditAsk { id: 1, backlog: 3 })
-        .await
-        .unwrap();
+    let g = grant(&client, 1, 3).await;
     assert_eq!(g.granted, 3);
     let t = Instant::now();
     for i in 0..3 {
