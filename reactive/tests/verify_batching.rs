@@ -202,6 +202,21 @@ async fn a_request_limited_sink_grows_the_batches_and_keeps_up() {
     );
 }
 
+/// Gaps between arrivals: five 20 ms apart, then a burst of `burst` arriving 1 ms apart in
+/// groups of `every`, then a trickle of `trickle` items `gap` apart.
+fn warm_burst_trickle(burst: usize, every: usize, gap: Duration, trickle: usize) -> Vec<Duration> {
+    let mut gaps = vec![Duration::from_millis(20); 5];
+    gaps.extend((0..burst).map(|i| {
+        if i % every == 0 {
+            Duration::from_millis(1)
+        } else {
+            Duration::ZERO
+        }
+    }));
+    gaps.extend(vec![gap; trickle]);
+    gaps
+}
+
 #[tokio::test(start_paused = true)]
 async fn congestion_then_a_trickle_waits_at_most_the_linger() {
     // fast writes, then a congested phase (slow writes under a burst), then a trickle
@@ -211,15 +226,7 @@ async fn congestion_then_a_trickle_waits_at_most_the_linger() {
         batching: adaptive(32, 10),
         ..Default::default()
     };
-    let mut gaps = vec![Duration::from_millis(20); 5];
-    gaps.extend((0..2000).map(|i| {
-        if i % 5 == 0 {
-            Duration::from_millis(1)
-        } else {
-            Duration::ZERO
-        }
-    }));
-    gaps.extend(vec![Duration::from_millis(37); 40]);
+    let gaps = warm_burst_trickle(2000, 5, Duration::from_millis(37), 40);
     let n = gaps.len() as u64;
     let (log, completed, congested) = run(config, gaps, 5, |idx, _| {
         if idx < 5 {
@@ -362,15 +369,7 @@ async fn the_trickle_after_a_burst_then_waits_not_at_all() {
         batching: adaptive(32, 10),
         ..Default::default()
     };
-    let mut gaps = vec![Duration::from_millis(20); 5];
-    gaps.extend((0..1000).map(|i| {
-        if i % 4 == 0 {
-            Duration::from_millis(1)
-        } else {
-            Duration::ZERO
-        }
-    }));
-    gaps.extend(vec![Duration::from_millis(200); 30]);
+    let gaps = warm_burst_trickle(1000, 4, Duration::from_millis(200), 30);
     let n = gaps.len() as u64;
     let t0 = Instant::now();
     let (log, completed, congested) = run(config, gaps, 5, move |_, _| {
