@@ -3,13 +3,12 @@
 //! the pool runs from the write latency it observes and the items waiting
 //! ([`Batching::Adaptive`]).
 
-use std::pin::Pin;
 use std::task::Context;
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-use crate::linger::Linger;
+use crate::linger::{BatchClock, Linger};
 
 /// How a worker groups the items it holds into writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,9 +152,8 @@ pub(crate) struct Adaptive {
     /// Arrivals since `counted_from`.
     arrivals: u64,
     counted_from: Instant,
-    /// When the oldest queued item arrived; `None` while nothing is queued.
-    since: Option<Instant>,
-    timer: Pin<Box<Sleep>>,
+    /// When the oldest queued item arrived, and the timer of the wait for a fuller batch.
+    clock: BatchClock,
 }
 
 impl std::fmt::Debug for Adaptive {
@@ -180,23 +178,20 @@ impl Adaptive {
             rate: 0.0,
             arrivals: 0,
             counted_from: Instant::now(),
-            since: None,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            clock: BatchClock::new(),
         }
     }
 
     fn arrived(&mut self, before: usize) {
         self.arrivals += 1;
-        if before == 0 {
-            self.since = Some(Instant::now());
-        }
+        self.clock.arrived(before);
     }
 
     /// A batch was taken: the arrivals since the last one give a rate sample (over at least
     /// a millisecond, so two takes close together do not read as a spike).
     fn taken(&mut self, left: usize) {
         let now = Instant::now();
-        self.since = (left > 0).then_some(now);
+        self.clock.taken(left);
         let span = (now - self.counted_from).as_secs_f64();
         if span >= 1e-3 {
             let sample = self.arrivals as f64 / span;
@@ -246,21 +241,11 @@ impl Adaptive {
         if len >= self.target() {
             return true;
         }
-        let Some(since) = self.since else {
-            return true;
-        };
         // Waiting longer than one write for a fuller batch would cost more than the write.
         let wait = self
             .cap
             .min(Duration::from_secs_f64(self.latency.unwrap_or(0.0)));
-        let deadline = since + wait;
-        if Instant::now() >= deadline {
-            return true;
-        }
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
-        }
-        self.timer.as_mut().poll(cx).is_ready()
+        self.clock.poll_waited(wait, cx).unwrap_or(true)
     }
 }
 

@@ -8,41 +8,28 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-/// One batch's clock. The owner keeps the items; this keeps the time the batch started and a
-/// timer that wakes the owner's task when the linger is up.
-pub(crate) struct Linger {
-    size: usize,
-    linger: Duration,
+/// A batch's clock, shared by every batching rule: when the batch's oldest item arrived, and a
+/// timer that wakes the owner's task at a deadline measured from it.
+pub(crate) struct BatchClock {
     /// When the batch's oldest item arrived; `None` while the batch is empty.
     since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
 }
 
-impl std::fmt::Debug for Linger {
+impl std::fmt::Debug for BatchClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Linger")
-            .field("size", &self.size)
-            .field("linger", &self.linger)
+        f.debug_struct("BatchClock")
             .field("since", &self.since)
             .finish()
     }
 }
 
-impl Linger {
-    /// Batches of at most `size` items (at least 1), sent at the latest `linger` after their
-    /// first item arrived.
-    pub(crate) fn new(size: usize, linger: Duration) -> Linger {
-        Linger {
-            size: size.max(1),
-            linger,
+impl BatchClock {
+    pub(crate) fn new() -> BatchClock {
+        BatchClock {
             since: None,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
         }
-    }
-
-    /// The most items one batch takes.
-    pub(crate) fn size(&self) -> usize {
-        self.size
     }
 
     /// An item arrived at a batch that held `before` items: the first one starts the clock.
@@ -57,6 +44,55 @@ impl Linger {
         self.since = (left > 0).then(Instant::now);
     }
 
+    /// Whether `wait` has passed since the batch started; when not, the timer is armed to wake
+    /// the task then. `None` while the clock is not running (no batch started).
+    pub(crate) fn poll_waited(&mut self, wait: Duration, cx: &mut Context<'_>) -> Option<bool> {
+        let deadline = self.since? + wait;
+        if Instant::now() >= deadline {
+            return Some(true);
+        }
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        Some(self.timer.as_mut().poll(cx).is_ready())
+    }
+}
+
+/// The fixed rule: batches of at most `size` items, sent once full or once the oldest has
+/// waited `linger`. The owner keeps the items.
+#[derive(Debug)]
+pub(crate) struct Linger {
+    size: usize,
+    linger: Duration,
+    clock: BatchClock,
+}
+
+impl Linger {
+    /// Batches of at most `size` items (at least 1), sent at the latest `linger` after their
+    /// first item arrived.
+    pub(crate) fn new(size: usize, linger: Duration) -> Linger {
+        Linger {
+            size: size.max(1),
+            linger,
+            clock: BatchClock::new(),
+        }
+    }
+
+    /// The most items one batch takes.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// An item arrived at a batch that held `before` items: the first one starts the clock.
+    pub(crate) fn arrived(&mut self, before: usize) {
+        self.clock.arrived(before);
+    }
+
+    /// A batch was taken and `left` items remain: they start the next batch's clock now.
+    pub(crate) fn taken(&mut self, left: usize) {
+        self.clock.taken(left);
+    }
+
     /// Whether a batch of the `len` items held is ready: full, or lingered long enough. When it
     /// is not, the timer is armed to wake the task at the deadline.
     pub(crate) fn poll_ready(&mut self, len: usize, cx: &mut Context<'_>) -> bool {
@@ -66,17 +102,7 @@ impl Linger {
         if len >= self.size {
             return true;
         }
-        let Some(since) = self.since else {
-            return false;
-        };
-        let deadline = since + self.linger;
-        if Instant::now() >= deadline {
-            return true;
-        }
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
-        }
-        self.timer.as_mut().poll(cx).is_ready()
+        self.clock.poll_waited(self.linger, cx).unwrap_or(false)
     }
 }
 
