@@ -38,16 +38,7 @@ pub struct Figures {
 
 /// The mean of `f` over the samples in `[from, to)`.
 pub fn mean_over(series: &[Sample], from: f64, to: f64, f: impl Fn(&Sample) -> f64) -> f64 {
-    let v: Vec<f64> = series
-        .iter()
-        .filter(|s| s.t >= from && s.t < to)
-        .map(f)
-        .collect();
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
+    crate::analysis::mean(series.iter().filter(|s| s.t >= from && s.t < to).map(f))
 }
 
 /// The figures of `series`; `attempts` and `rejected` are the run's write attempts and 429s.

@@ -8,17 +8,13 @@ use crate::telemetry::Sample;
 
 /// Mean of a field over the steady part of a run (after its first tenth, before the drain).
 pub(super) fn steady_mean(outcome: &Outcome, f: impl Fn(&Sample) -> f64, total_s: f64) -> f64 {
-    let xs: Vec<f64> = outcome
-        .series
-        .iter()
-        .filter(|s| s.t >= total_s * 0.1 && s.t <= total_s)
-        .map(f)
-        .collect();
-    if xs.is_empty() {
-        0.0
-    } else {
-        xs.iter().sum::<f64>() / xs.len() as f64
-    }
+    crate::analysis::mean(
+        outcome
+            .series
+            .iter()
+            .filter(|s| s.t >= total_s * 0.1 && s.t <= total_s)
+            .map(f),
+    )
 }
 
 pub(super) fn analyse_stall(spec: StallSpec, scale: f64, series: &[Sample]) -> StallAnalysis {
