@@ -18,15 +18,17 @@ pub struct SinkLimit {
 impl SinkLimit {
     /// Reads sinkd's counters from its `/metrics` text.
     pub fn from_metrics(text: &str) -> SinkLimit {
-        let value = |name: &str| {
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map_or(0, |v| v as u64)
-        };
+        use crate::telemetry::scrape;
+        // The one labelled sample: refusals for the rate, not for other reasons.
+        let rate_limited = "sinkd_requests_rejected_total{reason=\"rate_limited\"} ";
+        let refused = text
+            .lines()
+            .find_map(|l| l.strip_prefix(rate_limited))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let value = |name: &str| scrape(text, name) as u64;
         SinkLimit {
-            refused: value("sinkd_requests_rejected_total{reason=\"rate_limited\"}"),
+            refused: refused as u64,
             held: value("sinkd_requests_held_total"),
             on_credit: value("sinkd_writes_on_credit_total"),
             credit_polls: value("sinkd_credit_polls_total"),
