@@ -2,10 +2,10 @@
 //! ([`sinkd::credit`]), kept in a [`reactive::flow::Credits`].
 //!
 //! Each attempt takes its cost in credit before it goes (waiting, client-side, when there is
-//! none) and announces the backlog: what the attempts waiting for credit cost. Grants come on
-//! every answer to a write and, when the workers are short and no write is out to bring one,
-//! from a poller that asks `POST /credit` and, when the grant fell short, sleeps the wait sinkd
-//! suggested. So nothing is refused for the rate and nothing is held on the server.
+//! none) and announces the backlog: what the attempts waiting for credit cost, plus the queue
+//! behind them. Grants come on every answer to a write and, whenever attempts are short of
+//! credit, from a poller that asks `POST /credit` and, when the grant fell short, sleeps the
+//! wait sinkd suggested. So nothing is refused for the rate and nothing is held on the server.
 //!
 //! The mirror is conservative: an attempt admitted without its credit (sinkd forgot the
 //! account, or the cost unit was not known yet) spends it anyway; one refused (a pause) gives
