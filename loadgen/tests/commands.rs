@@ -2,17 +2,12 @@
 //! loopback: the commands the README's measurements are made with must run and leave what they
 //! say they leave.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loadgen-cmd-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use std::path::Path;
 
 fn loadgen(args: &[&str], out: &Path) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let o = support::loadgen()
         .args(args)
         .arg("--out")
         .arg(out)
@@ -41,7 +36,7 @@ fn n(v: &serde_json::Value, path: &str) -> u64 {
 
 #[test]
 fn a_sweep_over_the_ways_of_meeting_the_limit_counts_429s_holds_and_credit() {
-    let dir = out_dir("sweep");
+    let dir = support::temp("cmd-sweep");
     let table = loadgen(
         &[
             "sweep",
@@ -84,7 +79,7 @@ fn a_sweep_over_the_ways_of_meeting_the_limit_counts_429s_holds_and_credit() {
 
 #[test]
 fn loadgen_concurrency_runs_statics_arc_and_ours_and_draws_the_limit() {
-    let dir = out_dir("concurrency");
+    let dir = support::temp("cmd-concurrency");
     loadgen(
         &[
             "concurrency",
