@@ -158,6 +158,23 @@ async fn poll(f: Arc<CreditFlow>, client: SinkClient) {
 mod tests {
     use super::*;
 
+    /// A sinkd on loopback that refuses over its limit, and a client for it.
+    async fn rejecting_sinkd(
+        rate: f64,
+        burst: f64,
+        cost: sinkd::config::Cost,
+    ) -> (sinkd::Running, SinkClient) {
+        let mut config = sinkd::Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.rate = Some(rate);
+        config.burst = burst;
+        config.cost = cost;
+        config.on_limit = sinkd::config::OnLimit::Reject;
+        let running = sinkd::start(config).await.unwrap();
+        let client = SinkClient::new(&running.url()).unwrap();
+        (running, client)
+    }
+
     fn event(id: u64) -> sinkd::wire::Event {
         sinkd::wire::Event {
             id,
@@ -173,14 +190,7 @@ mod tests {
     async fn batches_costing_more_than_a_burst_gather_their_credit() {
         // Per-event cost, a burst of 50, batches of 80: each write needs more than a bucket
         // holds, so the account must gather credit over several grants.
-        let mut config = sinkd::Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.rate = Some(1_000.0);
-        config.burst = 50.0;
-        config.cost = sinkd::config::Cost::PerEvent;
-        config.on_limit = sinkd::config::OnLimit::Reject;
-        let running = sinkd::start(config).await.unwrap();
-        let client = SinkClient::new(&running.url()).unwrap();
+        let (running, client) = rejecting_sinkd(1_000.0, 50.0, sinkd::config::Cost::PerEvent).await;
         let flow = CreditFlow::new(7);
         let mut refused = 0;
         for b in 0..6u64 {
@@ -206,13 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn workers_short_of_credit_get_it_from_the_poller_and_are_never_refused() {
-        let mut config = sinkd::Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.rate = Some(500.0);
-        config.burst = 50.0;
-        config.on_limit = sinkd::config::OnLimit::Reject;
-        let running = sinkd::start(config).await.unwrap();
-        let client = SinkClient::new(&running.url()).unwrap();
+        let (running, client) = rejecting_sinkd(500.0, 50.0, sinkd::config::Cost::PerRequest).await;
         let flow = CreditFlow::new(42);
         let mut tasks = Vec::new();
         for w in 0..8u64 {
