@@ -249,6 +249,15 @@ impl Demand {
         self.local = demand::sub(self.local, 1);
     }
 
+    /// Uses `n` permits at once: call before an `on_next_batch` of `n` items. `n` must not
+    /// exceed the permits [`poll_ready`](Self::poll_ready) or [`try_ready`](Self::try_ready)
+    /// reported.
+    #[inline]
+    pub fn consume_n(&mut self, n: u64) {
+        debug_assert!(self.local >= n, "rule 1.1 broken: emitted without demand");
+        self.local = demand::sub(self.local, n);
+    }
+
     /// Registers the task to be woken by `request`, `cancel` or `request(0)`. A publisher that
     /// waits on something else (a stream, a timer) calls this before returning `Pending`, so a
     /// `cancel` still reaches it.

@@ -115,6 +115,28 @@ impl<T> Subscriber<T> for InboxSubscriber<T> {
         wake(waker);
     }
 
+    fn takes_batches(&self) -> bool {
+        true
+    }
+
+    /// Moves the whole batch in under one lock, with one wake-up.
+    fn on_next_batch(&mut self, items: &mut Vec<T>) {
+        if items.is_empty() {
+            return;
+        }
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.queue.is_empty() {
+                // Nothing waiting: the batch becomes the buffer, without a copy.
+                state.queue = VecDeque::from(std::mem::take(items));
+            } else {
+                state.queue.extend(items.drain(..));
+            }
+            state.handoff.take_waker()
+        };
+        wake(waker);
+    }
+
     fn on_error(&mut self, error: Error) {
         self.finish(Some(error));
     }
@@ -146,6 +168,21 @@ pub struct Inbox<T> {
 }
 
 impl<T> Inbox<T> {
+    /// Takes the subscription once the publisher has given it, and sends the manual requests
+    /// made before then.
+    fn adopt_subscription(
+        subscription: &mut Option<Subscription>,
+        pending: &mut u64,
+        state: &State<T>,
+    ) {
+        if subscription.is_none() {
+            *subscription = state.handoff.upstream.clone();
+            if let (Some(s), true) = (&*subscription, *pending > 0) {
+                s.request(std::mem::take(pending));
+            }
+        }
+    }
+
     /// Takes an item already moved to this side, without locking.
     #[inline]
     pub(crate) fn pop_local(&mut self) -> Option<T> {
@@ -156,7 +193,12 @@ impl<T> Inbox<T> {
 
     #[inline]
     fn note_consumed(&mut self) {
-        self.consumed += 1;
+        self.note_consumed_n(1);
+    }
+
+    #[inline]
+    fn note_consumed_n(&mut self, n: u64) {
+        self.consumed += n;
         if self.consumed >= self.batch {
             if let Some(subscription) = &self.subscription {
                 subscription.request(self.consumed);
@@ -223,12 +265,7 @@ impl<T> Inbox<T> {
             return Poll::Ready(None);
         }
         let mut state = this.shared.lock();
-        if this.subscription.is_none() {
-            this.subscription = state.handoff.upstream.clone();
-            if let (Some(s), true) = (&this.subscription, this.pending > 0) {
-                s.request(std::mem::take(&mut this.pending));
-            }
-        }
+        Self::adopt_subscription(&mut this.subscription, &mut this.pending, &state);
         if !state.queue.is_empty() {
             std::mem::swap(&mut this.local, &mut state.queue);
             drop(state);
@@ -241,6 +278,66 @@ impl<T> Inbox<T> {
         }
         state.handoff.register(cx);
         Poll::Pending
+    }
+}
+
+impl<T> Inbox<T> {
+    /// Moves up to `limit` received items to the end of `buf` at once: `Ready(Some(Ok(n)))`
+    /// with `n ≥ 1` of them, `Ready(None)` at the end, or the error the publisher signalled.
+    /// Demand is replenished as for items taken one by one. A `limit` of 0 is taken as 1.
+    ///
+    /// This is the consuming side's bulk path, like tokio's `Receiver::poll_recv_many`: one
+    /// call, and one lock at most, for many items.
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<T>,
+        limit: usize,
+    ) -> Poll<Option<Result<usize, Error>>> {
+        if self.local.is_empty() {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let mut state = self.shared.lock();
+            Self::adopt_subscription(&mut self.subscription, &mut self.pending, &state);
+            if state.queue.is_empty() {
+                if let Some(end) = state.handoff.end.take() {
+                    self.done = true;
+                    return Poll::Ready(end.map(Err));
+                }
+                state.handoff.register(cx);
+                return Poll::Pending;
+            }
+            std::mem::swap(&mut self.local, &mut state.queue);
+        }
+        let n = self.local.len().min(limit.max(1));
+        if n == self.local.len() && buf.is_empty() {
+            // All of it: hand over the buffer itself (no copy when it starts at its front, as
+            // one moved in whole does).
+            *buf = Vec::from(std::mem::take(&mut self.local));
+        } else {
+            buf.extend(self.local.drain(..n));
+        }
+        self.note_consumed_n(n as u64);
+        Poll::Ready(Some(Ok(n)))
+    }
+
+    /// Waits for items and moves up to `limit` of them to the end of `buf`: how many it
+    /// moved (at least one), 0 at the end. See [`poll_recv_many`](Self::poll_recv_many).
+    ///
+    /// ```
+    /// use reactive::{Prefetch, PublisherExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut inbox = reactive::iter(0..10u32).spawn_stream(Prefetch::new(4));
+    /// let mut buf = Vec::new();
+    /// while inbox.recv_many(&mut buf, 3).await.unwrap() > 0 {}
+    /// assert_eq!(buf, (0..10).collect::<Vec<_>>());
+    /// # }
+    /// ```
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> Result<usize, Error> {
+        std::future::poll_fn(|cx| self.poll_recv_many(cx, buf, limit))
+            .await
+            .unwrap_or(Ok(0))
     }
 }
 

@@ -5,6 +5,9 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::YIELD_BUDGET;
+
+/// The most items handed over in one `on_next_batch`.
+const BULK: u64 = 1024;
 use crate::subscription::{self, Demand};
 use crate::{Publisher, Subscriber};
 
@@ -62,10 +65,13 @@ impl<It: Iterator, S: Subscriber<It::Item>> Future for IterConnection<It, S> {
         let Some(subscriber) = this.subscriber.as_mut() else {
             return Poll::Ready(());
         };
-        let mut budget = YIELD_BUDGET;
+        let mut budget = u64::from(YIELD_BUDGET);
+        // Items handed over at once when the demand allows more than one; made here, per
+        // poll, so the connection does not need the item type in its own.
+        let mut batch = Vec::new();
         loop {
-            match this.demand.poll_ready(cx) {
-                Poll::Ready(Ok(_)) => {}
+            let permits = match this.demand.poll_ready(cx) {
+                Poll::Ready(Ok(permits)) => permits,
                 Poll::Ready(Err(stop)) => {
                     stop.end(this.subscriber, this.demand);
                     return Poll::Ready(());
@@ -80,18 +86,38 @@ impl<It: Iterator, S: Subscriber<It::Item>> Future for IterConnection<It, S> {
                     }
                     return Poll::Pending;
                 }
-            }
-            match this.iter.next() {
-                Some(item) => {
-                    this.demand.consume();
-                    subscriber.on_next(item);
+            };
+            let n = if subscriber.takes_batches() {
+                permits.min(budget).min(BULK)
+            } else {
+                1
+            };
+            let ended = if n == 1 {
+                match this.iter.next() {
+                    Some(item) => {
+                        this.demand.consume();
+                        subscriber.on_next(item);
+                        false
+                    }
+                    None => true,
                 }
-                None => {
-                    subscriber.on_complete();
-                    this.demand.terminate();
-                    *this.subscriber = None;
-                    return Poll::Ready(());
+            } else {
+                batch.extend(this.iter.by_ref().take(n as usize));
+                let got = batch.len() as u64;
+                if got > 0 {
+                    this.demand.consume_n(got);
+                    subscriber.on_next_batch(&mut batch);
+                    debug_assert!(batch.is_empty(), "on_next_batch must take every item");
+                    batch.clear();
                 }
+                budget = budget.saturating_sub(got.max(1) - 1);
+                got < n
+            };
+            if ended {
+                subscriber.on_complete();
+                this.demand.terminate();
+                *this.subscriber = None;
+                return Poll::Ready(());
             }
             budget -= 1;
             if budget == 0 {
