@@ -57,8 +57,9 @@ fn chunks() -> impl Iterator<Item = Vec<u64>> {
         .map(|start| (start..(start + CHUNK).min(ITEMS)).collect())
 }
 
-/// Takes everything, as fast as it comes.
-struct Null(u64);
+/// Takes everything, as fast as it comes: in batches (summing each, as the batched baselines'
+/// consumers do) when `batches`, else one item per `on_next`.
+struct Null(u64, bool);
 
 impl Subscriber<u64> for Null {
     fn on_subscribe(&mut self, s: Subscription) {
@@ -66,6 +67,14 @@ impl Subscriber<u64> for Null {
     }
     fn on_next(&mut self, x: u64) {
         self.0 = self.0.wrapping_add(black_box(x));
+    }
+    fn on_next_batch(&mut self, items: &mut Vec<u64>) {
+        for x in items.drain(..) {
+            self.0 = self.0.wrapping_add(black_box(x));
+        }
+    }
+    fn takes_batches(&self) -> bool {
+        self.1
     }
     fn on_error(&mut self, e: Error) {
         panic!("{e}");
@@ -240,16 +249,38 @@ fn main() {
         .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap();
-    for (name, config, target) in [
-        ("queue bounded(1024)", QueueConfig::bounded(1024), Some(0.9)),
-        ("queue unbounded", QueueConfig::unbounded(), None),
-        ("queue pull", QueueConfig::pull(), None),
+    for (name, config, batches, target) in [
+        (
+            "queue bounded(1024), batches",
+            QueueConfig::bounded(1024),
+            true,
+            Some(0.9),
+        ),
+        (
+            "queue bounded(1024), per item",
+            QueueConfig::bounded(1024),
+            false,
+            None,
+        ),
+        (
+            "queue unbounded, batches",
+            QueueConfig::unbounded(),
+            true,
+            None,
+        ),
+        (
+            "queue unbounded, per item",
+            QueueConfig::unbounded(),
+            false,
+            None,
+        ),
+        ("queue pull, per item", QueueConfig::pull(), false, None),
     ] {
         let rate = support::items_per_sec(ITEMS, reps, || {
             current.block_on(
                 reactive::iter(0..ITEMS)
                     .queue(config.clone())
-                    .connect(Null(0)),
+                    .connect(Null(0, batches)),
             );
         });
         let best_name = format!("best batched: {}", best.0);

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use reactive::queue::{Overflow, QueueConfig};
 use reactive::{Error, Prefetch, Publisher, PublisherExt, Subscriber, Subscription};
 
 /// What a recording subscriber saw.
@@ -13,6 +14,7 @@ struct Seen {
     singles: usize,
     requested: u64,
     completed: bool,
+    error: Option<Error>,
 }
 
 /// Requests `step` at a time, whenever what it has been given reaches what it asked for;
@@ -87,7 +89,7 @@ impl Subscriber<u64> for Recorder {
         self.batches
     }
     fn on_error(&mut self, error: Error) {
-        panic!("unexpected error: {error}");
+        self.seen.lock().unwrap().error = Some(error);
     }
     fn on_complete(&mut self) {
         self.seen.lock().unwrap().completed = true;
@@ -189,4 +191,53 @@ async fn recv_many_reports_the_publishers_error_after_its_items() {
     }
     assert_eq!(buf, [1, 2]);
     assert!(error.is_some(), "the error was lost");
+}
+
+#[tokio::test]
+async fn a_bounded_queue_passes_batches_within_demand_in_order_and_counts_them() {
+    let (recorder, seen) = Recorder::new(true, 10, None);
+    let queue = reactive::iter(0..5_000u64).queue(QueueConfig::bounded(16));
+    let stats = queue.stats();
+    queue.connect(recorder).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.items, (0..5_000).collect::<Vec<_>>());
+    assert!(seen.completed && seen.error.is_none());
+    assert_eq!(seen.singles, 0);
+    let snap = stats.snapshot();
+    assert_eq!((snap.pushed, snap.popped, snap.depth), (5_000, 5_000, 0));
+    assert!(snap.high_water <= 16, "high water {}", snap.high_water);
+}
+
+#[tokio::test]
+async fn a_shedding_queue_fed_in_batches_counts_every_item_it_drops() {
+    let (recorder, seen) = Recorder::new(true, 5, None);
+    let queue =
+        reactive::iter(0..1_000u64).queue(QueueConfig::bounded(8).overflow(Overflow::DropOldest));
+    let stats = queue.stats();
+    queue.connect(recorder).await;
+    let seen = seen.lock().unwrap();
+    let snap = stats.snapshot();
+    assert_eq!(seen.items.len() as u64 + snap.dropped_oldest, 1_000);
+    assert!(snap.dropped_oldest > 0, "nothing was shed");
+    assert!(seen.items.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert_eq!(seen.items.last(), Some(&999), "the freshest item is kept");
+}
+
+#[tokio::test]
+async fn the_safety_cap_trips_inside_a_batch_and_counts_the_rest_of_it() {
+    let (recorder, seen) = Recorder::new(true, 10, None);
+    let queue = reactive::iter(0..1_000u64).queue(QueueConfig::unbounded().safety_cap(100));
+    let stats = queue.stats();
+    queue.connect(recorder).await;
+    let seen = seen.lock().unwrap();
+    let snap = stats.snapshot();
+    assert!(
+        matches!(seen.error, Some(Error::Overflow { limit: 100, .. })),
+        "{:?}",
+        seen.error
+    );
+    assert!(snap.overflowed);
+    // The source made all 1,000 in one batch (fewer than a batch's 1,024) before the cap's
+    // cancel reached it: each is delivered or counted as the cap's discard.
+    assert_eq!(seen.items.len() as u64 + snap.dropped_overflow, 1_000);
 }

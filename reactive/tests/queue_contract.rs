@@ -317,9 +317,12 @@ async fn a_tripped_safety_cap_fails_a_stalled_consumer_at_once_and_counts_the_di
     assert_eq!(s.pushed, 1_000, "the cap is reached");
     assert!(recorder.items() <= 1, "never more than the one requested");
     assert_eq!(s.depth, 0, "the discarded items left the queue");
-    assert_eq!(
-        s.dropped_overflow,
-        s.pushed - recorder.items() + 1,
-        "every queued item not delivered, and the one that found the cap, is counted"
+    // Every queued item not delivered, the one that found the cap, and the rest of the batch
+    // it came in (the source hands over up to 1,024 at once) are counted.
+    let owed = s.pushed - recorder.items() + 1;
+    assert!(
+        (owed..owed + 1_024).contains(&s.dropped_overflow),
+        "{} counted, {owed} owed at least",
+        s.dropped_overflow
     );
 }

@@ -8,7 +8,8 @@
 //! - An upstream error is signalled after the items buffered before it.
 //! - The safety cap's [`Error::Overflow`] is signalled at once, ahead of what is buffered
 //!   (rule 1.4 lets an error skip items); the discarded items are counted as
-//!   [`DropReason::Overflow`](super::DropReason::Overflow).
+//!   [`DropReason::Overflow`](super::DropReason::Overflow), as are the items that came after
+//!   the one that tripped it in the same batch.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -219,6 +220,45 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
         }
         if self.blocks {
             state.outstanding = state.outstanding.saturating_sub(1);
+            if state.outstanding == 0 {
+                self.stats.set_blocked(true);
+            }
+        }
+        let waker = state.handoff.take_waker();
+        drop(state);
+        wake(waker);
+    }
+
+    fn takes_batches(&self) -> bool {
+        true
+    }
+
+    /// Under one lock: queued whole when the policy accepts them all (no shedding, no safety
+    /// cap in reach), item by item otherwise.
+    fn on_next_batch(&mut self, items: &mut Vec<T>) {
+        let n = items.len();
+        let mut state = self.shared.lock();
+        let fits_cap = self
+            .safety_cap
+            .is_none_or(|cap| state.buffer.len() + n < cap);
+        if state.handoff.end.is_some() || !fits_cap || !state.buffer.takes_in_bulk(n) {
+            drop(state);
+            for item in items.drain(..) {
+                // Items after the one that tripped the safety cap were made before the cancel
+                // reached the source: they are counted with the rest of the cap's discards.
+                if self.shared.lock().overflowed.is_some() {
+                    self.stats.dropped(DropReason::Overflow, None);
+                    continue;
+                }
+                self.on_next(item);
+            }
+            return;
+        }
+        let bytes = self.config.weight_all(items);
+        state.buffer.append(items);
+        self.stats.pushed_n(n as u64, bytes);
+        if self.blocks {
+            state.outstanding = state.outstanding.saturating_sub(n as u64);
             if state.outstanding == 0 {
                 self.stats.set_blocked(true);
             }

@@ -115,6 +115,14 @@ impl<T> QueueConfig<T> {
         }
     }
 
+    /// The weight of all of `items`.
+    pub(crate) fn weight_all(&self, items: &[T]) -> u64 {
+        match &self.weigh {
+            Some(f) => items.iter().map(|item| f(item)).sum(),
+            None => std::mem::size_of_val(items) as u64,
+        }
+    }
+
     pub(crate) fn class(&self, item: &T) -> u8 {
         self.priority.as_ref().map_or(0, |f| f(item))
     }

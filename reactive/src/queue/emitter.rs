@@ -15,8 +15,11 @@ use super::{DropReason, QueueConfig, QueueStats};
 use crate::subscription::{self, Demand, Stop};
 use crate::{Error, Subscriber};
 
-/// The most items moved out of the shared buffer per lock.
+/// The most items moved out of the shared buffer per lock, for a downstream that takes items
+/// one at a time.
 const TAKE: u64 = 256;
+/// The most items handed over in one `on_next_batch`, for a downstream that takes batches.
+const BULK: u64 = 1024;
 
 /// The output half of a buffered queue: emits what is queued against downstream demand.
 pub struct Emitter<T, S> {
@@ -31,6 +34,9 @@ pub struct Emitter<T, S> {
     /// Items moved out of the shared buffer under one lock, emitted without it. They still
     /// count as queued until emitted.
     local: VecDeque<T>,
+    /// For a downstream that takes batches: the items moved out under one lock and handed
+    /// over at once in the same poll (so empty between polls).
+    batch: Vec<T>,
     /// The last purge request applied to `local`.
     purges_seen: u64,
 }
@@ -83,6 +89,7 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             replenish,
             taken: 0,
             local: VecDeque::new(),
+            batch: Vec::new(),
             purges_seen: 0,
         }
     }
@@ -98,8 +105,15 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             if let Err(stop) = self.demand.check() {
                 return self.stop(stop);
             }
+            let bulk = self.local.is_empty()
+                && self.downstream.as_ref().is_some_and(|d| d.takes_batches());
             if self.local.is_empty() {
-                match self.refill(cx) {
+                let limit = if bulk {
+                    BULK.min(u64::from(budget))
+                } else {
+                    TAKE
+                };
+                match self.refill(cx, bulk, limit) {
                     Refill::Items => {}
                     Refill::Again => continue,
                     Refill::Wait => return Poll::Pending,
@@ -115,18 +129,12 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
                     return self.overflowed(cap);
                 }
             }
-            let Some(item) = self.local.pop_front() else {
-                continue;
+            let emitted = if bulk {
+                self.emit_batch()
+            } else {
+                self.emit_one()
             };
-            if self.blocks {
-                self.grant_upstream(1);
-            }
-            self.stats.popped(self.config.weight(&item));
-            self.demand.consume();
-            if let Some(downstream) = self.downstream.as_mut() {
-                downstream.on_next(item);
-            }
-            budget -= 1;
+            budget = budget.saturating_sub(emitted);
             if budget == 0 {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
@@ -134,8 +142,43 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
         }
     }
 
+    /// Hands the next local item downstream; how many went (0 or 1).
+    fn emit_one(&mut self) -> u32 {
+        let Some(item) = self.local.pop_front() else {
+            return 0;
+        };
+        if self.blocks {
+            self.grant_upstream(1);
+        }
+        self.stats.popped(self.config.weight(&item));
+        self.demand.consume();
+        if let Some(downstream) = self.downstream.as_mut() {
+            downstream.on_next(item);
+        }
+        1
+    }
+
+    /// Hands the whole batch downstream in one call; how many went.
+    fn emit_batch(&mut self) -> u32 {
+        let n = self.batch.len();
+        if n == 0 {
+            return 0;
+        }
+        if self.blocks {
+            self.grant_upstream(n as u64);
+        }
+        self.stats
+            .popped_n(n as u64, self.config.weight_all(&self.batch));
+        self.demand.consume_n(n as u64);
+        if let Some(downstream) = self.downstream.as_mut() {
+            downstream.on_next_batch(&mut self.batch);
+        }
+        self.batch.clear();
+        n as u32
+    }
+
     /// Moves items from the shared buffer within the demand, or finds out what to wait for.
-    fn refill(&mut self, cx: &mut Context<'_>) -> Refill {
+    fn refill(&mut self, cx: &mut Context<'_>, bulk: bool, limit: u64) -> Refill {
         let permits = match self.demand.try_ready() {
             Ok(p) => p,
             Err(stop) => return Refill::Stop(stop),
@@ -144,13 +187,18 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
         if let Some(cap) = state.overflowed {
             return Refill::Overflowed(cap);
         }
-        for _ in 0..permits.min(TAKE) {
-            match state.buffer.pop() {
-                Some(item) => self.local.push_back(item),
-                None => break,
+        let n = permits.min(limit);
+        if bulk {
+            state.buffer.take_into(&mut self.batch, n as usize);
+        } else {
+            for _ in 0..n {
+                match state.buffer.pop() {
+                    Some(item) => self.local.push_back(item),
+                    None => break,
+                }
             }
         }
-        if !self.local.is_empty() {
+        if !self.local.is_empty() || !self.batch.is_empty() {
             return Refill::Items;
         }
         if state.buffer.is_empty() {

@@ -53,7 +53,8 @@ pub enum DropReason {
     /// Shed for its priority class ([`Overflow::Priority`]).
     Priority(u8),
     /// Discarded when an unbounded queue's safety cap ended the stream: the item that found
-    /// the cap, and every item still queued (the error is signalled ahead of them).
+    /// the cap (and the rest of its batch, if it came in one), and every item still queued
+    /// (the error is signalled ahead of them).
     Overflow,
 }
 
@@ -74,7 +75,10 @@ pub enum Offer<T> {
 /// applying an [`Overflow`] policy when full.
 #[derive(Debug)]
 pub struct ShedBuffer<T> {
-    items: VecDeque<(u8, T)>,
+    items: VecDeque<T>,
+    /// Each item's class, beside it, kept only under [`Overflow::Priority`] (the only policy
+    /// that reads it), so the other policies store the items alone and move them in bulk.
+    classes: VecDeque<u8>,
     capacity: usize,
     policy: Overflow,
     /// Items queued per class, to find the lowest class present without a scan.
@@ -87,6 +91,7 @@ impl<T> ShedBuffer<T> {
         let classes = usize::from(policy.top_class().min(16)) + 1;
         ShedBuffer {
             items: VecDeque::new(),
+            classes: VecDeque::new(),
             capacity: capacity.max(1),
             policy,
             per_class: vec![0; classes],
@@ -113,14 +118,33 @@ impl<T> ShedBuffer<T> {
         self.items.len() >= self.capacity
     }
 
+    fn prioritised(&self) -> bool {
+        matches!(self.policy, Overflow::Priority { .. })
+    }
+
     fn class_slot(&self, priority: u8) -> usize {
         usize::from(priority).min(self.per_class.len() - 1)
     }
 
     fn push(&mut self, priority: u8, item: T) {
-        let slot = self.class_slot(priority);
-        self.per_class[slot] += 1;
-        self.items.push_back((priority, item));
+        // Without priorities every item counts as class 0: only `Priority` reads the classes.
+        if self.prioritised() {
+            let slot = self.class_slot(priority);
+            self.per_class[slot] += 1;
+            self.classes.push_back(priority);
+        } else {
+            self.per_class[0] += 1;
+        }
+        self.items.push_back(item);
+    }
+
+    /// Takes the oldest item and its class.
+    fn pop_front(&mut self) -> Option<(u8, T)> {
+        let item = self.items.pop_front()?;
+        let p = self.classes.pop_front().unwrap_or(0);
+        let slot = self.class_slot(p);
+        self.per_class[slot] -= 1;
+        Some((p, item))
     }
 
     /// Offers an item of class `priority` (ignored unless the policy is
@@ -131,9 +155,7 @@ impl<T> ShedBuffer<T> {
             Overflow::Block if full => Offer::Full(item),
             Overflow::DropNewest if full => Offer::Dropped(item, DropReason::Newest),
             Overflow::DropOldest if full => {
-                let (p, old) = self.items.pop_front().expect("a full queue is not empty");
-                let slot = self.class_slot(p);
-                self.per_class[slot] -= 1;
+                let (_, old) = self.pop_front().expect("a full queue is not empty");
                 self.push(priority, item);
                 Offer::Evicted(old, DropReason::Oldest)
             }
@@ -155,11 +177,12 @@ impl<T> ShedBuffer<T> {
                         .position(|n| *n > 0)
                     {
                         let at = self
-                            .items
+                            .classes
                             .iter()
-                            .position(|(p, _)| usize::from(*p) == lowest)
+                            .position(|p| usize::from(*p) == lowest)
                             .expect("counted");
-                        let (p, old) = self.items.remove(at).expect("in range");
+                        let p = self.classes.remove(at).expect("in range");
+                        let old = self.items.remove(at).expect("in range");
                         self.per_class[lowest] -= 1;
                         self.push(class, item);
                         return Offer::Evicted(old, DropReason::Priority(p));
@@ -175,28 +198,60 @@ impl<T> ShedBuffer<T> {
         }
     }
 
+    /// Whether [`append`](Self::append) may take `n` items at once: the policy does not look
+    /// at classes, and the items fit (or the policy never refuses: a blocking buffer is kept
+    /// within its capacity by the demand it grants).
+    pub fn takes_in_bulk(&self, n: usize) -> bool {
+        !self.prioritised()
+            && (matches!(self.policy, Overflow::Block) || self.items.len() + n <= self.capacity)
+    }
+
+    /// Queues all of `items` (emptied) as offers of class 0 would, when
+    /// [`takes_in_bulk`](Self::takes_in_bulk) says they are all accepted; an empty buffer
+    /// adopts the batch's allocation instead of copying it.
+    pub fn append(&mut self, items: &mut Vec<T>) {
+        debug_assert!(self.takes_in_bulk(items.len()));
+        self.per_class[0] += items.len();
+        if self.items.is_empty() {
+            self.items = VecDeque::from(std::mem::take(items));
+        } else {
+            self.items.extend(items.drain(..));
+        }
+    }
+
     /// Takes the oldest item.
     pub fn pop(&mut self) -> Option<T> {
-        let (p, item) = self.items.pop_front()?;
-        let slot = self.class_slot(p);
-        self.per_class[slot] -= 1;
-        Some(item)
+        self.pop_front().map(|(_, item)| item)
+    }
+
+    /// Moves the oldest `n` items (at most all) to the end of `out`; an empty `out` that takes
+    /// everything takes the buffer's allocation.
+    pub fn take_into(&mut self, out: &mut Vec<T>, n: usize) {
+        let n = n.min(self.items.len());
+        if self.prioritised() {
+            out.extend(std::iter::from_fn(|| self.pop()).take(n));
+            return;
+        }
+        self.per_class[0] -= n;
+        if n == self.items.len() && out.is_empty() {
+            *out = Vec::from(std::mem::take(&mut self.items));
+        } else {
+            out.extend(self.items.drain(..n));
+        }
     }
 
     /// Takes out every item `remove` matches, keeping the others in order; returns them.
     pub fn remove_where(&mut self, mut remove: impl FnMut(&T) -> bool) -> Vec<T> {
         let mut removed = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.items.len());
-        for (p, item) in self.items.drain(..) {
+        let mut kept = ShedBuffer::new(self.capacity, self.policy.clone());
+        while let Some((p, item)) = self.pop_front() {
             if remove(&item) {
-                let slot = usize::from(p).min(self.per_class.len() - 1);
-                self.per_class[slot] -= 1;
                 removed.push(item);
             } else {
-                kept.push_back((p, item));
+                kept.push(p, item);
             }
         }
-        self.items = kept;
+        *self = kept;
         removed
     }
 }

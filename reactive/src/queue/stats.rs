@@ -76,8 +76,9 @@ pub struct QueueSnapshot {
     pub dropped_oldest: u64,
     /// Items shed per priority class (index = class).
     pub dropped_priority: Vec<u64>,
-    /// Items discarded when the safety cap ended the stream: the one that found the cap and
-    /// those still queued.
+    /// Items discarded when the safety cap ended the stream: the one that found the cap (with
+    /// the rest of the batch it came in, when the source handed over a batch) and those still
+    /// queued.
     pub dropped_overflow: u64,
     /// Items removed on purpose by a [`Purger`](crate::purge::Purger) (a revoked Kafka
     /// partition's records, say). Not counted in [`dropped`](Self::dropped): their owner
@@ -144,7 +145,14 @@ impl QueueStats {
     /// Input side: an item entered.
     #[inline]
     pub(crate) fn pushed(&self, bytes: u64) {
-        let pushed = bump(&self.pushed, 1);
+        self.pushed_n(1, bytes);
+    }
+
+    /// Input side: `n` items of `bytes` in all entered at once (the high-water mark is the
+    /// depth after them: it only grows while they enter).
+    #[inline]
+    pub(crate) fn pushed_n(&self, n: u64, bytes: u64) {
+        let pushed = bump(&self.pushed, n);
         let bytes_in = bump(&self.bytes_in, bytes);
         let depth = pushed
             .saturating_sub(self.evicted.load(Ordering::Relaxed))
@@ -165,7 +173,13 @@ impl QueueStats {
     /// Output side: an item left downstream.
     #[inline]
     pub(crate) fn popped(&self, bytes: u64) {
-        bump(&self.popped, 1);
+        self.popped_n(1, bytes);
+    }
+
+    /// Output side: `n` items of `bytes` in all left downstream at once.
+    #[inline]
+    pub(crate) fn popped_n(&self, n: u64, bytes: u64) {
+        bump(&self.popped, n);
         bump(&self.bytes_out, bytes);
     }
 
