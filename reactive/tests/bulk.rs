@@ -241,3 +241,41 @@ async fn the_safety_cap_trips_inside_a_batch_and_counts_the_rest_of_it() {
     // cancel reached it: each is delivered or counted as the cap's discard.
     assert_eq!(seen.items.len() as u64 + snap.dropped_overflow, 1_000);
 }
+
+#[tokio::test]
+async fn map_and_filter_pass_batches_on_and_keep_demand_whole() {
+    let (recorder, seen) = Recorder::new(true, 100, None);
+    reactive::iter(0..10_000u64)
+        .map(|x| x * 3)
+        .filter(|x| x % 2 == 0)
+        .connect(recorder)
+        .await;
+    let seen = seen.lock().unwrap();
+    let expected: Vec<u64> = (0..10_000u64)
+        .map(|x| x * 3)
+        .filter(|x| x % 2 == 0)
+        .collect();
+    assert_eq!(seen.items, expected);
+    assert!(seen.completed);
+    // What the filter removed is asked for again in one request, which comes back as a
+    // smaller batch, down to single items: most items still travel in batches.
+    assert!(
+        seen.singles * 20 < seen.items.len(),
+        "{} of {} items came one by one",
+        seen.singles,
+        seen.items.len()
+    );
+}
+
+#[tokio::test]
+async fn map_hands_items_one_by_one_to_a_subscriber_that_does_not_take_batches() {
+    let (recorder, seen) = Recorder::new(false, 10, Some(35));
+    reactive::iter(0..u64::MAX)
+        .map(|x| x + 1)
+        .connect(recorder)
+        .await;
+    let seen = seen.lock().unwrap();
+    // The cancel at the 35th item stops the 36th: nothing was delivered in bulk past it.
+    assert_eq!(seen.items, (1..=35).collect::<Vec<_>>());
+    assert!(seen.batches.is_empty());
+}

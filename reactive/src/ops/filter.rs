@@ -72,6 +72,24 @@ where
             upstream.request(1);
         }
     }
+    /// Passes on what the predicate keeps as one batch, and asks upstream again for what it
+    /// removed, in one request.
+    fn on_next_batch(&mut self, items: &mut Vec<T>) {
+        let before = items.len();
+        items.retain(|item| (self.f)(item));
+        let removed = (before - items.len()) as u64;
+        if !items.is_empty() {
+            self.downstream.on_next_batch(items);
+        }
+        if let (Some(upstream), true) = (&self.upstream, removed > 0) {
+            upstream.request(removed);
+        }
+    }
+    /// As its downstream: a filter passes batches on when its downstream takes them.
+    #[inline]
+    fn takes_batches(&self) -> bool {
+        self.downstream.takes_batches()
+    }
     fn on_error(&mut self, error: Error) {
         self.downstream.on_error(error)
     }

@@ -57,6 +57,16 @@ where
     fn on_next(&mut self, item: T) {
         self.downstream.on_next((self.f)(item))
     }
+    /// Maps the batch and passes it on as one batch.
+    fn on_next_batch(&mut self, items: &mut Vec<T>) {
+        let mut mapped: Vec<U> = items.drain(..).map(&mut self.f).collect();
+        self.downstream.on_next_batch(&mut mapped);
+    }
+    /// As its downstream: a map passes batches on when its downstream takes them.
+    #[inline]
+    fn takes_batches(&self) -> bool {
+        self.downstream.takes_batches()
+    }
     fn on_error(&mut self, error: Error) {
         self.downstream.on_error(error)
     }
