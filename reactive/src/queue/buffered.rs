@@ -160,7 +160,12 @@ impl<T> std::fmt::Debug for QueueSubscriber<T> {
 
 impl<T> QueueSubscriber<T> {
     fn finish(&mut self, end: Option<Error>) {
-        let waker = self.shared.lock().handoff.finish(end);
+        let waker = {
+            let mut state = self.shared.lock();
+            // A source that has ended waits for nothing: a blocked spell ends with it.
+            self.stats.set_blocked(false);
+            state.handoff.finish(end)
+        };
         wake(waker);
     }
 

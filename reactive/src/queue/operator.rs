@@ -79,12 +79,13 @@ impl<P: Publisher> Publisher for Queue<P> {
     fn connect<S: Subscriber<P::Item>>(self, subscriber: S) -> Self::Connection<S> {
         let safety_cap = match self.config.mode {
             Mode::Pull => {
+                let stats = self.stats.clone();
                 let (input, forward) = pull::connect(subscriber, self.stats);
                 let inner = Inner::Pull {
                     upstream: self.upstream.connect(input),
                     forward,
                 };
-                return QueueConnection { inner };
+                return QueueConnection { inner, stats };
             }
             Mode::Bounded(_) => None,
             Mode::Unbounded { safety_cap } => safety_cap,
@@ -96,12 +97,13 @@ impl<P: Publisher> Publisher for Queue<P> {
             self.config.clone(),
             self.stats.clone(),
         );
+        let stats = self.stats.clone();
         let input = buffered::input(self.shared, self.config, self.stats, safety_cap);
         let inner = Inner::Buffered {
             upstream: Some(self.upstream.connect(input)),
             emitter,
         };
-        QueueConnection { inner }
+        QueueConnection { inner, stats }
     }
 }
 
@@ -112,6 +114,7 @@ pin_project! {
     pub struct QueueConnection<P: Publisher, S: Subscriber<P::Item>> {
         #[pin]
         inner: Inner<P, S>,
+        stats: Arc<QueueStats>,
     }
 }
 
@@ -149,7 +152,9 @@ impl<P: Publisher, S: Subscriber<P::Item>> Future for QueueConnection<P, S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project().inner.project() {
+        let this = self.project();
+        let stats = &*this.stats;
+        let done = match this.inner.project() {
             Project::Pull { upstream, forward } => {
                 forward.poll(cx);
                 upstream.poll(cx)
@@ -170,6 +175,9 @@ impl<P: Publisher, S: Subscriber<P::Item>> Future for QueueConnection<P, S> {
                 }
                 done
             }
-        }
+        };
+        // A blocked spell still open now lasts past this poll: time it from here.
+        stats.stamp_blocked();
+        done
     }
 }

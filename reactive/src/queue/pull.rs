@@ -119,6 +119,8 @@ impl<T, S: Subscriber<T>> Subscriber<T> for PullSubscriber<S> {
     }
 
     fn on_error(&mut self, error: Error) {
+        // A source that has ended waits for nothing: a blocked spell ends with it.
+        self.stats.set_blocked(false);
         if let Some(down) = &self.down {
             down.terminate();
         }
@@ -131,6 +133,8 @@ impl<T, S: Subscriber<T>> Subscriber<T> for PullSubscriber<S> {
     }
 
     fn on_complete(&mut self) {
+        // A source that has ended waits for nothing: a blocked spell ends with it.
+        self.stats.set_blocked(false);
         if let Some(down) = &self.down {
             down.terminate();
         }

@@ -37,6 +37,8 @@ pub struct QueueStats {
     bytes_out: AtomicU64,
     overflowed: AtomicBool,
     blocked: Mutex<Blocked>,
+    /// Whether `blocked` holds an unstamped spell: the end of a poll checks this alone.
+    unstamped: AtomicBool,
 }
 
 /// Adds to a counter that only the calling side writes: no locked instruction needed.
@@ -51,6 +53,9 @@ fn bump(counter: &AtomicU64, n: u64) -> u64 {
 struct Blocked {
     total: Duration,
     since: Option<Instant>,
+    /// Blocked since some time in the queue task's current poll, not yet stamped: see
+    /// [`QueueStats::stamp_blocked`].
+    unstamped: bool,
 }
 
 /// A copy of a queue's counters at one moment.
@@ -84,7 +89,10 @@ pub struct QueueSnapshot {
     /// partition's records, say). Not counted in [`dropped`](Self::dropped): their owner
     /// delivers them again.
     pub purged: u64,
-    /// Time the upstream spent blocked by a full queue (in pull mode: with no downstream demand).
+    /// Time the upstream spent blocked by a full queue (in pull mode: with no downstream
+    /// demand), timed from the end of the queue task's poll in which it became blocked: a
+    /// spell that ends within that poll (the queue drained and granted again at once) counts
+    /// as none.
     pub blocked: Duration,
     /// Whether an unbounded queue hit its safety cap.
     pub overflowed: bool,
@@ -139,6 +147,7 @@ impl QueueStats {
             bytes_out: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             blocked: Mutex::new(Blocked::default()),
+            unstamped: AtomicBool::new(false),
         }
     }
 
@@ -215,16 +224,37 @@ impl QueueStats {
         self.overflowed.store(true, Ordering::Relaxed);
     }
 
-    /// Marks the start or the end of a blocked spell.
+    /// Marks the start or the end of a blocked spell. Both happen in the queue's task; the
+    /// clock is read only for a spell that outlives the poll it began in (see
+    /// [`stamp_blocked`](Self::stamp_blocked)), so a queue that fills and is drained within
+    /// one poll, as a fast pipeline's does at every batch, pays no clock read for it.
     pub(crate) fn set_blocked(&self, blocked: bool) {
         let mut b = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        match (blocked, b.since) {
-            (true, None) => b.since = Some(Instant::now()),
-            (false, Some(since)) => {
-                b.total += since.elapsed();
-                b.since = None;
+        if blocked {
+            if b.since.is_none() && !b.unstamped {
+                b.unstamped = true;
+                self.unstamped.store(true, Ordering::Relaxed);
             }
-            _ => {}
+        } else {
+            if let Some(since) = b.since.take() {
+                b.total += since.elapsed();
+            }
+            b.unstamped = false;
+        }
+    }
+
+    /// Called by the queue's task at the end of each poll: a spell still open then is timed
+    /// from now on. A spell that began and ended within the poll counts as none: the source
+    /// waited for no wake-up.
+    #[inline]
+    pub(crate) fn stamp_blocked(&self) {
+        if !self.unstamped.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut b = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        if b.unstamped {
+            b.unstamped = false;
+            b.since = Some(Instant::now());
         }
     }
 
