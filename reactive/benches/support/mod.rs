@@ -1,5 +1,8 @@
 //! Shared by the bench binaries: repeat a measurement and keep the median.
 
+// Each bench binary uses some of these.
+#![allow(dead_code)]
+
 use std::time::{Duration, Instant};
 
 /// Runs `f` (which processes `items` items) `reps` times after one warm-up and returns the
@@ -15,6 +18,33 @@ pub fn items_per_sec(items: u64, reps: usize, mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort();
     items as f64 / times[reps / 2].as_secs_f64()
+}
+
+/// A contender in [`interleaved`]: its name, and one run of it.
+pub type Contender<'a> = (String, Box<dyn FnMut() + 'a>);
+
+/// Runs every contender once to warm up, then `reps` rounds in which each runs once in turn, so
+/// that a machine whose load drifts (other builds, other benches) weighs on all of them alike.
+/// Returns each one's median throughput in items per second, in the order given.
+pub fn interleaved(items: u64, reps: usize, contenders: &mut [Contender<'_>]) -> Vec<f64> {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(reps); contenders.len()];
+    for (_, f) in contenders.iter_mut() {
+        f();
+    }
+    for _ in 0..reps {
+        for (i, (_, f)) in contenders.iter_mut().enumerate() {
+            let start = Instant::now();
+            f();
+            times[i].push(start.elapsed());
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            items as f64 / t[reps / 2].as_secs_f64()
+        })
+        .collect()
 }
 
 /// Prints one result line: the figure, and its ratio to the baseline.
