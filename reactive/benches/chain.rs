@@ -1,6 +1,7 @@
 //! Benchmark a): range → map → counting subscriber in one task, against the same work as a
 //! plain `futures` stream (`iter(..).map(..)` folded). Run with `cargo bench -p reactive --bench chain`.
 
+#[allow(dead_code)] // each bench uses some of it
 mod support;
 
 use std::hint::black_box;

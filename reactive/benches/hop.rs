@@ -24,6 +24,7 @@
 //! - `spawn_stream` of `Vec<u64>` chunks, the same chunks as the chunked baselines, four in
 //!   flight.
 
+#[allow(dead_code)] // each bench uses some of it
 mod support;
 
 use std::hint::black_box;

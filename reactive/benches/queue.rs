@@ -12,6 +12,7 @@
 //! 2. Heap bytes per queued 512-byte event, counted by a global allocator that tracks live
 //!    bytes. Target ≤ 1.2 × 512 + 64 = 678 bytes.
 
+#[allow(dead_code)] // each bench uses some of it
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};

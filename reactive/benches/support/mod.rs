@@ -1,8 +1,5 @@
 //! Shared by the bench binaries: repeat a measurement and keep the median.
 
-// Each bench binary uses some of these.
-#![allow(dead_code)]
-
 use std::time::{Duration, Instant};
 
 /// Runs `f` (which processes `items` items) `reps` times after one warm-up and returns the
