@@ -37,6 +37,16 @@
 //!   never call back into the subscriber. Calling `request` from inside `on_next` is allowed
 //!   (rule 3.2) and the stack depth stays constant (rule 3.3).
 //!
+//! - **Items in bulk, where both sides want it.** A subscriber whose
+//!   [`takes_batches`](Subscriber::takes_batches) is true may receive several items in one
+//!   [`on_next_batch`](Subscriber::on_next_batch) call: one permit per item, in order, never
+//!   past the demand. [`iter`], the queues and `map`/`filter` hand items over this way; an
+//!   [`Inbox`] and a queue's input take them (one lock for the batch), and
+//!   [`Inbox::recv_many`] hands a run out at once. A subscriber that does not opt in sees
+//!   items one `on_next` at a time, exactly as before. A batch is one delivery: a `cancel`
+//!   made during it stops the batches after it (for an item-by-item subscriber, the very next
+//!   item).
+//!
 //! # Demand
 //! Each `on_next` uses one permit. A subscriber that requested `n` receives at most `n` items
 //! (rule 1.1); it may receive fewer and then a terminal signal (rule 1.2). `request(0)` is an
