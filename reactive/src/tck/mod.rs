@@ -107,9 +107,10 @@ pub fn run<F: Future<Output = Outcome>>(check: F) -> Outcome {
 }
 
 /// Expands into a module of `#[test]` functions, one per publisher rule, for the
-/// [`PublisherVerification`] that `$make` builds, and a module `pending` that runs every rule
-/// again over its pausing upstream (skipped when it has none; see
-/// [`PublisherVerification::over`]).
+/// [`PublisherVerification`] that `$make` builds; a module `batches` that runs every rule
+/// again with probes that take batches ([`PublisherVerification::batches_variant`]); and a
+/// module `pending` that runs every rule again over its pausing upstream (skipped when it has
+/// none; see [`PublisherVerification::over`]).
 #[macro_export]
 macro_rules! publisher_tck {
     ($name:ident, $make:expr) => {
@@ -121,6 +122,12 @@ macro_rules! publisher_tck {
                 $make
             }
             $crate::__publisher_rules!(__tck_tests; verification);
+            mod batches {
+                fn verification() -> $crate::tck::PublisherVerification {
+                    super::verification().batches_variant()
+                }
+                $crate::__publisher_rules!(__tck_tests; verification);
+            }
             mod pending {
                 fn verification() -> ::core::option::Option<$crate::tck::PublisherVerification> {
                     super::verification().pending_variant()

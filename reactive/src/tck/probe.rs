@@ -34,6 +34,13 @@ struct Shared {
     /// Cancel from inside this `on_next` (1-based); 0: never.
     cancel_at: u64,
     nexts: AtomicU64,
+    /// Whether the probe takes batches (`on_next_batch`); each of its items is logged as a
+    /// `Next`, and requests and the cancel happen as if they had come one by one.
+    batches: bool,
+    /// `on_next` and `on_next_batch` calls.
+    deliveries: AtomicU64,
+    /// The items received by the end of the delivery in which the probe cancelled itself.
+    nexts_when_cancelled: AtomicU64,
 }
 
 thread_local! {
@@ -70,6 +77,23 @@ impl Probe {
         })
     }
 
+    /// A probe with the given options and its handle: see [`new`](Self::new) and
+    /// [`cancelling_at`](Self::cancelling_at); with `batches`, it takes its items in batches
+    /// (`takes_batches() == true`), logs each item as a `Next`, and requests (or cancels) as
+    /// if they had come one by one.
+    pub fn with_options(
+        request_in_on_next: u64,
+        cancel_at: u64,
+        batches: bool,
+    ) -> (Probe, ProbeHandle) {
+        Self::with(Shared {
+            request_in_on_next,
+            cancel_at,
+            batches,
+            ..Shared::default()
+        })
+    }
+
     fn with(shared: Shared) -> (Probe, ProbeHandle) {
         let shared = Arc::new(shared);
         (
@@ -81,6 +105,11 @@ impl Probe {
     }
 
     fn record(&self, signal: Signal) {
+        self.record_many(signal, 1);
+    }
+
+    /// Logs `signal` `count` times as one call (a batch of `count` items when it is `Next`).
+    fn record_many(&self, signal: Signal, count: u64) {
         let shared = &*self.shared;
         if shared.active.swap(true, Ordering::AcqRel) {
             shared.overlaps.fetch_add(1, Ordering::Relaxed);
@@ -91,22 +120,39 @@ impl Probe {
         });
         shared.max_depth.fetch_max(depth, Ordering::Relaxed);
         let next = matches!(signal, Signal::Next);
-        lock(&shared.log).push(signal);
+        {
+            let mut log = lock(&shared.log);
+            for _ in 1..count {
+                log.push(signal.clone());
+            }
+            log.push(signal);
+        }
         if next {
-            let nth = shared.nexts.fetch_add(1, Ordering::AcqRel) + 1;
-            if shared.request_in_on_next > 0 || shared.cancel_at == nth {
-                let subscription = lock(&shared.subscription).clone();
-                if let Some(subscription) = subscription {
-                    if shared.cancel_at == nth {
-                        subscription.cancel();
-                    } else {
-                        subscription.request(shared.request_in_on_next);
-                    }
-                }
+            shared.deliveries.fetch_add(1, Ordering::AcqRel);
+            let before = shared.nexts.fetch_add(count, Ordering::AcqRel);
+            for nth in before + 1..=before + count {
+                self.react_to(nth, before + count);
             }
         }
         DEPTH.with(|d| d.set(d.get() - 1));
         shared.active.store(false, Ordering::Release);
+    }
+
+    /// What the probe does on its `nth` item, delivered in a call that ends at item `last`.
+    fn react_to(&self, nth: u64, last: u64) {
+        let shared = &*self.shared;
+        if shared.request_in_on_next == 0 && shared.cancel_at != nth {
+            return;
+        }
+        let subscription = lock(&shared.subscription).clone();
+        if let Some(subscription) = subscription {
+            if shared.cancel_at == nth {
+                subscription.cancel();
+                shared.nexts_when_cancelled.store(last, Ordering::Release);
+            } else {
+                subscription.request(shared.request_in_on_next);
+            }
+        }
     }
 }
 
@@ -127,6 +173,16 @@ impl<T> Subscriber<T> for Probe {
     fn on_next(&mut self, item: T) {
         drop(item);
         self.record(Signal::Next);
+    }
+    fn on_next_batch(&mut self, items: &mut Vec<T>) {
+        let count = items.len() as u64;
+        items.clear();
+        if count > 0 {
+            self.record_many(Signal::Next, count);
+        }
+    }
+    fn takes_batches(&self) -> bool {
+        self.shared.batches
     }
     fn on_error(&mut self, error: Error) {
         self.record(Signal::Error(error));
@@ -154,6 +210,20 @@ impl ProbeHandle {
             .iter()
             .filter(|s| matches!(s, Signal::Next))
             .count() as u64
+    }
+
+    /// How many deliveries of items arrived: `on_next` calls, and `on_next_batch` calls for a
+    /// probe that takes batches.
+    pub fn deliveries(&self) -> u64 {
+        self.shared.deliveries.load(Ordering::Acquire)
+    }
+
+    /// The items received by the end of the delivery in which a
+    /// [`cancelling_at`](Probe::cancelling_at) probe cancelled itself (0 before it did): the
+    /// `n`-th item for a probe that takes items one by one, the end of that item's batch for
+    /// one that takes batches.
+    pub fn nexts_when_cancelled(&self) -> u64 {
+        self.shared.nexts_when_cancelled.load(Ordering::Acquire)
     }
 
     /// How many terminal signals arrived.

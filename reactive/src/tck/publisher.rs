@@ -52,6 +52,8 @@ pub struct PublisherVerification {
     pub(super) settle: Duration,
     /// Why the publisher needs one more request to find out it is done, if it does.
     pub(super) extra_request_to_complete: Option<&'static str>,
+    /// Whether the probes take batches (`on_next_batch`).
+    pub(super) batches: bool,
 }
 
 impl std::fmt::Debug for PublisherVerification {
@@ -103,6 +105,7 @@ impl PublisherVerification {
             timeout: Duration::from_secs(2),
             settle: Duration::from_millis(20),
             extra_request_to_complete: None,
+            batches: false,
         }
     }
 
@@ -167,6 +170,22 @@ impl PublisherVerification {
         self
     }
 
+    /// The same verification with probes that take batches (`takes_batches() == true`), so
+    /// that a publisher's bulk path (`on_next_batch`) is held to the same rules: the
+    /// `batches` tests of [`publisher_tck!`](crate::publisher_tck). There, a `cancel` made
+    /// during a delivery stops the deliveries after it.
+    pub fn batches_variant(&self) -> Self {
+        PublisherVerification {
+            batches: true,
+            ..self.clone()
+        }
+    }
+
+    /// A probe for this verification (taking batches in the `batches` variant).
+    pub(super) fn probe(&self, request_in_on_next: u64) -> (Probe, ProbeHandle) {
+        Probe::with_options(request_in_on_next, 0, self.batches)
+    }
+
     /// The same verification with the pausing upstream as its publisher, if it has one.
     pub fn pending_variant(&self) -> Option<Self> {
         let pending = self.pending.clone()?;
@@ -213,7 +232,7 @@ impl PublisherVerification {
     }
 
     pub(super) fn start_with(&self, n: u64, request_in_on_next: u64) -> Run {
-        let (probe, handle) = Probe::new(request_in_on_next);
+        let (probe, handle) = self.probe(request_in_on_next);
         self.launch(&self.factory, n.min(self.max_elements), probe, handle)
     }
 

@@ -1,7 +1,7 @@
 //! The rules of section 1 (the publisher's signals) and 2.12.
 
 use super::publisher::{LONG, PublisherVerification, Run};
-use super::{Outcome, Probe, Signal};
+use super::{Outcome, Signal};
 use crate::demand::UNBOUNDED;
 
 impl PublisherVerification {
@@ -76,7 +76,7 @@ impl PublisherVerification {
         let Some(failed) = &self.failed else {
             return Outcome::Skipped("rule 1.4 needs a failing publisher (with_failed)");
         };
-        let (probe, handle) = Probe::new(0);
+        let (probe, handle) = self.probe(0);
         let run = Run {
             probe: handle,
             task: tokio::spawn(failed(probe)),
@@ -173,7 +173,7 @@ impl PublisherVerification {
             runs.push(run);
         }
         if let Some(failed) = &self.failed {
-            let (probe, handle) = Probe::new(0);
+            let (probe, handle) = self.probe(0);
             let run = Run {
                 probe: handle,
                 task: tokio::spawn(failed(probe)),

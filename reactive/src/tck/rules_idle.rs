@@ -1,8 +1,8 @@
 //! Release rules (3.9, 3.13): what ends a connection, over an idle upstream when the
 //! verification has one.
 
+use super::Outcome;
 use super::publisher::{LONG, PublisherVerification, Run};
-use super::{Outcome, Probe};
 use crate::Error;
 
 impl PublisherVerification {
@@ -28,7 +28,7 @@ impl PublisherVerification {
 
     fn start_idle(&self) -> Option<Run> {
         let idle = self.idle.as_ref()?;
-        let (probe, handle) = Probe::new(0);
+        let (probe, handle) = self.probe(0);
         Some(self.launch(idle, 0, probe, handle))
     }
 
