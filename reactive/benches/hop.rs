@@ -270,35 +270,10 @@ fn main() {
     contenders.extend(ours(&runtime));
     let rates = support::interleaved(ITEMS, reps, &mut contenders);
     let names: Vec<String> = contenders.into_iter().map(|(name, _)| name).collect();
-    let baselines: Vec<(&str, f64)> = names[..n_baselines]
-        .iter()
-        .map(String::as_str)
-        .zip(rates.iter().copied())
-        .collect();
-    for (name, rate) in &baselines {
-        println!(
-            "{:<44} {:>8.1} M items/s",
-            format!("baseline: {name}"),
-            rate / 1e6
-        );
-    }
-    // The batched ones: recv_many per item, and the two chunked channels.
-    let best = [baselines[2], baselines[3], baselines[5]]
-        .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap();
-    for (name, rate) in names[n_baselines..].iter().zip(&rates[n_baselines..]) {
-        let headline = name.contains("Vec chunks")
-            || name == &format!("reactive spawn_stream(prefetch {CHUNK}), recv_many");
-        support::report(
-            name,
-            *rate,
-            &format!("best batched: {}", best.0),
-            best.1,
-            headline.then_some(1.0),
-        );
-        for (baseline, value) in &baselines {
-            support::report("", *rate, baseline, *value, None);
-        }
-    }
+    // The batched ones: recv_many per item, and the two chunked channels; the target is judged
+    // on the chunks and on recv_many at prefetch CHUNK.
+    let headline = format!("reactive spawn_stream(prefetch {CHUNK}), recv_many");
+    support::report_all(&names, &rates, n_baselines, &[2, 3, 5], |_, name| {
+        (name.contains("Vec chunks") || name == headline).then_some(1.0)
+    });
 }

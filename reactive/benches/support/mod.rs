@@ -65,3 +65,43 @@ pub fn reps(default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Prints the baselines (the first `n_baselines` of `names` and `rates`), then each of ours
+/// against the best of the baselines at the indices `batched` (with the target `target(i,
+/// name)` gives the `i`-th of ours, if any) and against every baseline.
+pub fn report_all(
+    names: &[String],
+    rates: &[f64],
+    n_baselines: usize,
+    batched: &[usize],
+    target: impl Fn(usize, &str) -> Option<f64>,
+) {
+    let baselines: Vec<(&str, f64)> = names[..n_baselines]
+        .iter()
+        .map(String::as_str)
+        .zip(rates.iter().copied())
+        .collect();
+    for (name, rate) in &baselines {
+        println!(
+            "{:<44} {:>8.1} M items/s",
+            format!("baseline: {name}"),
+            rate / 1e6
+        );
+    }
+    let best = batched
+        .iter()
+        .map(|&i| baselines[i])
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("at least one batched baseline");
+    let best_name = format!("best batched: {}", best.0);
+    for (i, (name, rate)) in names[n_baselines..]
+        .iter()
+        .zip(&rates[n_baselines..])
+        .enumerate()
+    {
+        report(name, *rate, &best_name, best.1, target(i, name));
+        for (baseline, value) in &baselines {
+            report("", *rate, baseline, *value, None);
+        }
+    }
+}
