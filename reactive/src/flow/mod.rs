@@ -18,7 +18,7 @@
 
 mod aimd;
 mod bottleneck;
-mod concurrency;
+pub mod concurrency;
 pub mod credit;
 mod forecast;
 mod signal;
