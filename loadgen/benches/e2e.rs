@@ -22,7 +22,8 @@
 //! - Stage shares come from the pipeline's own accounting: the generator's busy, held-back and
 //!   idle time, and the sink workers' busy time over `workers × elapsed`.
 //!
-//! `E2E_PROFILE=ours` runs the pipeline alone (for `perf record`); `E2E_FLAGS` adds `loadgen run`
+//! `E2E_PROFILE=ours` runs the pipeline alone (for `perf record`), `E2E_PROFILE=limit` the limit
+//! client alone; `E2E_FLAGS` adds `loadgen run`
 //! flags to the pipeline's (e.g. `--worker-window 4096`). `BENCH_REPS` (default 3) sets
 //! the reps, `E2E_BATCHES` the batch sizes (default
 //! `1,16,64,256,1024`), `E2E_EVENTS` the events per rep (default: 20,000 × batch, at most
@@ -283,8 +284,10 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 64, 256, 1024]);
-    // For `perf record`: the pipeline alone, no limit client, no table.
-    let profile_ours = std::env::var("E2E_PROFILE").is_ok_and(|v| v == "ours");
+    // For `perf record`: the pipeline alone (or the limit client alone), no table.
+    let profile = std::env::var("E2E_PROFILE").ok();
+    let profile_ours = profile.as_deref() == Some("ours");
+    let profile_limit = profile.as_deref() == Some("limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,8 +328,22 @@ fn main() {
             for _ in 0..reps {
                 let rep = run_ours();
                 println!(
-                    "{batch:>6} {events:>8} {:>12.0} (ours only)",
-                    rep.rate(events)
+                    "{batch:>6} {events:>8} {:>12.0} (ours only; this process {:.2} µs/ev, sinkd {:.2} µs/ev)",
+                    rep.rate(events),
+                    micros_per_event(rep.own_cpu, events),
+                    micros_per_event(rep.sinkd_cpu, events)
+                );
+            }
+            continue;
+        }
+        if profile_limit {
+            for _ in 0..reps {
+                let rep = run_limit();
+                println!(
+                    "{batch:>6} {events:>8} {:>12.0} (limit only; this process {:.2} µs/ev, sinkd {:.2} µs/ev)",
+                    rep.rate(events),
+                    micros_per_event(rep.own_cpu, events),
+                    micros_per_event(rep.sinkd_cpu, events)
                 );
             }
             continue;
