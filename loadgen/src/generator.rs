@@ -12,8 +12,11 @@
 //! The same seed gives the same ids, keys, priorities and payload bytes.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
@@ -152,6 +155,7 @@ impl Making {
     /// Makes the events due by `now` (plus [`AHEAD`]) into `chunk`, up to [`CHUNK`] of them.
     fn fill(&mut self, now: Instant, chunk: &mut VecDeque<Event>) -> Filled {
         let total = self.schedule.total();
+        let mut missed = 0;
         while chunk.len() < CHUNK {
             if self.stats.stop.load(Ordering::Relaxed) || self.offset >= total {
                 break;
@@ -176,7 +180,7 @@ impl Making {
                 if !self.catching_up {
                     // Demand was there and the event is late anyway: the generator cannot
                     // keep up.
-                    self.stats.missed.fetch_add(1, Ordering::Relaxed);
+                    missed += 1;
                 }
             } else {
                 self.catching_up = false;
@@ -185,6 +189,9 @@ impl Making {
             chunk.push_back(self.factory.make(self.id, ts_ns));
             self.id += 1;
             self.offset += Duration::from_secs_f64(1.0 / rate);
+        }
+        if missed > 0 {
+            self.stats.missed.fetch_add(missed, Ordering::Relaxed);
         }
         if chunk.is_empty() {
             Filled::Done
@@ -209,54 +216,165 @@ pub fn events(
     stats: Arc<GeneratorStats>,
     stage: Stage,
 ) -> impl Stream<Item = Event> {
-    let mut making = Making {
-        schedule,
-        factory: Factory::new(shape),
-        origin,
-        origin_epoch_ns,
-        signal,
-        stats: stats.clone(),
-        id: 0,
-        offset: Duration::ZERO,
-        catching_up: false,
-    };
-    async_stream::stream! {
-        let mut chunk = VecDeque::with_capacity(CHUNK);
-        let mut emitted = 0u64;
-        loop {
-            stage.set(Activity::Busy);
-            match making.fill(Instant::now(), &mut chunk) {
-                Filled::Made => {}
-                Filled::Wait(intended) => {
-                    stage.set(Activity::Idle);
-                    tokio::time::sleep_until(intended).await;
-                    continue;
-                }
-                Filled::Done => break,
-            }
-            // Until the pipeline has taken the chunk, the generator is held back.
-            stage.set(Activity::Backpressured);
-            let handed = Instant::now();
-            while let Some(event) = chunk.pop_front() {
-                if stats.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                emitted += 1;
-                stats.emitted.store(emitted, Ordering::Relaxed);
-                stage.record_out(1);
-                yield event;
-            }
-            if handed.elapsed() > MISSED_AFTER {
-                making.catching_up = true;
+    Events {
+        making: Making {
+            schedule,
+            factory: Factory::new(shape),
+            origin,
+            origin_epoch_ns,
+            signal,
+            stats,
+            id: 0,
+            offset: Duration::ZERO,
+            catching_up: false,
+        },
+        stage,
+        chunk: VecDeque::with_capacity(CHUNK),
+        handing: None,
+        sleep: None,
+        emitted: 0,
+        done: false,
+    }
+}
+
+/// See [`events`]: a hand-written stream, so that handing out an event is a pop and a few
+/// counters.
+struct Events {
+    making: Making,
+    stage: Stage,
+    chunk: VecDeque<Event>,
+    /// While a chunk is handed out: when that began, and how many went out.
+    handing: Option<(Instant, u64)>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    emitted: u64,
+    done: bool,
+}
+
+impl Events {
+    /// The chunk is handed out: counts it, and notes whether waiting for demand made it late.
+    fn handed(&mut self) {
+        if let Some((since, n)) = self.handing.take() {
+            self.stage.record_out(n);
+            if since.elapsed() > MISSED_AFTER {
+                self.making.catching_up = true;
             }
         }
-        stage.set(Activity::Idle);
+    }
+}
+
+impl Stream for Events {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let this = &mut *self;
+        loop {
+            if let Some(sleep) = this.sleep.as_mut() {
+                ready!(sleep.as_mut().poll(cx));
+                this.sleep = None;
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if this.making.stats.stop.load(Ordering::Relaxed) {
+                this.chunk.clear();
+            }
+            if let Some(event) = this.chunk.pop_front() {
+                this.emitted += 1;
+                this.making
+                    .stats
+                    .emitted
+                    .store(this.emitted, Ordering::Relaxed);
+                if let Some((_, n)) = this.handing.as_mut() {
+                    *n += 1;
+                }
+                return Poll::Ready(Some(event));
+            }
+            this.handed();
+            this.stage.set(Activity::Busy);
+            match this.making.fill(Instant::now(), &mut this.chunk) {
+                Filled::Made => {
+                    // Until the pipeline has taken the chunk, the generator is held back.
+                    this.stage.set(Activity::Backpressured);
+                    this.handing = Some((Instant::now(), 0));
+                }
+                Filled::Wait(intended) => {
+                    this.stage.set(Activity::Idle);
+                    this.sleep = Some(Box::pin(tokio::time::sleep_until(intended)));
+                }
+                Filled::Done => {
+                    this.stage.set(Activity::Idle);
+                    this.done = true;
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::Profile;
+    use futures::StreamExt;
+
+    fn stream_of(
+        rate: f64,
+        duration: Duration,
+    ) -> (impl Stream<Item = Event>, Arc<GeneratorStats>, Stage) {
+        let schedule = Schedule::from_profile(Profile::Constant, rate, 0.0, duration);
+        let shape = EventShape {
+            seed: 3,
+            keys: 8,
+            msg_size: 64,
+        };
+        let (stats, stage) = (Arc::new(GeneratorStats::default()), Stage::new("generator"));
+        let s = events(
+            schedule,
+            shape,
+            Instant::now(),
+            0,
+            None,
+            stats.clone(),
+            stage.clone(),
+        );
+        (s, stats, stage)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stream_emits_the_schedule_s_events_in_order_whatever_the_chunks() {
+        // 1,000/s: an event per wake-up; 10^6/s: chunks of CHUNK.
+        for (rate, duration, n) in [
+            (1000.0, Duration::from_millis(200), 200u64),
+            (1e6, Duration::from_millis(1), 1000),
+        ] {
+            let (stream, stats, stage) = stream_of(rate, duration);
+            let got: Vec<Event> = stream.collect().await;
+            let mut f = Factory::new(EventShape {
+                seed: 3,
+                keys: 8,
+                msg_size: 64,
+            });
+            let step = 1e9 / rate;
+            let want: Vec<Event> = (0..n)
+                .map(|i| f.make(i, (i as f64 * step).round() as i64))
+                .collect();
+            assert_eq!(got, want, "at {rate}/s");
+            assert_eq!(stats.emitted.load(Ordering::Relaxed), n);
+            assert_eq!(stats.missed.load(Ordering::Relaxed), 0);
+            assert_eq!(stage.snapshot().items_out, n);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stream_ends_when_told_to_stop_mid_chunk() {
+        let (stream, stats, _) = stream_of(1e6, Duration::from_secs(1));
+        let mut stream = Box::pin(stream);
+        for _ in 0..10 {
+            assert!(stream.next().await.is_some());
+        }
+        stats.stop.store(true, Ordering::Relaxed);
+        assert!(stream.next().await.is_none());
+        assert_eq!(stats.emitted.load(Ordering::Relaxed), 10);
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_events() {
