@@ -14,8 +14,8 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,12 +26,53 @@ use tokio::time::Instant;
 
 use crate::schedule::Schedule;
 
-/// Counters the generator shares with the run.
+/// Counters the generator shares with the run, and the payload buffers the run hands back.
 #[derive(Debug, Default)]
 pub struct GeneratorStats {
     pub emitted: AtomicU64,
     pub missed: AtomicU64,
     pub stop: AtomicBool,
+    /// Payload buffers of written events, for the generator's next events.
+    pub recycled: Recycler,
+}
+
+/// The most bytes of payload buffers a [`Recycler`] keeps.
+const RECYCLED_BYTES: usize = 4 << 20;
+
+/// Payload buffers handed back once their events are written, reused by the generator for the
+/// next events' payloads: without it, every payload is allocated on the generator's thread and
+/// freed on a sink worker's, the allocator's slow path (the events cross threads, so its
+/// per-thread caches never hold the right buffers). Holds at most [`RECYCLED_BYTES`] of them;
+/// what does not fit is freed.
+#[derive(Debug, Default)]
+pub struct Recycler {
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Recycler {
+    /// Takes the payloads of `events` (written, so no longer needed).
+    pub fn give(&self, events: Vec<Event>) {
+        let Some(first) = events.first() else {
+            return;
+        };
+        let each = first.payload.capacity() + std::mem::size_of::<Vec<u8>>();
+        let room = RECYCLED_BYTES / each;
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let take = room.saturating_sub(spare.len()).min(events.len());
+        spare.extend(
+            events
+                .into_iter()
+                .take(take)
+                .map(|e| e.payload.into_bytes()),
+        );
+    }
+
+    /// Moves up to `n` buffers into `into`.
+    fn take(&self, into: &mut Vec<Vec<u8>>, n: usize) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let from = spare.len().saturating_sub(n);
+        into.extend(spare.drain(from..));
+    }
 }
 
 /// How events look.
@@ -52,6 +93,8 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub struct Factory {
     shape: EventShape,
     seqs: Vec<u64>,
+    /// Buffers to make payloads in, taken from a [`Recycler`] a chunk at a time.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Factory {
@@ -60,12 +103,27 @@ impl Factory {
         Factory {
             seqs: vec![0; keys as usize],
             shape: EventShape { keys, ..shape },
+            spare: Vec::new(),
         }
+    }
+
+    /// Like [`make`](Self::make), with the payload in a buffer from `recycled` when it has one.
+    pub fn make_from(&mut self, recycled: &Recycler, id: u64, ts_ns: i64) -> Event {
+        if self.spare.is_empty() {
+            recycled.take(&mut self.spare, CHUNK);
+        }
+        let buffer = self.spare.pop().unwrap_or_default();
+        self.make_in(buffer, id, ts_ns)
     }
 
     /// Event `id`, intended at `ts_ns`. Keys, priorities and payload are functions of the seed
     /// and the id; `seq` counts the key's events.
     pub fn make(&mut self, id: u64, ts_ns: i64) -> Event {
+        self.make_in(Vec::new(), id, ts_ns)
+    }
+
+    /// Event `id`, its payload written into `bytes` (whatever it held).
+    fn make_in(&mut self, mut bytes: Vec<u8>, id: u64, ts_ns: i64) -> Event {
         let h = mix(self.shape.seed ^ mix(id));
         let key = h % self.shape.keys;
         let seq = self.seqs[key as usize];
@@ -79,7 +137,8 @@ impl Factory {
         };
         // Ten characters of 6 bits from each mix, written as bytes: pushing chars one at a time
         // (a capacity check and a UTF-8 encoding each) was measurably slower in the e2e bench.
-        let mut bytes = vec![0u8; self.shape.msg_size];
+        bytes.clear();
+        bytes.resize(self.shape.msg_size, 0);
         let mut bits = h;
         for chunk in bytes.chunks_mut(10) {
             bits = mix(bits);
@@ -186,7 +245,8 @@ impl Making {
                 self.catching_up = false;
             }
             let ts_ns = epoch_ns(intended, self.origin, self.origin_epoch_ns);
-            chunk.push_back(self.factory.make(self.id, ts_ns));
+            let event = self.factory.make_from(&self.stats.recycled, self.id, ts_ns);
+            chunk.push_back(event);
             self.id += 1;
             self.offset += Duration::from_secs_f64(1.0 / rate);
         }
@@ -362,6 +422,29 @@ mod tests {
             assert_eq!(stats.missed.load(Ordering::Relaxed), 0);
             assert_eq!(stage.snapshot().items_out, n);
         }
+    }
+
+    #[test]
+    fn recycled_buffers_make_the_same_events_and_the_recycler_is_bounded() {
+        let shape = EventShape {
+            seed: 5,
+            keys: 4,
+            msg_size: 1000,
+        };
+        let recycler = Recycler::default();
+        // Buffers of other events, one of them longer than a payload.
+        let mut other = Factory::new(EventShape { seed: 6, ..shape });
+        let mut used: Vec<Event> = (0..100).map(|i| other.make(i, 7)).collect();
+        used[0].payload.push_str("and then some");
+        recycler.give(used);
+        let (mut fresh, mut reusing) = (Factory::new(shape), Factory::new(shape));
+        for id in 0..300 {
+            assert_eq!(reusing.make_from(&recycler, id, 9), fresh.make(id, 9));
+        }
+        // 10,000 payloads of 1,000 bytes: no more than RECYCLED_BYTES of them are kept.
+        recycler.give((0..10_000).map(|i| fresh.make(i, 0)).collect());
+        let kept = recycler.spare.lock().unwrap().len();
+        assert!(kept > 0 && kept * 1000 <= RECYCLED_BYTES, "{kept}");
     }
 
     #[tokio::test(start_paused = true)]
