@@ -159,11 +159,6 @@ impl Factory {
     }
 }
 
-/// Nanoseconds since the Unix epoch of an instant, given a reference pair.
-pub fn epoch_ns(at: Instant, origin: Instant, origin_epoch_ns: i64) -> i64 {
-    origin_epoch_ns + at.saturating_duration_since(origin).as_nanos() as i64
-}
-
 pub fn now_epoch_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,6 +209,8 @@ impl Making {
     /// Makes the events due by `now` (plus [`AHEAD`]) into `chunk`, up to [`CHUNK`] of them.
     fn fill(&mut self, now: Instant, chunk: &mut VecDeque<Event>) -> Filled {
         let total = self.schedule.total();
+        // Times from origin, like the offsets: no instant arithmetic an event.
+        let now = now.saturating_duration_since(self.origin);
         let mut missed = 0;
         while chunk.len() < CHUNK {
             if self.stats.stop.load(Ordering::Relaxed) || self.offset >= total {
@@ -228,14 +225,13 @@ impl Making {
                 self.offset = self.schedule.next_change(self.offset).unwrap_or(total);
                 continue;
             }
-            let intended = self.origin + self.offset;
-            if intended > now + AHEAD {
+            if self.offset > now + AHEAD {
                 if chunk.is_empty() {
-                    return Filled::Wait(intended);
+                    return Filled::Wait(self.origin + self.offset);
                 }
                 break;
             }
-            if now.saturating_duration_since(intended) > MISSED_AFTER {
+            if now.saturating_sub(self.offset) > MISSED_AFTER {
                 if !self.catching_up {
                     // Demand was there and the event is late anyway: the generator cannot
                     // keep up.
@@ -244,7 +240,8 @@ impl Making {
             } else {
                 self.catching_up = false;
             }
-            let ts_ns = epoch_ns(intended, self.origin, self.origin_epoch_ns);
+            // The intended time (origin + offset) in nanoseconds since the Unix epoch.
+            let ts_ns = self.origin_epoch_ns + self.offset.as_nanos() as i64;
             let event = self.factory.make_from(&self.stats.recycled, self.id, ts_ns);
             chunk.push_back(event);
             self.id += 1;
