@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,6 +47,9 @@ const RECYCLED_BYTES: usize = 4 << 20;
 #[derive(Debug, Default)]
 pub struct Recycler {
     spare: Mutex<Vec<Vec<u8>>>,
+    /// How many `spare` holds, readable without the lock: a generator whose sink hands nothing
+    /// back (the Kafka producer's) never takes the lock.
+    held: AtomicUsize,
 }
 
 impl Recycler {
@@ -65,13 +68,18 @@ impl Recycler {
                 .take(take)
                 .map(|e| e.payload.into_bytes()),
         );
+        self.held.store(spare.len(), Ordering::Relaxed);
     }
 
     /// Moves up to `n` buffers into `into`.
     fn take(&self, into: &mut Vec<Vec<u8>>, n: usize) {
+        if self.held.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         let from = spare.len().saturating_sub(n);
         into.extend(spare.drain(from..));
+        self.held.store(spare.len(), Ordering::Relaxed);
     }
 }
 
