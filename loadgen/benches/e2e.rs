@@ -16,13 +16,17 @@
 //! - The pipeline runs in this process ([`loadgen::e2e::run`]), as does the limit client, one
 //!   after the other; each one's CPU is the change in `/proc/self/stat` over its run (the
 //!   kernel's 10 ms ticks: runs last about a second).
-//! - A rep is a fixed number of events (`--rate 1000000 --duration D`: 10^6 × D events,
-//!   delivered however long it takes). Reps alternate between the two; the figures are
-//!   medians, and the ratio's min / median / max is over the reps' pairs.
+//! - A rep is a fixed number of events N (`--rate 100000000 --duration` N × 10 ns: an event due
+//!   every 10 ns, delivered however long it takes). The generator is an open model that never
+//!   emits an event before its intended time (less 1 ms), so the schedule must be far faster than
+//!   the pipeline: with the earlier `--rate 1000000` the pipeline could never pass 10^6 events/s,
+//!   whatever it could do. Reps alternate between the two; the figures are medians, and the
+//!   ratio's min / median / max is over the reps' pairs.
 //! - Stage shares come from the pipeline's own accounting: the generator's busy, held-back and
 //!   idle time, and the sink workers' busy time over `workers × elapsed`.
 //!
-//! `E2E_PROFILE=ours` runs the pipeline alone (for `perf record`); `E2E_FLAGS` adds `loadgen run`
+//! `E2E_PROFILE=ours` runs the pipeline alone (for `perf record`), `E2E_PROFILE=limit` the limit
+//! client alone; `E2E_FLAGS` adds `loadgen run`
 //! flags to the pipeline's (e.g. `--worker-window 4096`). `BENCH_REPS` (default 3) sets
 //! the reps, `E2E_BATCHES` the batch sizes (default
 //! `1,16,64,256,1024`), `E2E_EVENTS` the events per rep (default: 20,000 × batch, at most
@@ -51,6 +55,9 @@ const MSG_SIZE: usize = 512;
 /// The batch size the target is judged at.
 const HEADLINE_BATCH: usize = 256;
 const TARGET: f64 = 0.8;
+/// The pipeline's schedule: an event due every this many nanoseconds (10^8 events/s), so the
+/// generator always has events due and runs as fast as the pipeline takes them.
+const PACE_NS: u64 = 10;
 /// Each run must end within this; a run that does not is an error, not a figure.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
@@ -160,14 +167,17 @@ fn measure(sinkd: &Sinkd, f: impl FnOnce() -> (Duration, Option<Unpaced>)) -> Re
 
 /// The pipeline: `loadgen run` with the sink at `url`, through `events` events.
 async fn ours(url: &str, events: u64, batch: usize) -> (Duration, Option<Unpaced>) {
-    let rate = 1_000_000u64;
+    // The schedule must never be what limits the pipeline: events are due PACE_NS apart, far
+    // faster than any pipeline here goes. The duration ends half a step after the last event's
+    // intended time, so a rounding of a nanosecond either way still gives exactly `events`.
+    let rate = 1_000_000_000 / PACE_NS;
     let flags: Vec<String> = [
         "--profile",
         "constant",
         "--rate",
         &rate.to_string(),
         "--duration",
-        &format!("{}us", events * 1_000_000 / rate),
+        &format!("{}ns", events * PACE_NS - PACE_NS / 2),
         "--sink-url",
         url,
         "--sink-mode",
@@ -283,8 +293,10 @@ fn main() {
         .ok()
         .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 16, 64, 256, 1024]);
-    // For `perf record`: the pipeline alone, no limit client, no table.
-    let profile_ours = std::env::var("E2E_PROFILE").is_ok_and(|v| v == "ours");
+    // For `perf record`: the pipeline alone (or the limit client alone), no table.
+    let profile = std::env::var("E2E_PROFILE").ok();
+    let profile_ours = profile.as_deref() == Some("ours");
+    let profile_limit = profile.as_deref() == Some("limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,8 +337,22 @@ fn main() {
             for _ in 0..reps {
                 let rep = run_ours();
                 println!(
-                    "{batch:>6} {events:>8} {:>12.0} (ours only)",
-                    rep.rate(events)
+                    "{batch:>6} {events:>8} {:>12.0} (ours only; this process {:.2} µs/ev, sinkd {:.2} µs/ev)",
+                    rep.rate(events),
+                    micros_per_event(rep.own_cpu, events),
+                    micros_per_event(rep.sinkd_cpu, events)
+                );
+            }
+            continue;
+        }
+        if profile_limit {
+            for _ in 0..reps {
+                let rep = run_limit();
+                println!(
+                    "{batch:>6} {events:>8} {:>12.0} (limit only; this process {:.2} µs/ev, sinkd {:.2} µs/ev)",
+                    rep.rate(events),
+                    micros_per_event(rep.own_cpu, events),
+                    micros_per_event(rep.sinkd_cpu, events)
                 );
             }
             continue;

@@ -142,12 +142,12 @@ pub(crate) async fn run_unpaced(plan: &Plan) -> anyhow::Result<Unpaced> {
 async fn start(plan: &Plan) -> anyhow::Result<Running> {
     let (embedded, client, ceiling) = start_sink(plan).await?;
     let out_dir = plan.out().map_or_else(std::env::temp_dir, Into::into);
-    let sink = Arc::new(SinkWriter::new(plan, client, &out_dir)?);
+    let generator = Arc::new(GeneratorStats::default());
+    let sink = Arc::new(SinkWriter::new(plan, client, &out_dir)?.recycling_into(generator.clone()));
     // The source, obeying the slow-source signal when there is one.
     let signal = plan
         .slow_source()
         .then(|| RateSignal::new(plan.schedule().peak()));
-    let generator = Arc::new(GeneratorStats::default());
     let stage = Stage::new("generator");
     let events = generator::events(
         plan.schedule().clone(),

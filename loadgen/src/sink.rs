@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::cli::{Backpressure, OnLimit};
 use crate::credit::CreditFlow;
-use crate::generator;
+use crate::generator::{self, GeneratorStats};
 use crate::plan::{Plan, SinkTarget};
 
 #[derive(Default)]
@@ -68,6 +68,8 @@ pub struct SinkWriter {
     pub limiter: Option<Limiter>,
     backpressure_on: Vec<Backpressure>,
     attempt_timeout: Option<std::time::Duration>,
+    /// The generator whose payload buffers written events go back to, if any.
+    recycle: Option<Arc<GeneratorStats>>,
 }
 
 /// A latency histogram: microseconds, 1 µs to 1 hour, 3 significant figures. Its range is
@@ -114,7 +116,21 @@ impl SinkWriter {
             limiter: plan.concurrency().cloned().map(Limiter::new),
             backpressure_on: plan.backpressure_on().to_vec(),
             attempt_timeout: plan.attempt_timeout(),
+            recycle: None,
         })
+    }
+
+    /// Hands the payload buffers of written events back to `generator`, for its next events.
+    pub fn recycling_into(mut self, generator: Arc<GeneratorStats>) -> SinkWriter {
+        self.recycle = Some(generator);
+        self
+    }
+
+    /// The batch is written (or dead-lettered): its payload buffers go back to the generator.
+    fn done_with(&self, batch: Arc<Vec<Event>>) {
+        if let (Some(generator), Ok(events)) = (&self.recycle, Arc::try_unwrap(batch)) {
+            generator.recycled.give(events);
+        }
     }
 
     /// The p99 of the latency window, in ms, and a fresh window.
@@ -229,6 +245,7 @@ impl SinkWriter {
     pub async fn write(&self, batch: Vec<Event>) {
         if self.client.is_none() {
             self.record(&batch);
+            self.done_with(Arc::new(batch));
             return;
         }
         let n = batch.len() as u64;
@@ -239,6 +256,7 @@ impl SinkWriter {
                 self.counters.dead_lettered.fetch_add(n, Ordering::Relaxed);
             }
         }
+        self.done_with(batch);
     }
 }
 
