@@ -191,6 +191,6 @@ pub use bridge::{Inbox, Prefetch, from_sink, inbox};
 pub use error::Error;
 pub use publisher::{Publisher, PublisherExt};
 pub use queue::{Overflow, QueueConfig};
-pub use source::{from_stream, from_try_stream, iter};
+pub use source::{from_chunks, from_stream, from_try_stream, iter};
 pub use subscriber::Subscriber;
 pub use subscription::Subscription;

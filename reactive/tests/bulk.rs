@@ -279,3 +279,31 @@ async fn map_hands_items_one_by_one_to_a_subscriber_that_does_not_take_batches()
     assert_eq!(seen.items, (1..=35).collect::<Vec<_>>());
     assert!(seen.batches.is_empty());
 }
+
+#[tokio::test]
+async fn from_chunks_splits_chunks_to_the_demand_and_hands_them_as_batches() {
+    // Chunks of 64 against requests of 10: batches of at most 10, every item once, in order.
+    let chunks = futures::stream::iter((0..100u64).map(|c| (c * 64..(c + 1) * 64).collect()));
+    let (recorder, seen) = Recorder::new(true, 10, None);
+    reactive::from_chunks(chunks).connect(recorder).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.items, (0..6_400).collect::<Vec<_>>());
+    assert!(seen.completed);
+    assert!(seen.batches.iter().all(|&n| n <= 10), "{:?}", seen.batches);
+    assert!(seen.batches.len() >= 640);
+}
+
+#[tokio::test]
+async fn from_chunks_hands_whole_chunks_to_a_large_demand_and_items_to_a_per_item_subscriber() {
+    let chunks = || futures::stream::iter((0..10u64).map(|c| (c * 64..(c + 1) * 64).collect()));
+    let (recorder, seen) = Recorder::new(true, 10_000, None);
+    reactive::from_chunks(chunks()).connect(recorder).await;
+    assert_eq!(seen.lock().unwrap().batches, vec![64; 10]);
+
+    let (recorder, seen) = Recorder::new(false, 7, Some(100));
+    reactive::from_chunks(chunks()).connect(recorder).await;
+    let seen = seen.lock().unwrap();
+    // Item by item, and the cancel at the 100th stops the 101st, mid-chunk.
+    assert_eq!(seen.items, (0..100).collect::<Vec<_>>());
+    assert!(seen.batches.is_empty());
+}

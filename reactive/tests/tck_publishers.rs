@@ -1,7 +1,7 @@
 //! The conformance suite against every publisher the crate ships.
 
 use reactive::tck::{PublisherVerification, Upstream};
-use reactive::{PublisherExt, from_stream, from_try_stream, iter};
+use reactive::{PublisherExt, from_chunks, from_stream, from_try_stream, iter};
 
 const STREAM_END: &str =
     "a stream says it has ended only when polled once more, which takes demand";
@@ -41,6 +41,33 @@ reactive::publisher_tck!(
         .with_pending(|n| from_stream(pausing_stream(n)))
         .with_idle(|| from_stream(futures::stream::pending::<u64>()))
         .with_failed(failing)
+        .needs_a_request_to_complete(STREAM_END)
+);
+
+/// `0..n` in chunks of 7 (the last one shorter), with an empty chunk after each.
+fn chunks_of(n: u64) -> impl futures::Stream<Item = Vec<u64>> + Send {
+    let chunks: Vec<Vec<u64>> = (0..n)
+        .step_by(7)
+        .flat_map(|start| [(start..(start + 7).min(n)).collect(), Vec::new()])
+        .collect();
+    futures::stream::iter(chunks)
+}
+
+/// The same, pausing before every chunk.
+fn pausing_chunks_of(n: u64) -> impl futures::Stream<Item = Vec<u64>> + Send {
+    async_stream::stream! {
+        for start in (0..n).step_by(7) {
+            tokio::task::yield_now().await;
+            yield (start..(start + 7).min(n)).collect::<Vec<u64>>();
+        }
+    }
+}
+
+reactive::publisher_tck!(
+    chunks_publisher,
+    PublisherVerification::new(|n| from_chunks(chunks_of(n)))
+        .with_pending(|n| from_chunks(pausing_chunks_of(n)))
+        .with_idle(|| from_chunks(futures::stream::pending::<Vec<u64>>()))
         .needs_a_request_to_complete(STREAM_END)
 );
 
