@@ -11,7 +11,6 @@
 //! # Determinism
 //! The same seed gives the same ids, keys, priorities and payload bytes.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -215,7 +214,7 @@ struct Making {
 
 impl Making {
     /// Makes the events due by `now` (plus [`AHEAD`]) into `chunk`, up to [`CHUNK`] of them.
-    fn fill(&mut self, now: Instant, chunk: &mut VecDeque<Event>) -> Filled {
+    fn fill(&mut self, now: Instant, chunk: &mut Vec<Event>) -> Filled {
         let total = self.schedule.total();
         // Times from origin, like the offsets: no instant arithmetic an event.
         let now = now.saturating_duration_since(self.origin);
@@ -251,7 +250,7 @@ impl Making {
             // The intended time (origin + offset) in nanoseconds since the Unix epoch.
             let ts_ns = self.origin_epoch_ns + self.offset.as_nanos() as i64;
             let event = self.factory.make_from(&self.stats.recycled, self.id, ts_ns);
-            chunk.push_back(event);
+            chunk.push(event);
             self.id += 1;
             self.offset += Duration::from_secs_f64(1.0 / rate);
         }
@@ -266,13 +265,14 @@ impl Making {
     }
 }
 
-/// The generator as a stream: polled only against demand (it is wrapped in
-/// `reactive::from_stream`), it sleeps until the next event's intended time, makes the events
-/// due in a chunk, and emits them one by one.
+/// The generator as a stream of chunks: polled only against demand (it is wrapped in
+/// `reactive::from_chunks`, which asks for the next chunk once the last one's events are all
+/// out), it sleeps until the next event's intended time and makes the events due in one chunk.
 ///
-/// The stage is busy while it makes a chunk and held back while it hands the chunk out (the
-/// pipeline takes an event only when it asks for one), idle while it sleeps.
-pub fn events(
+/// The stage is busy while it makes a chunk and held back while the chunk is handed out (the
+/// pipeline takes events only as it asks for them), idle while it sleeps. An event counts as
+/// emitted when its chunk leaves the generator.
+pub fn event_chunks(
     schedule: Schedule,
     shape: EventShape,
     origin: Instant,
@@ -280,8 +280,8 @@ pub fn events(
     signal: Option<RateSignal>,
     stats: Arc<GeneratorStats>,
     stage: Stage,
-) -> impl Stream<Item = Event> {
-    Events {
+) -> impl Stream<Item = Vec<Event>> {
+    Chunks {
         making: Making {
             schedule,
             factory: Factory::new(shape),
@@ -294,7 +294,6 @@ pub fn events(
             catching_up: false,
         },
         stage,
-        chunk: VecDeque::with_capacity(CHUNK),
         handing: None,
         sleep: None,
         emitted: 0,
@@ -302,21 +301,43 @@ pub fn events(
     }
 }
 
-/// See [`events`]: a hand-written stream, so that handing out an event is a pop and a few
-/// counters.
-struct Events {
+/// The generator's events one by one: [`event_chunks`], flattened.
+pub fn events(
+    schedule: Schedule,
+    shape: EventShape,
+    origin: Instant,
+    origin_epoch_ns: i64,
+    signal: Option<RateSignal>,
+    stats: Arc<GeneratorStats>,
+    stage: Stage,
+) -> impl Stream<Item = Event> {
+    use futures::StreamExt;
+    event_chunks(
+        schedule,
+        shape,
+        origin,
+        origin_epoch_ns,
+        signal,
+        stats,
+        stage,
+    )
+    .flat_map(futures::stream::iter)
+}
+
+/// See [`event_chunks`]: a hand-written stream.
+struct Chunks {
     making: Making,
     stage: Stage,
-    chunk: VecDeque<Event>,
-    /// While a chunk is handed out: when that began, and how many went out.
+    /// While a chunk is handed out: when that began, and how many events it holds.
     handing: Option<(Instant, u64)>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     emitted: u64,
     done: bool,
 }
 
-impl Events {
-    /// The chunk is handed out: counts it, and notes whether waiting for demand made it late.
+impl Chunks {
+    /// The last chunk is handed out: counts it, and notes whether waiting for demand made it
+    /// late.
     fn handed(&mut self) {
         if let Some((since, n)) = self.handing.take() {
             self.stage.record_out(n);
@@ -327,40 +348,34 @@ impl Events {
     }
 }
 
-impl Stream for Events {
-    type Item = Event;
+impl Stream for Chunks {
+    type Item = Vec<Event>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<Event>>> {
         let this = &mut *self;
         loop {
             if let Some(sleep) = this.sleep.as_mut() {
                 ready!(sleep.as_mut().poll(cx));
                 this.sleep = None;
             }
+            // Asked again: the last chunk is out.
+            this.handed();
             if this.done {
                 return Poll::Ready(None);
             }
-            if this.making.stats.stop.load(Ordering::Relaxed) {
-                this.chunk.clear();
-            }
-            if let Some(event) = this.chunk.pop_front() {
-                this.emitted += 1;
-                this.making
-                    .stats
-                    .emitted
-                    .store(this.emitted, Ordering::Relaxed);
-                if let Some((_, n)) = this.handing.as_mut() {
-                    *n += 1;
-                }
-                return Poll::Ready(Some(event));
-            }
-            this.handed();
             this.stage.set(Activity::Busy);
-            match this.making.fill(Instant::now(), &mut this.chunk) {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            match this.making.fill(Instant::now(), &mut chunk) {
                 Filled::Made => {
                     // Until the pipeline has taken the chunk, the generator is held back.
                     this.stage.set(Activity::Backpressured);
-                    this.handing = Some((Instant::now(), 0));
+                    this.handing = Some((Instant::now(), chunk.len() as u64));
+                    this.emitted += chunk.len() as u64;
+                    this.making
+                        .stats
+                        .emitted
+                        .store(this.emitted, Ordering::Relaxed);
+                    return Poll::Ready(Some(chunk));
                 }
                 Filled::Wait(intended) => {
                     this.stage.set(Activity::Idle);
@@ -460,8 +475,10 @@ mod tests {
             assert!(stream.next().await.is_some());
         }
         stats.stop.store(true, Ordering::Relaxed);
-        assert!(stream.next().await.is_none());
-        assert_eq!(stats.emitted.load(Ordering::Relaxed), 10);
+        // The rest of the chunk already made goes out; nothing is made after it.
+        let rest = stream.collect::<Vec<_>>().await.len() as u64;
+        assert!(10 + rest <= CHUNK as u64, "{rest} after the stop");
+        assert_eq!(stats.emitted.load(Ordering::Relaxed), 10 + rest);
     }
 
     #[test]

@@ -149,7 +149,7 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
         .slow_source()
         .then(|| RateSignal::new(plan.schedule().peak()));
     let stage = Stage::new("generator");
-    let events = generator::events(
+    let events = generator::event_chunks(
         plan.schedule().clone(),
         plan.shape(),
         sink.origin,
@@ -158,7 +158,7 @@ async fn start(plan: &Plan) -> anyhow::Result<Running> {
         generator.clone(),
         stage.clone(),
     );
-    let transformed = reactive::from_stream(Box::pin(events)).map(|mut e: Event| {
+    let transformed = reactive::from_chunks(Box::pin(events)).map(|mut e: Event| {
         // The processor's cheap transform.
         e.payload.make_ascii_uppercase();
         e
