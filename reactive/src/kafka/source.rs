@@ -56,6 +56,11 @@ impl KafkaSource {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// A handle for stats and shutdown, usable after the source is connected.
     pub fn handle(&self) -> KafkaHandle {
         KafkaHandle {
