@@ -104,6 +104,7 @@ impl Batch {
                 tp: raw.tp,
                 offset: raw.offset,
                 generation: 0,
+                slot: u32::MAX,
                 // Not registered yet: dropped now, it would release nothing.
                 done: true,
             },
@@ -127,17 +128,17 @@ impl Batch {
                 .count();
             let run = &mut records[start..start + len];
             start += len;
-            let Some((generation, skips)) = t.delivered_run(&tp, run.iter().map(|r| r.offset))
-            else {
+            let Some(delivered) = t.delivered_run(&tp, run.iter().map(|r| r.offset)) else {
                 left_out = true; // not assigned (any more): the next owner reads these
                 continue;
             };
-            let mut skips = skips.into_iter().flatten();
+            let mut skips = delivered.skips.into_iter().flatten();
             for r in run.iter_mut() {
                 // Records the last owner already wrote (registered as acknowledged) stay out.
                 let skip = skips.next().unwrap_or(false);
                 left_out |= skip;
-                r.ack.generation = generation;
+                r.ack.generation = delivered.generation;
+                r.ack.slot = delivered.slot;
                 r.ack.done = skip;
             }
         }

@@ -65,6 +65,8 @@ pub struct Ack {
     pub(super) tp: Tp,
     pub(super) offset: i64,
     pub(super) generation: u64,
+    /// The partition's slot in the tracker (see [`Tracker::ack_at`](super::tracker::Tracker::ack_at)).
+    pub(super) slot: u32,
     pub(super) done: bool,
 }
 
@@ -73,7 +75,7 @@ impl Ack {
     /// partition is acknowledged too.
     pub fn ack(mut self) {
         self.done = true;
-        self.lease.0.ack(&self.tp, self.offset, self.generation);
+        self.lease.0.ack(self.slot, self.offset, self.generation);
     }
 
     /// Acknowledges many records under one lock.
@@ -91,7 +93,7 @@ impl Ack {
                 continue;
             }
             let g = guard.get_or_insert_with(|| s.lock_tracker());
-            g.ack(&a.tp, a.offset, a.generation);
+            g.ack_at(a.slot, a.offset, a.generation);
         }
     }
 
@@ -117,11 +119,11 @@ impl Drop for Ack {
         // revoked (purged) is read again by the next owner, shedding or not.
         let shared = &self.lease.0;
         if shared.settle_on_drop && !shared.is_revoking(&self.tp) {
-            shared.ack(&self.tp, self.offset, self.generation);
+            shared.ack(self.slot, self.offset, self.generation);
         } else {
             // Let go before the sink had it (purged from a revoked partition, say): no longer
             // in flight, and never committed past, so the next owner reads it again.
-            shared.release(&self.tp, self.offset, self.generation);
+            shared.release(self.slot, self.offset, self.generation);
         }
     }
 }
