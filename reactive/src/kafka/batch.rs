@@ -14,85 +14,81 @@ use super::{Ack, KafkaRecord};
 /// Records polled for one hand-over, not yet registered for acknowledgement.
 pub(super) struct Batch {
     pub(super) records: Vec<KafkaRecord>,
-    /// The batch's acks' hold on the source's state (see [`Lease`]).
-    lease: Arc<Lease>,
-    /// The batch's own topic names (see [`Lease`]: fresh reference counts per hand-over), each
-    /// with the client's handle of the topic it was last seen with, so that a message's topic
-    /// is found by comparing a pointer rather than reading, measuring and comparing its name.
-    /// The handles are forgotten at each rebalance: only then can a topic's handle be freed
-    /// and its address be given to another topic.
-    names: Vec<(Arc<str>, *const RDKafkaTopic)>,
+    shared: Arc<Shared>,
+    /// The batch's [`Lease`] per topic (fresh reference counts per hand-over, and the topic's
+    /// name), each with the client's handle of the topic it was last seen with, so that a
+    /// message's topic is found by comparing a pointer rather than reading, measuring and
+    /// comparing its name. The handles are forgotten at each rebalance: only then can a
+    /// topic's handle be freed and its address be given to another topic.
+    leases: Vec<(Arc<Lease>, *const RDKafkaTopic)>,
 }
 
 impl Batch {
     pub(super) fn new(shared: &Arc<Shared>, capacity: usize) -> Batch {
         Batch {
             records: Vec::with_capacity(capacity),
-            lease: Arc::new(Lease(shared.clone())),
-            names: Vec::new(),
+            shared: shared.clone(),
+            leases: Vec::new(),
         }
     }
 
-    /// Forgets the topics' handles (after a rebalance); the names stay.
+    /// Forgets the topics' handles (after a rebalance); the leases stay.
     pub(super) fn forget_handles(&mut self) {
-        for (_, handle) in &mut self.names {
+        for (_, handle) in &mut self.leases {
             *handle = std::ptr::null();
         }
     }
 
-    /// The batch's name of `m`'s topic.
-    fn topic_of(&mut self, m: &BorrowedMessage<'_>) -> Arc<str> {
+    /// The batch's lease of `m`'s topic.
+    fn lease_of(&mut self, m: &BorrowedMessage<'_>) -> Arc<Lease> {
         let handle = m.topic_ptr().cast_const();
-        if let Some((name, _)) = self.names.iter().find(|(_, h)| *h == handle) {
-            return name.clone();
+        if let Some((lease, _)) = self.leases.iter().find(|(_, h)| *h == handle) {
+            return lease.clone();
         }
-        let topic = m.topic();
-        match self.names.iter_mut().find(|(n, _)| **n == *topic) {
-            Some((name, h)) => {
-                *h = handle;
-                name.clone()
-            }
-            None => {
-                let name: Arc<str> = Arc::from(topic);
-                self.names.push((name.clone(), handle));
-                name
-            }
+        let lease = self.lease(m.topic());
+        if let Some(entry) = self.leases.iter_mut().find(|(l, _)| Arc::ptr_eq(l, &lease)) {
+            entry.1 = handle;
         }
+        lease
     }
 
-    /// The batch's name for `topic` (for records taken from the stash).
-    fn name(&mut self, topic: &str) -> Arc<str> {
-        if let Some((name, _)) = self.names.iter().find(|(n, _)| **n == *topic) {
-            return name.clone();
+    /// The batch's lease of `topic`, made when it has none yet.
+    fn lease(&mut self, topic: &str) -> Arc<Lease> {
+        if let Some((lease, _)) = self.leases.iter().find(|(l, _)| *l.topic == *topic) {
+            return lease.clone();
         }
-        let name: Arc<str> = Arc::from(topic);
-        self.names.push((name.clone(), std::ptr::null()));
-        name
+        let lease = Arc::new(Lease {
+            shared: self.shared.clone(),
+            topic: Arc::from(topic),
+        });
+        self.leases.push((lease.clone(), std::ptr::null()));
+        lease
     }
 
     /// Copies `m` into the batch as a record (key and value into `arena`).
     pub(super) fn push_message(&mut self, m: &BorrowedMessage<'_>, arena: &mut Arena) {
-        let topic = self.topic_of(m);
-        let raw = Raw::new(m, topic, arena);
-        self.push(raw);
+        let lease = self.lease_of(m);
+        let raw = Raw::new(m, lease.topic.clone(), arena);
+        self.push(raw, lease);
     }
 
-    /// A message polled for the stash: copied with the batch's topic name.
+    /// A message polled for the stash.
     pub(super) fn raw_of(&mut self, m: &BorrowedMessage<'_>, arena: &mut Arena) -> Raw {
-        let topic = self.topic_of(m);
+        let topic = self.lease_of(m).topic.clone();
         Raw::new(m, topic, arena)
     }
 
     /// Adds a record kept in the stash.
     pub(super) fn push_raw(&mut self, mut raw: Raw) {
-        raw.tp.0 = self.name(&raw.tp.0);
-        self.push(raw);
+        let lease = self.lease(&raw.tp.0);
+        raw.tp.0 = lease.topic.clone();
+        self.push(raw, lease);
     }
 
-    fn push(&mut self, raw: Raw) {
-        let lease = self.lease.clone();
+    /// Adds `raw` (whose topic is `lease`'s, in the lease's own name) as a record.
+    fn push(&mut self, raw: Raw, lease: Arc<Lease>) {
         self.records.push(KafkaRecord {
-            topic: raw.tp.0.clone(),
+            topic: raw.tp.0,
             partition: raw.tp.1,
             offset: raw.offset,
             data: raw.data,
@@ -101,7 +97,7 @@ impl Batch {
             timestamp_ms: raw.timestamp_ms,
             ack: Ack {
                 lease,
-                tp: raw.tp,
+                partition: raw.tp.1,
                 offset: raw.offset,
                 generation: 0,
                 slot: u32::MAX,
@@ -121,10 +117,12 @@ impl Batch {
         let mut t = shared.lock_tracker();
         let mut start = 0;
         while start < records.len() {
-            let tp = records[start].ack.tp.clone();
+            let first = &records[start];
+            let tp = (first.topic.clone(), first.partition);
+            let lease = first.ack.lease.clone();
             let len = records[start..]
                 .iter()
-                .take_while(|r| r.partition == tp.1 && r.topic == tp.0)
+                .take_while(|r| r.partition == tp.1 && Arc::ptr_eq(&r.ack.lease, &lease))
                 .count();
             let run = &mut records[start..start + len];
             start += len;

@@ -296,11 +296,11 @@ fn poll_into(
 /// Notes fetch progress once per run of a partition's records rather than per record.
 fn note_runs(progress: &mut super::recover::Progress, fetched: &[KafkaRecord]) {
     for (i, r) in fetched.iter().enumerate() {
-        if fetched
+        let last_of_run = fetched
             .get(i + 1)
-            .is_none_or(|next| next.ack.tp != r.ack.tp)
-        {
-            progress.note_fetched(&r.ack.tp, r.offset);
+            .is_none_or(|next| next.partition != r.partition || next.topic != r.topic);
+        if last_of_run {
+            progress.note_fetched(&(r.topic.clone(), r.partition), r.offset);
         }
     }
 }

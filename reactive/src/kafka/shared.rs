@@ -117,9 +117,9 @@ impl Shared {
         }
     }
 
-    /// Whether `tp` is being revoked now.
-    pub(super) fn is_revoking(&self, tp: &Tp) -> bool {
-        self.revoking_count.load(Ordering::Acquire) > 0 && lock(&self.revoking).contains(tp)
+    /// Whether `ack`'s partition is being revoked now.
+    pub(super) fn is_revoking(&self, ack: &super::Ack) -> bool {
+        self.revoking_count.load(Ordering::Acquire) > 0 && ack.is_in(&lock(&self.revoking))
     }
 
     pub(super) fn end_revoke(&self, tps: &[Tp]) {

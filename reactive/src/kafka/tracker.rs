@@ -208,6 +208,11 @@ impl Tracker {
         self.track(tp).map(|t| t.generation)
     }
 
+    /// Whether `slot` holds the assignment of `generation` (still assigned, not revoked).
+    pub(crate) fn is_current(&self, slot: u32, generation: u64) -> bool {
+        matches!(self.tracks.get(slot as usize), Some(Some((_, t))) if t.generation == generation)
+    }
+
     /// Records that `offset` of `tp` went downstream; returns the generation to acknowledge it
     /// under, or `None` when the partition is not assigned (the record must not be delivered).
     #[cfg(test)]
