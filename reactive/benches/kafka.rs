@@ -12,7 +12,8 @@
 //! start, timed from its first record to its last, so group joins do not count. Three
 //! consumers:
 //!
-//! - the bare loop: `StreamConsumer::stream()`, each payload's length read;
+//! - the bare loop: `StreamConsumer::stream()`, each payload's length read (with
+//!   `KAFKA_BENCH_TOUCH=1` every byte of it, in all three consumers);
 //! - the source, acks batched: [`KafkaSource`] connected to a null sink (a [`Subscriber`] that
 //!   requests a window of 2,048 records, reads each payload's length, and gives the acks of
 //!   each 256 records at once with [`Ack::ack_all`]);
@@ -179,6 +180,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// What the consumers do with a payload: take its length, or with `KAFKA_BENCH_TOUCH` read
+/// every byte of it (sum them), as a consumer that writes it somewhere does.
+fn read(payload: Option<&[u8]>) -> usize {
+    static TOUCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let payload = payload.unwrap_or_default();
+    if *TOUCH.get_or_init(|| std::env::var_os("KAFKA_BENCH_TOUCH").is_some()) {
+        payload.iter().map(|&b| usize::from(b)).sum()
+    } else {
+        payload.len()
+    }
+}
+
 /// The consumers' configuration: the source's defaults, fetches the broker answers at once
 /// (see the module docs), and any librdkafka properties in `KAFKA_BENCH_SET`
 /// (`key=value,key=value`), for both consumers alike.
@@ -202,11 +215,11 @@ fn bare(bootstrap: &str, group: &str, records: u64) -> Measured {
         let mut stream = consumer.stream();
         let mut bytes = 0usize;
         let first = stream.next().await.expect("a record").expect("no error");
-        bytes += first.payload().map_or(0, <[u8]>::len);
+        bytes += read(first.payload());
         let start = Start::now();
         for _ in 1..records {
             let m = stream.next().await.expect("a record").expect("no error");
-            bytes += m.payload().map_or(0, <[u8]>::len);
+            bytes += read(m.payload());
         }
         let measured = start.end();
         std::hint::black_box(bytes);
@@ -250,7 +263,7 @@ impl Subscriber<KafkaRecord> for NullSink {
             // Timed from the first record: the group join does not count.
             self.start = Some(Start::now());
         }
-        self.bytes += r.payload().map_or(0, <[u8]>::len);
+        self.bytes += read(r.payload());
         match self.acks {
             Acks::Each => r.ack.ack(),
             Acks::Batched => {
