@@ -5,6 +5,9 @@
 #
 #   reactive/bench/kafka-flamegraph.sh [OUT.svg] [RECORDS]
 #
+# RECORDS defaults to 1,000,000: at the bench's 300,000-500,000 records/s a round of fewer
+# gives perf too few samples.
+#
 # Needs: perf (Debian package linux-perf), tansu on PATH, and inferno
 # (`cargo install inferno --locked --no-default-features --features cli`).
 # KAFKA_BENCH_ONLY=bare|batched|each picks the consumer (default each);
@@ -12,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-docs/img/kafka-source-flamegraph.svg}
-records=${2:-100000}
+records=${2:-1000000}
 only=${KAFKA_BENCH_ONLY:-each}
 bench=$(cargo bench -p reactive --features kafka --bench kafka --no-run --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*kafka-[^"]*"' | tail -1 | cut -d'"' -f4)

@@ -3,11 +3,17 @@
 //! README's Kafka section): `cargo bench -p reactive --features kafka --bench kafka`.
 //!
 //! The broker is tansu on its `memory://` engine (set `KAFKA_BENCH_STORAGE=sqlite://tansu.db`
-//! for the disk engine), so that fetches are not what is measured. The topic is filled before
-//! any timing starts; each measurement is a fresh consumer group reading it from the start,
-//! timed from its first record to its last, so group joins do not count. Three consumers:
+//! for the disk engine), so that fetches are not what is measured. Both consumers fetch with
+//! `fetch.wait.max.ms=5`: with librdkafka's default of 500 ms, tansu held fetches back and set
+//! the pace of both (about 33,000 records/s, with the broker and the client each at 2-3% of a
+//! core); at 5 ms both read about ten times faster, and the broker uses about a third of a
+//! core (`KAFKA_BENCH_SET=fetch.wait.max.ms=500` shows the difference). The topic is filled
+//! before any timing starts; each measurement is a fresh consumer group reading it from the
+//! start, timed from its first record to its last, so group joins do not count. Three
+//! consumers:
 //!
-//! - the bare loop: `StreamConsumer::stream()`, each payload's length read;
+//! - the bare loop: `StreamConsumer::stream()`, each payload's length read (with
+//!   `KAFKA_BENCH_TOUCH=1` every byte of it, in all three consumers);
 //! - the source, acks batched: [`KafkaSource`] connected to a null sink (a [`Subscriber`] that
 //!   requests a window of 2,048 records, reads each payload's length, and gives the acks of
 //!   each 256 records at once with [`Ack::ack_all`]);
@@ -22,9 +28,13 @@
 //! Knobs for finding where the time goes (defaults are the source's own):
 //! `KAFKA_BENCH_ONLY=bare|batched|each` (one consumer alone, for a profiler),
 //! `KAFKA_BENCH_RECORDS`, `BENCH_REPS`, `KAFKA_BENCH_STORAGE`, `KAFKA_BENCH_COMMIT_MS`,
-//! `KAFKA_BENCH_MAX_BATCH`, `KAFKA_BENCH_QMM` (librdkafka's `queued.min.messages`), and
-//! `KAFKA_BENCH_STATS=1` (the source's stats after each round, on stderr). CPU is the whole process's (user +
-//! system, summed over its threads), librdkafka's threads included, over the timed span.
+//! `KAFKA_BENCH_MAX_BATCH`, `KAFKA_BENCH_QMM` (librdkafka's `queued.min.messages`, for the source),
+//! `KAFKA_BENCH_SET=key=value,...` (librdkafka properties for both consumers), and
+//! `KAFKA_BENCH_STATS=1` (the source's stats after each round, on stderr), `KAFKA_BENCH_THREADS=1` (with
+//! `KAFKA_BENCH_ONLY`: each thread's CPU and how often it was scheduled in, per record). CPU is the whole process's (user +
+//! system, summed over its threads), librdkafka's threads included, over the timed span. The
+//! broker's CPU over the same span is shown too, in percent of one core: whether the broker is
+//! what sets the rate.
 
 use std::time::{Duration, Instant};
 
@@ -40,25 +50,126 @@ const PARTITIONS: u32 = 12;
 /// /proc/self/task/*/schedstat (finer than /proc/self/stat's 10 ms ticks; zero where
 /// unavailable). The consumers' threads all live across the timed span.
 fn cpu_time() -> Duration {
-    let mut ns = 0u64;
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(ns)
+    threads_cpu("/proc/self/task")
 }
 
-/// Wall time from the first record to the last, and the CPU time spent meanwhile.
-#[derive(Clone, Copy)]
+/// The broker's process id: the child of this process named `tansu` (found once).
+fn broker_pid() -> Option<u32> {
+    static PID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| {
+        let me = std::process::id().to_string();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...
+            let (comm, rest) = stat.split_once(") ")?;
+            let ppid = rest.split_whitespace().nth(1)?;
+            (comm.ends_with("(tansu") && ppid == me).then_some(pid)
+        })
+    })
+}
+
+/// CPU time the broker's threads have used (zero when it is not found): whether the broker is
+/// what limits a consumer's rate shows as its CPU over the timed span nearing its cores.
+fn broker_cpu_time() -> Duration {
+    broker_pid().map_or(Duration::ZERO, |pid| {
+        threads_cpu(&format!("/proc/{pid}/task"))
+    })
+}
+
+/// The CPU time of the threads listed in `dir` (a /proc/PID/task), from their schedstat.
+fn threads_cpu(dir: &str) -> Duration {
+    threads(dir).iter().map(|t| t.cpu).sum()
+}
+
+/// One thread's CPU time and how many times it was scheduled in (its wake-ups, mostly), from
+/// /proc/PID/task/TID/schedstat, and its name.
+#[derive(Clone)]
+struct ThreadCpu {
+    tid: u64,
+    name: String,
+    cpu: Duration,
+    runs: u64,
+}
+
+/// The threads listed in `dir` (a /proc/PID/task).
+fn threads(dir: &str) -> Vec<ThreadCpu> {
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        let f: Vec<u64> = stat
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        out.push(ThreadCpu {
+            tid: task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
+            name: name.trim().to_string(),
+            cpu: Duration::from_nanos(f.first().copied().unwrap_or(0)),
+            runs: f.get(2).copied().unwrap_or(0),
+        });
+    }
+    out
+}
+
+/// Per thread name, the CPU time and the runs since `before` (threads born since count whole).
+fn threads_since(before: &[ThreadCpu]) -> Vec<ThreadCpu> {
+    let mut by_name: Vec<ThreadCpu> = Vec::new();
+    for t in threads("/proc/self/task") {
+        let earlier = before.iter().find(|b| b.tid == t.tid);
+        let cpu = t
+            .cpu
+            .saturating_sub(earlier.map_or(Duration::ZERO, |b| b.cpu));
+        let runs = t.runs.saturating_sub(earlier.map_or(0, |b| b.runs));
+        match by_name.iter_mut().find(|b| b.name == t.name) {
+            Some(b) => {
+                b.cpu += cpu;
+                b.runs += runs;
+            }
+            None => by_name.push(ThreadCpu { cpu, runs, ..t }),
+        }
+    }
+    by_name.retain(|t| !t.cpu.is_zero());
+    by_name.sort_by_key(|t| std::cmp::Reverse(t.cpu));
+    by_name
+}
+
+/// Wall time from the first record to the last, and the CPU time spent meanwhile (by this
+/// process, and by the broker).
+#[derive(Clone)]
 struct Measured {
     wall: Duration,
     cpu: Duration,
+    broker: Duration,
+    /// Per thread name (with `KAFKA_BENCH_THREADS`).
+    threads: Vec<ThreadCpu>,
+}
+
+/// When a timed span started: wall clock, this process's CPU, the broker's CPU, and (with
+/// `KAFKA_BENCH_THREADS`) each thread's.
+struct Start(Instant, Duration, Duration, Option<Vec<ThreadCpu>>);
+
+impl Start {
+    fn now() -> Start {
+        let threads = std::env::var_os("KAFKA_BENCH_THREADS").map(|_| threads("/proc/self/task"));
+        Start(Instant::now(), cpu_time(), broker_cpu_time(), threads)
+    }
+
+    fn end(&self) -> Measured {
+        Measured {
+            wall: self.0.elapsed(),
+            cpu: cpu_time().saturating_sub(self.1),
+            broker: broker_cpu_time().saturating_sub(self.2),
+            threads: self.3.as_deref().map(threads_since).unwrap_or_default(),
+        }
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -69,10 +180,34 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// What the consumers do with a payload: take its length, or with `KAFKA_BENCH_TOUCH` read
+/// every byte of it (sum them), as a consumer that writes it somewhere does.
+fn read(payload: Option<&[u8]>) -> usize {
+    static TOUCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let payload = payload.unwrap_or_default();
+    if *TOUCH.get_or_init(|| std::env::var_os("KAFKA_BENCH_TOUCH").is_some()) {
+        payload.iter().map(|&b| usize::from(b)).sum()
+    } else {
+        payload.len()
+    }
+}
+
+/// The consumers' configuration: the source's defaults, fetches the broker answers at once
+/// (see the module docs), and any librdkafka properties in `KAFKA_BENCH_SET`
+/// (`key=value,key=value`), for both consumers alike.
+fn config(bootstrap: &str, group: &str) -> KafkaConfig {
+    let mut config = KafkaConfig::new(bootstrap, group, ["bench"]).set("fetch.wait.max.ms", "5");
+    let set = std::env::var("KAFKA_BENCH_SET").unwrap_or_default();
+    for (k, v) in set.split(',').filter_map(|kv| kv.split_once('=')) {
+        config = config.set(k.trim(), v.trim());
+    }
+    config
+}
+
 fn bare(bootstrap: &str, group: &str, records: u64) -> Measured {
     let runtime = runtime();
     runtime.block_on(async {
-        let consumer: StreamConsumer = KafkaConfig::new(bootstrap, group, ["bench"])
+        let consumer: StreamConsumer = config(bootstrap, group)
             .client_config()
             .create()
             .expect("consumer");
@@ -80,17 +215,13 @@ fn bare(bootstrap: &str, group: &str, records: u64) -> Measured {
         let mut stream = consumer.stream();
         let mut bytes = 0usize;
         let first = stream.next().await.expect("a record").expect("no error");
-        bytes += first.payload().map_or(0, <[u8]>::len);
-        let start = Instant::now();
-        let cpu = cpu_time();
+        bytes += read(first.payload());
+        let start = Start::now();
         for _ in 1..records {
             let m = stream.next().await.expect("a record").expect("no error");
-            bytes += m.payload().map_or(0, <[u8]>::len);
+            bytes += read(m.payload());
         }
-        let measured = Measured {
-            wall: start.elapsed(),
-            cpu: cpu_time().saturating_sub(cpu),
-        };
+        let measured = start.end();
         std::hint::black_box(bytes);
         measured
     })
@@ -114,7 +245,7 @@ struct NullSink {
     held: Vec<Ack>,
     bytes: usize,
     subscription: Option<Subscription>,
-    start: Option<(Instant, Duration)>,
+    start: Option<Start>,
     done: Option<std::sync::mpsc::Sender<Measured>>,
 }
 
@@ -130,9 +261,9 @@ impl Subscriber<KafkaRecord> for NullSink {
         self.received += 1;
         if self.received == 1 {
             // Timed from the first record: the group join does not count.
-            self.start = Some((Instant::now(), cpu_time()));
+            self.start = Some(Start::now());
         }
-        self.bytes += r.payload().map_or(0, <[u8]>::len);
+        self.bytes += read(r.payload());
         match self.acks {
             Acks::Each => r.ack.ack(),
             Acks::Batched => {
@@ -149,11 +280,8 @@ impl Subscriber<KafkaRecord> for NullSink {
         }
         if self.received == self.target {
             Ack::ack_all(self.held.drain(..));
-            if let (Some((wall, cpu)), Some(done)) = (self.start, self.done.take()) {
-                let _ = done.send(Measured {
-                    wall: wall.elapsed(),
-                    cpu: cpu_time().saturating_sub(cpu),
-                });
+            if let (Some(start), Some(done)) = (&self.start, self.done.take()) {
+                let _ = done.send(start.end());
             }
             std::hint::black_box(self.bytes);
             if let Some(s) = self.subscription.take() {
@@ -182,7 +310,7 @@ fn source(bootstrap: &str, group: &str, records: u64, acks: Acks) -> Measured {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(512),
-            ..KafkaConfig::new(bootstrap, group, ["bench"])
+            ..config(bootstrap, group)
         };
         let config = match std::env::var("KAFKA_BENCH_QMM") {
             Ok(v) => config.set("queued.min.messages", &v),
@@ -292,14 +420,28 @@ fn main() {
         for (name, m) in [("bare", &a), ("batched", &b), ("each", &c)] {
             for x in m.iter() {
                 println!(
-                    "{name}: {:.0} records/s, CPU {:.2} µs/record",
+                    "{name}: {:.0} records/s, CPU {:.2} µs/record, broker {:.0}% of a core",
                     records as f64 / x.wall.as_secs_f64(),
-                    x.cpu.as_secs_f64() * 1e6 / records as f64
+                    x.cpu.as_secs_f64() * 1e6 / records as f64,
+                    100.0 * x.broker.as_secs_f64() / x.wall.as_secs_f64()
                 );
+                for t in &x.threads {
+                    println!(
+                        "    {:<16} CPU {:.3} µs/record, {:.1} runs per 1,000 records",
+                        t.name,
+                        t.cpu.as_secs_f64() * 1e6 / records as f64,
+                        t.runs as f64 * 1e3 / records as f64
+                    );
+                }
             }
         }
         return;
     }
+    report(records, &a, &b, &c);
+}
+
+/// The three consumers' medians (min..max) and the source's ratios to the bare loop.
+fn report(records: u64, a: &[Measured], b: &[Measured], c: &[Measured]) {
     let rate = |m: &[Measured]| {
         median(
             m.iter()
@@ -314,19 +456,28 @@ fn main() {
                 .collect(),
         )
     };
-    let (bare_rate, bare_cpu) = (rate(&a), cpu(&a));
+    // The broker's CPU over the span, in percent of one core.
+    let broker = |m: &[Measured]| {
+        median(
+            m.iter()
+                .map(|x| 100.0 * x.broker.as_secs_f64() / x.wall.as_secs_f64())
+                .collect(),
+        )
+    };
+    let (bare_rate, bare_cpu) = (rate(a), cpu(a));
     let line = |name: &str, m: &[Measured]| {
-        let (r, u) = (rate(m), cpu(m));
+        let (r, u, k) = (rate(m), cpu(m), broker(m));
         println!(
-            "{name:<40} {:>8.0} records/s ({:.0}..{:.0})  CPU {:.2} µs/record ({:.2}..{:.2})",
-            r.1, r.0, r.2, u.1, u.0, u.2
+            "{name:<40} {:>8.0} records/s ({:.0}..{:.0})  CPU {:.2} µs/record ({:.2}..{:.2})  \
+             broker {:.0}% of a core ({:.0}..{:.0})",
+            r.1, r.0, r.2, u.1, u.0, u.2, k.1, k.0, k.2
         );
         (r.1, u.1)
     };
-    line("bare rdkafka StreamConsumer loop", &a);
+    line("bare rdkafka StreamConsumer loop", a);
     for (name, m) in [
-        ("KafkaSource, acks batched (ack_all)", &b),
-        ("KafkaSource, each acked, commits", &c),
+        ("KafkaSource, acks batched (ack_all)", b),
+        ("KafkaSource, each acked, commits", c),
     ] {
         let (r, u) = line(name, m);
         let (rr, ur) = (r / bare_rate.1, u / bare_cpu.1);

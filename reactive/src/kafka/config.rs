@@ -115,6 +115,13 @@ impl KafkaConfig {
                 "queued.min.messages",
                 (self.max_batch.max(1) * 16).to_string(),
             )
+            // How long librdkafka waits before fetching again once the consumer's queue is past
+            // either bound above. Its default, 1 s, is made for its own far larger defaults
+            // (100,000 records, 64 MiB): with these, a consumer that keeps up drains the queue
+            // in a fraction of that second and then waits out the rest. In the `kafka` bench
+            // both consumers read 9,000-11,000 records/s with it and 32,000-34,000 with 10 ms
+            // (on a broker that answered at once, 12,000-14,000 against 350,000-390,000).
+            .set("fetch.queue.backoff.ms", "10")
             .set("group.protocol", &self.group_protocol);
         if self.group_protocol == "consumer" {
             // KIP-848: the broker assigns, and librdkafka refuses the classic-only settings.

@@ -70,6 +70,7 @@
 //! polling (a broker gone, a rebalance failure) are counted and retried by librdkafka; only a
 //! consumer that cannot be created or subscribed ends the stream with `on_error`.
 
+mod batch;
 mod config;
 mod done_list;
 mod lag;

@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::KafkaRecord;
+use super::batch::Batch;
 use super::lag::lag_loop;
 use super::probe;
 use super::rebalance::{REQUEST_TIMEOUT, SourceContext, commit, is_eviction, tpl_of};
-use super::record::Lease;
 use super::recover::{Progress, check_stalls};
-use super::shared::{Arena, Raw, Shared};
-use super::{Ack, KafkaRecord};
+use super::shared::{Arena, Shared};
 
 /// What the poll thread sends the connection.
 pub(super) enum Msg {
@@ -39,64 +38,8 @@ pub(super) const PAUSE_AFTER: Duration = Duration::from_millis(100);
 /// How often stalls are looked for.
 const STALL_CHECK: Duration = Duration::from_millis(500);
 
-/// Turns polled messages into records under one lock of the tracker, with one lookup per run
-/// of a partition's records. Messages of partitions no longer assigned are left out: they
-/// belong to the next owner.
-fn to_records(shared: &Arc<Shared>, raw: Vec<Raw>) -> Vec<KafkaRecord> {
-    let mut records = Vec::with_capacity(raw.len());
-    let mut t = shared.lock_tracker();
-    // Runs of one partition's records: (length, generation or None when not assigned).
-    let mut runs = Vec::new();
-    let mut start = 0;
-    while start < raw.len() {
-        let tp = &raw[start].tp;
-        let len = raw[start..].iter().take_while(|r| r.tp == *tp).count();
-        let offsets = raw[start..start + len].iter().map(|r| r.offset);
-        runs.push((len, t.delivered_run(tp, offsets)));
-        start += len;
-    }
-    drop(t);
-    // Fresh reference counts for this batch (see `Lease`): one for the acks, and one topic
-    // name per topic, so that cloning them here and dropping the records of an earlier batch
-    // in the acknowledging task touch different cache lines.
-    let lease = Arc::new(Lease(shared.clone()));
-    let mut names: Vec<Arc<str>> = Vec::new();
-    let mut raw = raw.into_iter();
-    for (len, delivered) in runs {
-        let run = raw.by_ref().take(len);
-        let Some((generation, skips)) = delivered else {
-            run.for_each(drop); // not assigned (any more): the next owner reads these
-            continue;
-        };
-        // Records the last owner already wrote (registered as acknowledged) stay here.
-        let mut skips = skips.into_iter().flatten();
-        let mut run = run.filter(|_| !skips.next().unwrap_or(false)).peekable();
-        let Some(first) = run.peek() else { continue };
-        let topic = intern(&mut names, &first.tp.0);
-        records.extend(run.map(|r| KafkaRecord {
-            topic: topic.clone(),
-            partition: r.tp.1,
-            offset: r.offset,
-            data: r.data,
-            key_len: r.key_len,
-            has_payload: r.has_payload,
-            timestamp_ms: r.timestamp_ms,
-            ack: Ack {
-                lease: lease.clone(),
-                tp: (topic.clone(), r.tp.1),
-                offset: r.offset,
-                generation,
-                done: false,
-            },
-        }));
-    }
-    records
-}
-
 /// The poll thread's own state between two rounds.
 pub(super) struct Round {
-    /// The topics' names, shared by their records (a consumer reads few topics).
-    topic_names: Vec<Arc<str>>,
     /// `shared.revoked_seq` when revoked partitions were last forgotten.
     revoked_seen: u64,
     /// Where keys and payloads are copied.
@@ -110,16 +53,6 @@ pub(super) struct Round {
     /// Fetch progress per partition, for the stall detector.
     progress: Progress,
     last_check: Instant,
-}
-
-/// `name` from `names`, added when it is not there yet (a consumer reads few topics).
-fn intern(names: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
-    if let Some(t) = names.iter().find(|t| ***t == *name) {
-        return t.clone();
-    }
-    let t: Arc<str> = Arc::from(name);
-    names.push(t.clone());
-    t
 }
 
 pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
@@ -165,7 +98,6 @@ pub(super) fn run(shared: Arc<Shared>, tx: UnboundedSender<Msg>) {
     });
 
     let mut round = Round {
-        topic_names: Vec::new(),
         revoked_seen: 0,
         arena: Arena::default(),
         sent: 0,
@@ -225,17 +157,17 @@ fn turn(
     apply_pause(consumer, shared, round, credit == 0);
     inject_faults(consumer, shared);
 
-    let mut raw = take_stash(shared, demand.min(max_batch) as usize);
-    if raw.is_empty() {
+    let mut batch = take_stash(shared, demand.min(max_batch) as usize);
+    if batch.records.is_empty() {
         poll_into(
             consumer,
             shared,
             round,
-            &mut raw,
+            &mut batch,
             credit.min(max_batch) as usize,
         );
     }
-    hand_over(shared, round, raw, tx)?;
+    hand_over(shared, round, batch, tx)?;
     if round.last_commit.elapsed() >= shared.config.commit_interval {
         commit(consumer, shared, None);
         round.last_commit = Instant::now();
@@ -248,16 +180,19 @@ fn turn(
     ControlFlow::Continue(())
 }
 
-/// Up to `n` records fetched before a pause took effect.
-fn take_stash(shared: &Shared, n: usize) -> Vec<Raw> {
-    let mut raw = Vec::with_capacity(n);
+/// A batch of up to `n` records fetched before a pause took effect (empty, with room for `n`,
+/// when there are none).
+fn take_stash(shared: &Arc<Shared>, n: usize) -> Batch {
+    let mut batch = Batch::new(shared, n);
     if n > 0 {
         if let Ok(mut stash) = shared.stash.lock() {
             let k = n.min(stash.len());
-            raw.extend(stash.drain(..k));
+            for raw in stash.drain(..k) {
+                batch.push_raw(raw);
+            }
         }
     }
-    raw
+    batch
 }
 
 /// Registers what was polled for acknowledgement and sends it to the connection. Breaks when
@@ -265,14 +200,14 @@ fn take_stash(shared: &Shared, n: usize) -> Vec<Raw> {
 fn hand_over(
     shared: &Arc<Shared>,
     round: &mut Round,
-    raw: Vec<Raw>,
+    batch: Batch,
     tx: &UnboundedSender<Msg>,
 ) -> ControlFlow<()> {
-    if raw.is_empty() {
+    if batch.records.is_empty() {
         return ControlFlow::Continue(());
     }
     let epoch = shared.revoke_epoch.load(Ordering::Acquire);
-    let records = to_records(shared, raw);
+    let records = batch.register(shared);
     if records.is_empty() {
         return ControlFlow::Continue(());
     }
@@ -340,12 +275,12 @@ fn inject_faults(consumer: &BaseConsumer<SourceContext>, shared: &Shared) {
     }
 }
 
-/// Polls up to `limit` records into `raw` (what comes beyond it goes to the stash).
+/// Polls up to `limit` records into `batch` (what comes beyond it goes to the stash).
 fn poll_into(
     consumer: &BaseConsumer<SourceContext>,
     shared: &Shared,
     round: &mut Round,
-    raw: &mut Vec<Raw>,
+    batch: &mut Batch,
     limit: usize,
 ) {
     let timeout = if round.paused {
@@ -353,16 +288,19 @@ fn poll_into(
     } else {
         ACTIVE_POLL
     };
-    let mut noted = raw.len();
-    poll_messages(consumer, shared, round, raw, &mut noted, limit, timeout);
-    note_runs(&mut round.progress, &raw[noted..]);
+    let mut noted = batch.records.len();
+    poll_messages(consumer, shared, round, batch, &mut noted, limit, timeout);
+    note_runs(&mut round.progress, &batch.records[noted..]);
 }
 
 /// Notes fetch progress once per run of a partition's records rather than per record.
-fn note_runs(progress: &mut super::recover::Progress, fetched: &[Raw]) {
+fn note_runs(progress: &mut super::recover::Progress, fetched: &[KafkaRecord]) {
     for (i, r) in fetched.iter().enumerate() {
-        if fetched.get(i + 1).is_none_or(|next| next.tp != r.tp) {
-            progress.note_fetched(&r.tp, r.offset);
+        let last_of_run = fetched
+            .get(i + 1)
+            .is_none_or(|next| next.partition != r.partition || next.topic != r.topic);
+        if last_of_run {
+            progress.note_fetched(&(r.topic.clone(), r.partition), r.offset);
         }
     }
 }
@@ -371,35 +309,41 @@ fn poll_messages(
     consumer: &BaseConsumer<SourceContext>,
     shared: &Shared,
     round: &mut Round,
-    raw: &mut Vec<Raw>,
+    batch: &mut Batch,
     noted: &mut usize,
     limit: usize,
     mut timeout: Duration,
 ) {
+    let mut epoch = shared.assignment_epoch.load(Ordering::Acquire);
     loop {
         let polled = consumer.poll(timeout);
         // A revocation ran inside that poll: those partitions start again from their commit
         // (what was fetched before it is noted first, then forgotten if revoked).
         if shared.revoked_seq.load(Ordering::Acquire) != round.revoked_seen {
-            note_runs(&mut round.progress, &raw[*noted..]);
-            *noted = raw.len();
+            note_runs(&mut round.progress, &batch.records[*noted..]);
+            *noted = batch.records.len();
             forget_revoked(shared, round);
+        }
+        // A rebalance ran inside it: the topics' handles may have changed.
+        let now = shared.assignment_epoch.load(Ordering::Acquire);
+        if now != epoch {
+            epoch = now;
+            batch.forget_handles();
         }
         match polled {
             Some(Ok(m)) => {
-                let topic = intern(&mut round.topic_names, m.topic());
-                let r = Raw::new(&m, topic, &mut round.arena);
-                if raw.len() < limit {
-                    raw.push(r);
+                if batch.records.len() < limit {
+                    batch.push_message(&m, &mut round.arena);
                 } else {
                     // Fetched before the pause took effect: keep it for later demand.
+                    let r = batch.raw_of(&m, &mut round.arena);
                     round.progress.note_fetched(&r.tp, r.offset);
                     if let Ok(mut stash) = shared.stash.lock() {
                         stash.push_back(r);
                     }
                     return;
                 }
-                if raw.len() >= limit {
+                if batch.records.len() >= limit {
                     return;
                 }
                 timeout = Duration::ZERO;
@@ -415,7 +359,7 @@ fn poll_messages(
                 return;
             }
             None => {
-                if raw.is_empty() && limit > 0 && !round.paused {
+                if batch.records.is_empty() && limit > 0 && !round.paused {
                     round.progress.ran_dry = true;
                 }
                 return;

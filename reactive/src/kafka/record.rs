@@ -6,7 +6,6 @@ use bytes::Bytes;
 use std::sync::atomic::Ordering;
 
 use super::shared::Shared;
-use super::tracker::Tp;
 
 /// One record, with the acknowledgement that lets its offset be committed.
 #[derive(Debug)]
@@ -50,21 +49,28 @@ fn split(data: &[u8], key_len: Option<u32>, has_payload: bool) -> (Option<&[u8]>
     (key_len.map(|_| key), has_payload.then_some(value))
 }
 
-/// One handover's hold on the source's shared state. The acks of a batch of records share it,
-/// so that their reference counts live on a cache line of the batch's own: cloned by the poll
-/// thread for one batch and dropped by the acknowledging task for an earlier one, a count on
-/// the source's own state would pass between the two threads at every record.
+/// One hand-over's hold on the source's shared state, and the name of its records' topic: the
+/// acks of a hand-over's records of one topic share it, so that their reference counts live on
+/// a cache line of the batch's own (cloned by the poll thread for one batch and dropped by the
+/// acknowledging task for an earlier one, a count on the source's own state would pass between
+/// the two threads at every record), and an ack needs no topic name of its own.
 #[derive(Debug)]
-pub(super) struct Lease(pub(super) Arc<Shared>);
+pub(super) struct Lease {
+    pub(super) shared: Arc<Shared>,
+    pub(super) topic: Arc<str>,
+}
 
 /// The right to commit one record's offset. Acknowledging is cheap (a short lock); use
 /// [`Ack::ack_all`] for a batch.
 #[derive(Debug)]
 pub struct Ack {
+    /// The source and the record's topic.
     pub(super) lease: Arc<Lease>,
-    pub(super) tp: Tp,
+    pub(super) partition: i32,
     pub(super) offset: i64,
     pub(super) generation: u64,
+    /// The partition's slot in the tracker (see [`Tracker::ack_at`](super::tracker::Tracker::ack_at)).
+    pub(super) slot: u32,
     pub(super) done: bool,
 }
 
@@ -73,7 +79,9 @@ impl Ack {
     /// partition is acknowledged too.
     pub fn ack(mut self) {
         self.done = true;
-        self.lease.0.ack(&self.tp, self.offset, self.generation);
+        self.lease
+            .shared
+            .ack(self.slot, self.offset, self.generation);
     }
 
     /// Acknowledges many records under one lock.
@@ -82,29 +90,32 @@ impl Ack {
         let mut guard = None;
         for mut a in acks {
             a.done = true;
-            if shared.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &a.lease.0)) {
+            if shared
+                .as_ref()
+                .is_none_or(|s| !Arc::ptr_eq(s, &a.lease.shared))
+            {
                 guard = None;
-                shared = Some(a.lease.0.clone());
+                shared = Some(a.lease.shared.clone());
             }
             let s = shared.as_ref().expect("set above");
             if s.closed.load(Ordering::Acquire) {
                 continue;
             }
             let g = guard.get_or_insert_with(|| s.lock_tracker());
-            g.ack(&a.tp, a.offset, a.generation);
+            g.ack_at(a.slot, a.offset, a.generation);
         }
     }
 
     /// The record's topic, partition and offset.
     pub fn position(&self) -> (&str, i32, i64) {
-        (&self.tp.0, self.tp.1, self.offset)
+        (&self.lease.topic, self.partition, self.offset)
     }
 
     /// Whether the record belongs to one of `partitions` (as a revocation hook receives them).
     pub fn is_in(&self, partitions: &[(Arc<str>, i32)]) -> bool {
         partitions
             .iter()
-            .any(|(t, p)| *p == self.tp.1 && **t == *self.tp.0)
+            .any(|(t, p)| *p == self.partition && **t == *self.lease.topic)
     }
 }
 
@@ -115,13 +126,13 @@ impl Drop for Ack {
         }
         // Settled only when shed on purpose: a record let go because its partition is being
         // revoked (purged) is read again by the next owner, shedding or not.
-        let shared = &self.lease.0;
-        if shared.settle_on_drop && !shared.is_revoking(&self.tp) {
-            shared.ack(&self.tp, self.offset, self.generation);
+        let shared = &self.lease.shared;
+        if shared.settle_on_drop && !shared.is_revoking(self) {
+            shared.ack(self.slot, self.offset, self.generation);
         } else {
             // Let go before the sink had it (purged from a revoked partition, say): no longer
             // in flight, and never committed past, so the next owner reads it again.
-            shared.release(&self.tp, self.offset, self.generation);
+            shared.release(self.slot, self.offset, self.generation);
         }
     }
 }

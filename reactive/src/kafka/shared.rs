@@ -79,18 +79,20 @@ impl Shared {
         lock(&self.tracker)
     }
 
-    pub(super) fn ack(&self, tp: &Tp, offset: i64, generation: u64) {
+    /// Acknowledges a record by its partition's slot in the tracker.
+    pub(super) fn ack(&self, slot: u32, offset: i64, generation: u64) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        self.lock_tracker().ack(tp, offset, generation);
+        self.lock_tracker().ack_at(slot, offset, generation);
     }
 
-    pub(super) fn release(&self, tp: &Tp, offset: i64, generation: u64) {
+    /// Releases a record by its partition's slot in the tracker.
+    pub(super) fn release(&self, slot: u32, offset: i64, generation: u64) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        if self.lock_tracker().release(tp, offset, generation) {
+        if self.lock_tracker().release_at(slot, offset, generation) {
             self.counters.revoked_unsent.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -115,9 +117,9 @@ impl Shared {
         }
     }
 
-    /// Whether `tp` is being revoked now.
-    pub(super) fn is_revoking(&self, tp: &Tp) -> bool {
-        self.revoking_count.load(Ordering::Acquire) > 0 && lock(&self.revoking).contains(tp)
+    /// Whether `ack`'s partition is being revoked now.
+    pub(super) fn is_revoking(&self, ack: &super::Ack) -> bool {
+        self.revoking_count.load(Ordering::Acquire) > 0 && ack.is_in(&lock(&self.revoking))
     }
 
     pub(super) fn end_revoke(&self, tps: &[Tp]) {

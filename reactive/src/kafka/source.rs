@@ -56,6 +56,11 @@ impl KafkaSource {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// A handle for stats and shutdown, usable after the source is connected.
     pub fn handle(&self) -> KafkaHandle {
         KafkaHandle {
@@ -241,8 +246,8 @@ impl<S> KafkaConnection<S> {
             let tracker = self.shared.lock_tracker();
             let mut kept = VecDeque::with_capacity(self.buffer.len());
             for (i, r) in self.buffer.drain(..).enumerate() {
-                let current = !r.ack.is_in(&revoking)
-                    && tracker.generation(&r.ack.tp) == Some(r.ack.generation);
+                let current =
+                    !r.ack.is_in(&revoking) && tracker.is_current(r.ack.slot, r.ack.generation);
                 if i < from || current {
                     kept.push_back(r);
                 } else {

@@ -122,9 +122,25 @@ impl Track {
     }
 }
 
+/// What the acks of a run of delivered records need: see [`Tracker::delivered_run`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct Delivered {
+    /// The generation to acknowledge them under.
+    pub(crate) generation: u64,
+    /// The partition's slot, for [`Tracker::ack_at`] and [`Tracker::release_at`].
+    pub(crate) slot: u32,
+    /// When any was skipped, which ones (true: skip).
+    pub(crate) skips: Option<Vec<bool>>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
-    parts: TpMap<Track>,
+    /// Each assigned partition's slot in `tracks`.
+    slots: TpMap<u32>,
+    /// The assigned partitions' tracks by slot (`None`: a free slot). An acknowledgement finds
+    /// its partition by slot, without hashing and comparing the topic's name; generations are
+    /// never reused, so one for a slot's earlier partition is told apart and ignored.
+    tracks: Vec<Option<(Tp, Track)>>,
     generations: u64,
     /// Records acknowledged, over the source's life (counted here, under the lock the
     /// acknowledgement takes anyway, rather than in a shared atomic per record).
@@ -140,52 +156,90 @@ impl Tracker {
     pub(crate) fn assign(&mut self, tp: Tp) -> u64 {
         self.generations += 1;
         let generation = self.generations;
-        self.parts.insert(
-            tp,
-            Track {
-                generation,
-                ..Track::default()
-            },
-        );
+        let track = Track {
+            generation,
+            ..Track::default()
+        };
+        let slot = match self.slots.get(&tp) {
+            Some(&slot) => slot as usize,
+            None => {
+                let slot = match self.tracks.iter().position(Option::is_none) {
+                    Some(free) => free,
+                    None => {
+                        self.tracks.push(None);
+                        self.tracks.len() - 1
+                    }
+                };
+                self.slots.insert(tp.clone(), slot as u32);
+                slot
+            }
+        };
+        self.tracks[slot] = Some((tp, track));
         generation
+    }
+
+    fn track(&self, tp: &Tp) -> Option<&Track> {
+        let slot = *self.slots.get(tp)? as usize;
+        self.tracks[slot].as_ref().map(|(_, t)| t)
+    }
+
+    fn track_mut(&mut self, tp: &Tp) -> Option<&mut Track> {
+        let slot = *self.slots.get(tp)? as usize;
+        self.tracks[slot].as_mut().map(|(_, t)| t)
+    }
+
+    /// The assigned partitions and their tracks.
+    fn tracks_mut(&mut self) -> impl Iterator<Item = (&Tp, &mut Track)> {
+        self.tracks.iter_mut().flatten().map(|(tp, t)| (&*tp, t))
     }
 
     /// Stops tracking a partition (revoked or lost). What it still had in flight is forgotten.
     pub(crate) fn revoke(&mut self, tp: &Tp) -> usize {
-        self.parts.remove(tp).map_or(0, |t| t.count(Mark::InFlight))
+        let Some(slot) = self.slots.remove(tp) else {
+            return 0;
+        };
+        self.tracks[slot as usize]
+            .take()
+            .map_or(0, |(_, t)| t.count(Mark::InFlight))
     }
 
     /// The generation `tp` is assigned under, if it is assigned.
     pub(crate) fn generation(&self, tp: &Tp) -> Option<u64> {
-        self.parts.get(tp).map(|t| t.generation)
+        self.track(tp).map(|t| t.generation)
+    }
+
+    /// Whether `slot` holds the assignment of `generation` (still assigned, not revoked).
+    pub(crate) fn is_current(&self, slot: u32, generation: u64) -> bool {
+        matches!(self.tracks.get(slot as usize), Some(Some((_, t))) if t.generation == generation)
     }
 
     /// Records that `offset` of `tp` went downstream; returns the generation to acknowledge it
     /// under, or `None` when the partition is not assigned (the record must not be delivered).
     #[cfg(test)]
     pub(crate) fn delivered(&mut self, tp: &Tp, offset: i64) -> Option<u64> {
-        self.delivered_run(tp, [offset]).map(|(g, _)| g)
+        self.delivered_run(tp, [offset]).map(|d| d.generation)
     }
 
     /// Records that `tp`'s `offsets` were written and acknowledged by an earlier owner (read
     /// from the commit's metadata): they are not handed downstream again.
     pub(crate) fn set_done(&mut self, tp: &Tp, offsets: impl IntoIterator<Item = i64>) {
-        if let Some(track) = self.parts.get_mut(tp) {
+        if let Some(track) = self.track_mut(tp) {
             track.done.extend(offsets);
         }
     }
 
     /// Records that `offsets` (increasing) of `tp` went downstream, with one lookup of the
     /// partition. Those an earlier owner already wrote (see [`set_done`](Self::set_done)) are
-    /// registered as acknowledged at once instead. Returns the generation and, when any was
-    /// skipped, which ones (true: skip); `None` when the partition is not assigned (none of
-    /// them must be delivered).
+    /// registered as acknowledged at once instead. Returns what their acks need (see
+    /// [`Delivered`]); `None` when the partition is not assigned (none of them must be
+    /// delivered).
     pub(crate) fn delivered_run(
         &mut self,
         tp: &Tp,
         offsets: impl IntoIterator<Item = i64>,
-    ) -> Option<(u64, Option<Vec<bool>>)> {
-        let track = self.parts.get_mut(tp)?;
+    ) -> Option<Delivered> {
+        let slot = *self.slots.get(tp)?;
+        let (_, track) = self.tracks[slot as usize].as_mut()?;
         // Without a done-list (the usual case) no record is looked up in it.
         let mut skips = (!track.done.is_empty()).then(Vec::new);
         for offset in offsets {
@@ -204,7 +258,11 @@ impl Tracker {
         if let Some(s) = &skips {
             self.skipped += s.iter().filter(|&&k| k).count() as u64;
         }
-        Some((generation, skips))
+        Some(Delivered {
+            generation,
+            slot,
+            skips,
+        })
     }
 
     #[cfg(test)]
@@ -217,7 +275,7 @@ impl Tracker {
     /// that says what is acknowledged past it, when either changed since the last commit.
     pub(crate) fn commits(&mut self, only: Option<&[Tp]>) -> Vec<(Tp, i64, String)> {
         let mut out = Vec::new();
-        for (tp, track) in &mut self.parts {
+        for (tp, track) in self.tracks_mut() {
             if only.is_some_and(|o| !o.contains(tp)) {
                 continue;
             }
@@ -242,7 +300,7 @@ impl Tracker {
     /// Records a successful commit with its metadata.
     pub(crate) fn committed_with(&mut self, tp: &Tp, offset: i64, metadata: String) {
         self.committed(tp, offset);
-        if let Some(track) = self.parts.get_mut(tp) {
+        if let Some(track) = self.track_mut(tp) {
             track.committed_metadata = metadata;
         }
     }
@@ -254,8 +312,15 @@ impl Tracker {
 
     /// Marks a delivered record acknowledged. Returns false when it is unknown: from an earlier
     /// generation, already acknowledged, or never delivered.
+    #[cfg(test)]
     pub(crate) fn ack(&mut self, tp: &Tp, offset: i64, generation: u64) -> bool {
-        let acked = self.mark(tp, offset, generation, Mark::Acked);
+        let slot = self.slots.get(tp).copied().unwrap_or(u32::MAX);
+        self.ack_at(slot, offset, generation)
+    }
+
+    /// [`ack`](Self::ack) by the partition's slot (from [`delivered_run`](Self::delivered_run)).
+    pub(crate) fn ack_at(&mut self, slot: u32, offset: i64, generation: u64) -> bool {
+        let acked = self.mark(slot, offset, generation, Mark::Acked);
         self.acked += u64::from(acked);
         acked
     }
@@ -263,14 +328,23 @@ impl Tracker {
     /// Marks a delivered record let go without an acknowledgement: it no longer counts as in
     /// flight, and the commit point stops before it. Returns false when it is unknown or not
     /// in flight.
+    #[cfg(test)]
     pub(crate) fn release(&mut self, tp: &Tp, offset: i64, generation: u64) -> bool {
-        self.mark(tp, offset, generation, Mark::Released)
+        let slot = self.slots.get(tp).copied().unwrap_or(u32::MAX);
+        self.release_at(slot, offset, generation)
     }
 
-    fn mark(&mut self, tp: &Tp, offset: i64, generation: u64, mark: Mark) -> bool {
-        let Some(track) = self.parts.get_mut(tp) else {
+    /// [`release`](Self::release) by the partition's slot.
+    pub(crate) fn release_at(&mut self, slot: u32, offset: i64, generation: u64) -> bool {
+        self.mark(slot, offset, generation, Mark::Released)
+    }
+
+    fn mark(&mut self, slot: u32, offset: i64, generation: u64, mark: Mark) -> bool {
+        let Some(Some((_, track))) = self.tracks.get_mut(slot as usize) else {
             return false;
         };
+        // A slot's earlier partition (or an earlier assignment of this one) had another
+        // generation: generations are never reused.
         if track.generation != generation {
             return false;
         }
@@ -297,7 +371,7 @@ impl Tracker {
     /// The partitions whose commit point moved past what was committed, with that point.
     pub(crate) fn due(&mut self) -> Vec<(Tp, i64)> {
         let mut out = Vec::new();
-        for (tp, track) in &mut self.parts {
+        for (tp, track) in self.tracks_mut() {
             if let Some(point) = track.commit_point() {
                 if track.committed.is_none_or(|c| point > c) {
                     out.push((tp.clone(), point));
@@ -310,14 +384,14 @@ impl Tracker {
     #[cfg(test)]
     /// The commit point of one partition, if it moved past what was committed.
     pub(crate) fn due_for(&mut self, tp: &Tp) -> Option<i64> {
-        let track = self.parts.get_mut(tp)?;
+        let track = self.track_mut(tp)?;
         let point = track.commit_point()?;
         track.committed.is_none_or(|c| point > c).then_some(point)
     }
 
     /// Records a successful commit.
     pub(crate) fn committed(&mut self, tp: &Tp, offset: i64) {
-        if let Some(track) = self.parts.get_mut(tp) {
+        if let Some(track) = self.track_mut(tp) {
             if track.committed.is_none_or(|c| offset > c) {
                 track.committed = Some(offset);
             }
@@ -326,24 +400,28 @@ impl Tracker {
 
     /// Records delivered but not yet acknowledged, for one partition.
     pub(crate) fn in_flight(&self, tp: &Tp) -> usize {
-        self.parts.get(tp).map_or(0, |t| t.count(Mark::InFlight))
+        self.track(tp).map_or(0, |t| t.count(Mark::InFlight))
     }
 
     /// The partitions tracked now, that is, assigned to this member, in order.
     pub(crate) fn assigned(&self) -> Vec<Tp> {
-        let mut v: Vec<Tp> = self.parts.keys().cloned().collect();
+        let mut v: Vec<Tp> = self.slots.keys().cloned().collect();
         v.sort();
         v
     }
 
     /// Whether no partition is assigned.
     pub(crate) fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.slots.is_empty()
     }
 
     /// Records delivered but not yet acknowledged, over every partition.
     pub(crate) fn in_flight_total(&self) -> usize {
-        self.parts.keys().map(|tp| self.in_flight(tp)).sum()
+        self.tracks
+            .iter()
+            .flatten()
+            .map(|(_, t)| t.count(Mark::InFlight))
+            .sum()
     }
 }
 
@@ -434,10 +512,10 @@ mod tests {
         let g = t.assign(tp(0));
         // The last owner committed 10 and wrote 12, 13 and 15 past it.
         t.set_done(&tp(0), super::super::done_list::decode(10, "d1:2+1,2+0"));
-        let (generation, skips) = t.delivered_run(&tp(0), 10..17).unwrap();
-        assert_eq!(generation, g);
+        let d = t.delivered_run(&tp(0), 10..17).unwrap();
+        assert_eq!(d.generation, g);
         assert_eq!(
-            skips,
+            d.skips,
             Some(vec![false, false, true, true, false, true, false]),
             "12, 13 and 15 are not handed downstream"
         );
@@ -457,6 +535,23 @@ mod tests {
             vec![(tp(0), 17, String::new())],
             "all done"
         );
+    }
+
+    #[test]
+    fn a_slot_given_to_another_partition_ignores_the_old_ones_acks() {
+        let mut t = Tracker::default();
+        let old = t.assign(tp(0));
+        let d = t.delivered_run(&tp(0), [7]).unwrap();
+        assert_eq!(t.revoke(&tp(0)), 1);
+        let new = t.assign(tp(1));
+        let e = t.delivered_run(&tp(1), [7]).unwrap();
+        assert_eq!(d.slot, e.slot, "the free slot is reused");
+        assert!(!t.ack_at(d.slot, 7, old), "the revoked partition's ack");
+        assert!(!t.release_at(d.slot, 7, old));
+        assert_eq!(t.in_flight(&tp(1)), 1);
+        assert!(t.ack_at(e.slot, 7, new));
+        assert!(!t.ack_at(99, 7, new), "no such slot");
+        assert_eq!(t.due(), vec![(tp(1), 8)]);
     }
 
     #[test]
