@@ -311,10 +311,16 @@ impl<T> Inbox<T> {
             std::mem::swap(&mut self.local, &mut state.queue);
         }
         let n = self.local.len().min(limit.max(1));
-        if n == self.local.len() && buf.is_empty() {
-            // All of it: hand over the buffer itself (no copy when it starts at its front, as
-            // one moved in whole does).
-            *buf = Vec::from(std::mem::take(&mut self.local));
+        if buf.is_empty() {
+            // Hand over a buffer rather than items one by one (a deque's drain moves each item
+            // on its own): all of it as it is (no copy when it starts at its front, as one
+            // moved in whole does), or the first `n` once the rest is split off.
+            let rest = if n < self.local.len() {
+                self.local.split_off(n)
+            } else {
+                VecDeque::new()
+            };
+            *buf = Vec::from(std::mem::replace(&mut self.local, rest));
         } else {
             buf.extend(self.local.drain(..n));
         }
