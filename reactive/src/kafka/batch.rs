@@ -8,7 +8,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaTopic;
 
 use super::record::Lease;
-use super::shared::{Arena, Raw, Shared};
+use super::shared::{Arena, Raw, Shared, copy_out, timestamp_of};
 use super::{Ack, KafkaRecord};
 
 /// Records polled for one hand-over, not yet registered for acknowledgement.
@@ -68,8 +68,16 @@ impl Batch {
     /// Copies `m` into the batch as a record (key and value into `arena`).
     pub(super) fn push_message(&mut self, m: &BorrowedMessage<'_>, arena: &mut Arena) {
         let lease = self.lease_of(m);
-        let raw = Raw::new(m, lease.topic.clone(), arena);
-        self.push(raw, lease);
+        let (data, key_len, has_payload) = copy_out(m, arena);
+        self.records.push(KafkaRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            data,
+            key_len,
+            has_payload,
+            timestamp_ms: timestamp_of(m),
+            ack: Ack::unregistered(lease, m.partition(), m.offset()),
+        });
     }
 
     /// A message polled for the stash.
@@ -79,31 +87,21 @@ impl Batch {
     }
 
     /// Adds a record kept in the stash.
-    pub(super) fn push_raw(&mut self, mut raw: Raw) {
+    pub(super) fn push_raw(&mut self, raw: Raw) {
         let lease = self.lease(&raw.tp.0);
-        raw.tp.0 = lease.topic.clone();
         self.push(raw, lease);
     }
 
-    /// Adds `raw` (whose topic is `lease`'s, in the lease's own name) as a record.
+    /// Adds `raw` (whose topic is `lease`'s) as a record.
     fn push(&mut self, raw: Raw, lease: Arc<Lease>) {
         self.records.push(KafkaRecord {
-            topic: raw.tp.0,
             partition: raw.tp.1,
             offset: raw.offset,
             data: raw.data,
             key_len: raw.key_len,
             has_payload: raw.has_payload,
             timestamp_ms: raw.timestamp_ms,
-            ack: Ack {
-                lease,
-                partition: raw.tp.1,
-                offset: raw.offset,
-                generation: 0,
-                slot: u32::MAX,
-                // Not registered yet: dropped now, it would release nothing.
-                done: true,
-            },
+            ack: Ack::unregistered(lease, raw.tp.1, raw.offset),
         });
     }
 
@@ -118,7 +116,7 @@ impl Batch {
         let mut start = 0;
         while start < records.len() {
             let first = &records[start];
-            let tp = (first.topic.clone(), first.partition);
+            let tp = (first.topic_arc().clone(), first.partition);
             let lease = first.ack.lease.clone();
             let len = records[start..]
                 .iter()

@@ -298,9 +298,9 @@ fn note_runs(progress: &mut super::recover::Progress, fetched: &[KafkaRecord]) {
     for (i, r) in fetched.iter().enumerate() {
         let last_of_run = fetched
             .get(i + 1)
-            .is_none_or(|next| next.partition != r.partition || next.topic != r.topic);
+            .is_none_or(|next| next.partition != r.partition || next.topic() != r.topic());
         if last_of_run {
-            progress.note_fetched(&(r.topic.clone(), r.partition), r.offset);
+            progress.note_fetched(&(r.topic_arc().clone(), r.partition), r.offset);
         }
     }
 }

@@ -10,9 +10,7 @@ use super::shared::Shared;
 /// One record, with the acknowledgement that lets its offset be committed.
 #[derive(Debug)]
 pub struct KafkaRecord {
-    /// The topic it was read from.
-    pub topic: Arc<str>,
-    /// Its partition.
+    /// Its partition (its topic: [`topic`](Self::topic)).
     pub partition: i32,
     /// Its offset in the partition.
     pub offset: i64,
@@ -31,6 +29,17 @@ pub struct KafkaRecord {
 }
 
 impl KafkaRecord {
+    /// The topic it was read from. Kept by the record's [`Ack`], whose hand-over shares one
+    /// copy of the name: a record costs no reference count of its own for it.
+    pub fn topic(&self) -> &str {
+        &self.ack.lease.topic
+    }
+
+    /// The topic's name as the source shares it.
+    pub(super) fn topic_arc(&self) -> &Arc<str> {
+        &self.ack.lease.topic
+    }
+
     /// The record's key, if it has one.
     pub fn key(&self) -> Option<&[u8]> {
         split(&self.data, self.key_len, self.has_payload).0
@@ -75,6 +84,19 @@ pub struct Ack {
 }
 
 impl Ack {
+    /// The ack of a record not registered with the tracker yet: dropped now, it releases
+    /// nothing.
+    pub(super) fn unregistered(lease: Arc<Lease>, partition: i32, offset: i64) -> Ack {
+        Ack {
+            lease,
+            partition,
+            offset,
+            generation: 0,
+            slot: u32::MAX,
+            done: true,
+        }
+    }
+
     /// The sink has the record: its offset may be committed once every earlier record of the
     /// partition is acknowledged too.
     pub fn ack(mut self) {

@@ -177,19 +177,35 @@ impl Arena {
 
 impl Raw {
     pub(super) fn new(m: &BorrowedMessage<'_>, topic: Arc<str>, arena: &mut Arena) -> Raw {
-        let (key, payload) = (m.key(), m.payload());
+        let (data, key_len, has_payload) = copy_out(m, arena);
         Raw {
             tp: (topic, m.partition()),
             offset: m.offset(),
-            data: arena.copy(key.unwrap_or_default(), payload.unwrap_or_default()),
-            // A key longer than 4 GiB cannot come from a broker (its limit is 2 GiB).
-            key_len: key.map(|k| u32::try_from(k.len()).unwrap_or(u32::MAX)),
-            has_payload: payload.is_some(),
-            timestamp_ms: match m.timestamp() {
-                Timestamp::NotAvailable => None,
-                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-            },
+            data,
+            key_len,
+            has_payload,
+            timestamp_ms: timestamp_of(m),
         }
+    }
+}
+
+/// `m`'s key and value copied into `arena` (the key's bytes, then the value's), the key's
+/// length if it has one, and whether it has a value.
+pub(super) fn copy_out(m: &BorrowedMessage<'_>, arena: &mut Arena) -> (Bytes, Option<u32>, bool) {
+    let (key, payload) = (m.key(), m.payload());
+    (
+        arena.copy(key.unwrap_or_default(), payload.unwrap_or_default()),
+        // A key longer than 4 GiB cannot come from a broker (its limit is 2 GiB).
+        key.map(|k| u32::try_from(k.len()).unwrap_or(u32::MAX)),
+        payload.is_some(),
+    )
+}
+
+/// `m`'s timestamp in milliseconds since the epoch, if it has one.
+pub(super) fn timestamp_of(m: &BorrowedMessage<'_>) -> Option<i64> {
+    match m.timestamp() {
+        Timestamp::NotAvailable => None,
+        Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
     }
 }
 
