@@ -39,8 +39,6 @@ pub struct Emitter<T, S> {
     batch: Vec<T>,
     /// The last purge request applied to `local`.
     purges_seen: u64,
-    /// Whether demand went upstream since [`take_granted`](Self::take_granted) last looked.
-    granted: bool,
 }
 
 impl<T, S> std::fmt::Debug for Emitter<T, S> {
@@ -93,7 +91,6 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             local: VecDeque::new(),
             batch: Vec::new(),
             purges_seen: 0,
-            granted: false,
         }
     }
 
@@ -139,8 +136,6 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             };
             budget = budget.saturating_sub(emitted);
             if budget == 0 {
-                // A full turn: the task yields, and the upstream waits for the next poll.
-                self.granted = false;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -272,16 +267,9 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             drop(state);
             if let Some(u) = upstream {
                 u.request(self.taken);
-                self.granted = true;
             }
         }
         self.taken = 0;
-    }
-
-    /// Whether demand went upstream since the last call (and the last poll did not use up its
-    /// budget): the upstream, in this same task, may have more to give at once.
-    pub(super) fn take_granted(&mut self) -> bool {
-        std::mem::take(&mut self.granted)
     }
 
     /// The safety cap tripped: discard what is queued (counted) and fail at once.
