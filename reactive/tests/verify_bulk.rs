@@ -1043,3 +1043,251 @@ fn try_ready_reports_unbounded_once_unbounded() {
     subscription.request(UNBOUNDED);
     assert_eq!(demand.try_ready(), Ok(UNBOUNDED));
 }
+
+// ---------------------------------------------------------------- more attacks
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn batches_stay_within_demand_requested_from_another_thread() {
+    // The subscriber never requests; another thread requests in small steps, counting what it
+    // requested *before* each request, so `delivered <= requested` must hold on every delivery.
+    for round in 0..6u64 {
+        let requested = Arc::new(AtomicU64::new(0));
+        let over = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
+        struct Watch {
+            requested: Arc<AtomicU64>,
+            over: Arc<AtomicU64>,
+            delivered: Arc<AtomicU64>,
+            sub: Arc<Mutex<Option<Subscription>>>,
+            next: u64,
+            bad_order: bool,
+        }
+        impl Subscriber<u64> for Watch {
+            fn on_subscribe(&mut self, s: Subscription) {
+                *self.sub.lock().unwrap() = Some(s);
+            }
+            fn on_next(&mut self, x: u64) {
+                self.on_next_batch(&mut vec![x]);
+            }
+            fn on_next_batch(&mut self, items: &mut Vec<u64>) {
+                for x in items.drain(..) {
+                    self.bad_order |= x != self.next;
+                    self.next += 1;
+                }
+                let d = self.next;
+                self.delivered.store(d, Ordering::SeqCst);
+                if d > self.requested.load(Ordering::SeqCst) || self.bad_order {
+                    self.over.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            fn takes_batches(&self) -> bool {
+                true
+            }
+            fn on_error(&mut self, _: Error) {}
+            fn on_complete(&mut self) {}
+        }
+        let sub = Arc::new(Mutex::new(None));
+        let w = Watch {
+            requested: requested.clone(),
+            over: over.clone(),
+            delivered: delivered.clone(),
+            sub: sub.clone(),
+            next: 0,
+            bad_order: false,
+        };
+        let p = match round % 3 {
+            0 => reactive::iter(0u64..30_000).subscribe(w),
+            1 => reactive::iter(0u64..30_000)
+                .queue(QueueConfig::bounded(32))
+                .map(|x| x)
+                .subscribe(w),
+            _ => reactive::from_chunks(chunk_stream(30_000))
+                .filter(|_| true)
+                .subscribe(w),
+        };
+        let s = loop {
+            if let Some(s) = sub.lock().unwrap().clone() {
+                break s;
+            }
+            tokio::task::yield_now().await;
+        };
+        let step = 1 + round * 5;
+        let mut total = 0u64;
+        let mut spins = 0u64;
+        while total < 30_000 {
+            spins += 1;
+            assert!(spins < 5_000_000, "no progress");
+            // Keep a little demand ahead of what was delivered.
+            if total < delivered.load(Ordering::SeqCst) + 3 * step {
+                requested.fetch_add(step, Ordering::SeqCst);
+                total += step;
+                s.request(step);
+            } else {
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            }
+        }
+        s.request(1);
+        assert!(finish(p).await, "round {round}: did not complete");
+        assert_eq!(
+            over.load(Ordering::SeqCst),
+            0,
+            "round {round}: past demand or out of order"
+        );
+        assert_eq!(delivered.load(Ordering::SeqCst), 30_000, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn operators_and_queues_do_hand_over_in_batches() {
+    // The docs: "iter, the queues and map/filter hand items over this way".
+    async fn sizes<P: Publisher<Item = u64>>(p: P) -> Vec<usize> {
+        let (rec, log) = Rec::new(true, 1000, 1000);
+        assert!(finish(p.connect(rec)).await);
+        let l = log.lock().unwrap();
+        assert!(l.items.iter().copied().eq(0..5000));
+        l.batches.clone()
+    }
+    let many = |b: &[usize]| b.iter().any(|&n| n > 1);
+    assert!(many(&sizes(reactive::iter(0..5000u64)).await), "iter");
+    assert!(
+        many(&sizes(reactive::iter(0..5000u64).map(|x| x)).await),
+        "map"
+    );
+    assert!(
+        many(&sizes(reactive::iter(0..5000u64).filter(|_| true)).await),
+        "filter"
+    );
+    assert!(
+        many(&sizes(reactive::iter(0..5000u64).queue(QueueConfig::bounded(64))).await),
+        "bounded queue"
+    );
+    assert!(
+        many(&sizes(reactive::iter(0..5000u64).queue(QueueConfig::unbounded())).await),
+        "unbounded queue"
+    );
+    assert!(
+        many(&sizes(reactive::from_chunks(chunk_stream(5000))).await),
+        "from_chunks"
+    );
+}
+
+#[tokio::test]
+async fn inbox_cancel_keeps_received_items_takeable() {
+    let mut inbox = reactive::iter(0..100u64).spawn_stream(Prefetch::new(16));
+    let mut buf = Vec::new();
+    assert!(inbox.recv_many(&mut buf, 1).await.unwrap() == 1);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let held = inbox.len();
+    inbox.cancel();
+    let mut calls = 0;
+    while inbox.recv_many(&mut buf, 3).await.unwrap() > 0 {
+        calls += 1;
+        assert!(calls < 1000);
+    }
+    assert!(buf.len() > held, "took {} of {held} held + 1", buf.len());
+    assert!(buf.len() <= 1 + 16);
+    assert!(buf.iter().copied().eq(0..buf.len() as u64));
+    assert_eq!(inbox.recv_many(&mut buf, 3).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn manual_inbox_recv_many_takes_only_what_was_requested() {
+    let (subscriber, mut inbox) = reactive::inbox::<u64>(Prefetch::manual());
+    inbox.request(5);
+    let h = tokio::spawn(reactive::iter(0..100u64).connect(subscriber));
+    let mut buf = Vec::new();
+    let mut got = 0;
+    while got < 5 {
+        got += inbox.recv_many(&mut buf, 100).await.unwrap();
+    }
+    assert_eq!(buf, [0, 1, 2, 3, 4]);
+    // Nothing more until requested: recv_many stays pending.
+    let mut fut = Box::pin(inbox.recv_many(&mut buf, 100));
+    assert!(
+        !poll_turns(&mut fut, 20).await,
+        "recv_many past the manual demand"
+    );
+    drop(fut);
+    inbox.request(3);
+    let mut got = 0;
+    while got < 3 {
+        got += inbox.recv_many(&mut buf, 100).await.unwrap();
+    }
+    assert_eq!(buf, (0..8).collect::<Vec<_>>());
+    drop(inbox);
+    assert!(finish(h).await);
+}
+
+#[tokio::test]
+async fn queue_passes_the_error_after_the_items_before_it() {
+    for (config, block) in [
+        (QueueConfig::bounded(3), true),
+        (QueueConfig::unbounded(), true),
+        (
+            QueueConfig::bounded(3).overflow(Overflow::DropNewest),
+            false,
+        ),
+    ] {
+        let items: Vec<Result<u64, Boom>> = (0..10u64).map(Ok).chain([Err(Boom), Ok(99)]).collect();
+        let mut inbox = reactive::from_try_stream(stream::iter(items))
+            .queue(config)
+            .spawn_stream(Prefetch::new(2));
+        let mut buf = Vec::new();
+        let mut calls = 0;
+        let err = loop {
+            calls += 1;
+            assert!(calls < 1000);
+            match inbox.recv_many(&mut buf, 4).await {
+                Ok(0) => panic!("ended without the error"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::Upstream(_)));
+        assert!(buf.windows(2).all(|w| w[0] < w[1]));
+        assert!(!buf.contains(&99));
+        if block {
+            assert_eq!(buf, (0..10).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[tokio::test]
+async fn safety_cap_with_chunked_input_holds_at_most_the_cap() {
+    // A source that makes its items in chunks of 300 into an unbounded queue capped at 100:
+    // the cap "ends the stream once this many items are queued".
+    let produced = Arc::new(AtomicU64::new(0));
+    let p = produced.clone();
+    let q = reactive::from_chunks(stream::iter(
+        (0..100u64).map(|i| (i * 300..i * 300 + 300).collect::<Vec<u64>>()),
+    ))
+    .map(move |x| {
+        p.fetch_add(1, Ordering::SeqCst);
+        x
+    })
+    .queue(QueueConfig::unbounded().safety_cap(100));
+    let stats = q.stats();
+    let (rec, log) = Rec::new(true, 0, 0);
+    let mut conn = Box::pin(q.connect(rec));
+    assert!(
+        poll_turns(&mut conn, 50).await,
+        "the cap did not end the stream"
+    );
+    let s = stats.snapshot();
+    let l = log.lock().unwrap();
+    assert!(l.error.is_some(), "{s:?}");
+    assert!(s.overflowed);
+    assert_eq!(
+        produced.load(Ordering::SeqCst),
+        s.popped + s.depth + s.dropped(),
+        "{s:?}"
+    );
+    assert!(
+        s.high_water <= 100,
+        "held {} items with a cap of 100: {s:?}",
+        s.high_water
+    );
+}
