@@ -1291,3 +1291,74 @@ async fn safety_cap_with_chunked_input_holds_at_most_the_cap() {
         s.high_water
     );
 }
+
+#[tokio::test]
+async fn queue_priority_counts_and_order_with_batch_input() {
+    // Priority looks at classes, so no bulk input; the counts must hold all the same. Classes
+    // 0 and 1 only (the never-shed class 2 does not occur), so capacity is never exceeded.
+    for cap in [2usize, 8, 100] {
+        let config = QueueConfig::bounded(cap)
+            .overflow(Overflow::Priority {
+                thresholds: vec![0.5, 0.9],
+            })
+            .priority(|x: &u64| (x % 2) as u8);
+        queue_run(config, 5000, 4, 3).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocked_stops_growing_once_the_stall_ends() {
+    for config in [QueueConfig::bounded(4), QueueConfig::pull()] {
+        let q = reactive::iter(0..1000u64).queue(config);
+        let stats = q.stats();
+        let (rec, log) = Rec::new(true, 2, 0);
+        let h = tokio::spawn(q.connect(rec));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let b0 = stats.snapshot().blocked;
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let during = stats.snapshot().blocked;
+        assert!(
+            during >= b0 + Duration::from_secs(4),
+            "{b0:?} -> {during:?}"
+        );
+        // End the stall: the rest flows and the source completes.
+        log.lock().unwrap().sub.clone().unwrap().request(UNBOUNDED);
+        assert!(finish(h).await);
+        let after = stats.snapshot().blocked;
+        tokio::time::advance(Duration::from_secs(100)).await;
+        tokio::task::yield_now().await;
+        let later = stats.snapshot().blocked;
+        assert_eq!(
+            after, later,
+            "blocked grew after the stall ended and the source completed"
+        );
+        assert!(later <= Duration::from_secs(6), "{later:?} for a 5 s stall");
+        assert!(log.lock().unwrap().items.iter().copied().eq(0..1000));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pull_queue_blocked_without_downstream_demand() {
+    let q = reactive::iter(0u64..).queue(QueueConfig::pull());
+    let stats = q.stats();
+    let (rec, log) = Rec::new(true, 3, 0);
+    let h = tokio::spawn(q.connect(rec));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(log.lock().unwrap().items, [0, 1, 2]);
+    let b0 = stats.snapshot().blocked;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let b1 = stats.snapshot().blocked;
+    assert!(b1 >= b0 + Duration::from_secs(4), "{b0:?} -> {b1:?}");
+    log.lock().unwrap().sub.clone().unwrap().cancel();
+    assert!(finish(h).await);
+}
