@@ -442,6 +442,19 @@ async fn takes_batches_is_asked_before_each_emission() {
         reactive::iter(0..1000u64).queue(QueueConfig::bounded(64)),
     )
     .await;
+    one("iter.filter", reactive::iter(0..1000u64).filter(|_| true)).await;
+    one(
+        "from_chunks.map",
+        reactive::from_chunks(chunk_stream(1000)).map(|x| x),
+    )
+    .await;
+    one(
+        "queue.map",
+        reactive::iter(0..1000u64)
+            .queue(QueueConfig::unbounded())
+            .map(|x| x),
+    )
+    .await;
 }
 
 async fn cross_thread_cancel<P>(what: &str, make: impl Fn() -> P)
@@ -1361,4 +1374,31 @@ async fn pull_queue_blocked_without_downstream_demand() {
     assert!(b1 >= b0 + Duration::from_secs(4), "{b0:?} -> {b1:?}");
     log.lock().unwrap().sub.clone().unwrap().cancel();
     assert!(finish(h).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_behind_a_queue_never_holds_more_than_the_window() {
+    for window in [1u64, 5, 64] {
+        let mut inbox = reactive::iter(0..20_000u64)
+            .queue(QueueConfig::bounded(128))
+            .spawn_stream(Prefetch::new(window));
+        let mut buf = Vec::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            assert!(calls < 200_000);
+            assert!(
+                inbox.len() as u64 <= window,
+                "window {window}: {}",
+                inbox.len()
+            );
+            if calls % 2 == 0 {
+                tokio::task::yield_now().await;
+            }
+            if inbox.recv_many(&mut buf, 1000).await.unwrap() == 0 {
+                break;
+            }
+        }
+        assert!(buf.into_iter().eq(0..20_000));
+    }
 }
