@@ -1402,3 +1402,55 @@ async fn inbox_behind_a_queue_never_holds_more_than_the_window() {
         assert!(buf.into_iter().eq(0..20_000));
     }
 }
+
+#[tokio::test]
+async fn from_chunks_cancel_while_the_stream_is_idle_ends_the_connection() {
+    // "A cancel is noticed at once even while the source is idle", demand outstanding or not.
+    for initial in [0u64, 5] {
+        for takes in [true, false] {
+            let (tx, rx) = futures::channel::mpsc::unbounded::<Vec<u64>>();
+            tx.unbounded_send(vec![0, 1]).unwrap();
+            let (rec, log) = Rec::new(takes, initial, 0);
+            let released = Arc::new(AtomicBool::new(false));
+            struct Flag<S>(S, Arc<AtomicBool>);
+            impl<S> Drop for Flag<S> {
+                fn drop(&mut self) {
+                    self.1.store(true, Ordering::SeqCst);
+                }
+            }
+            impl<S: Subscriber<u64>> Subscriber<u64> for Flag<S> {
+                fn on_subscribe(&mut self, s: Subscription) {
+                    self.0.on_subscribe(s)
+                }
+                fn on_next(&mut self, x: u64) {
+                    self.0.on_next(x)
+                }
+                fn on_next_batch(&mut self, items: &mut Vec<u64>) {
+                    self.0.on_next_batch(items)
+                }
+                fn takes_batches(&self) -> bool {
+                    self.0.takes_batches()
+                }
+                fn on_error(&mut self, e: Error) {
+                    self.0.on_error(e)
+                }
+                fn on_complete(&mut self) {
+                    self.0.on_complete()
+                }
+            }
+            let h = tokio::spawn(reactive::from_chunks(rx).connect(Flag(rec, released.clone())));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let expect: &[u64] = if initial == 0 { &[] } else { &[0, 1] };
+            assert_eq!(log.lock().unwrap().items, expect);
+            log.lock().unwrap().sub.clone().unwrap().cancel();
+            assert!(
+                finish(h).await,
+                "initial={initial} takes={takes}: not ended"
+            );
+            assert!(released.load(Ordering::SeqCst), "subscriber not released");
+            assert!(tx.is_closed(), "stream not released");
+        }
+    }
+}
