@@ -1454,3 +1454,40 @@ async fn from_chunks_cancel_while_the_stream_is_idle_ends_the_connection() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_many_window_holds_for_any_replenish_fraction() {
+    for fraction in [0.01f64, 0.5, 0.75, 1.0] {
+        for window in [1u64, 10, 33] {
+            let prefetch = Prefetch::new(window).replenish_at(fraction);
+            let produced = Arc::new(AtomicU64::new(0));
+            let p = produced.clone();
+            let mut inbox = reactive::from_chunks(chunk_stream(5_000))
+                .map(move |x| {
+                    p.fetch_add(1, Ordering::SeqCst);
+                    x
+                })
+                .spawn_stream(prefetch);
+            let mut buf = Vec::new();
+            let mut calls = 0;
+            loop {
+                calls += 1;
+                assert!(
+                    calls < 100_000,
+                    "fraction {fraction} window {window}: stuck"
+                );
+                assert!(inbox.len() as u64 <= window);
+                let ahead = produced.load(Ordering::SeqCst) - buf.len() as u64;
+                assert!(
+                    ahead <= window,
+                    "fraction {fraction} window {window}: {ahead} ahead"
+                );
+                tokio::task::yield_now().await;
+                if inbox.recv_many(&mut buf, 4).await.unwrap() == 0 {
+                    break;
+                }
+            }
+            assert!(buf.into_iter().eq(0..5_000));
+        }
+    }
+}
