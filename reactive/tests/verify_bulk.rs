@@ -462,8 +462,17 @@ where
     P: Publisher<Item = u64>,
     P::Connection<Rec>: Send + 'static,
 {
+    cross_thread_cancel_with(what, true, &make).await;
+    cross_thread_cancel_with(what, false, &make).await;
+}
+
+async fn cross_thread_cancel_with<P>(what: &str, takes: bool, make: &impl Fn() -> P)
+where
+    P: Publisher<Item = u64>,
+    P::Connection<Rec>: Send + 'static,
+{
     for round in 0..20u64 {
-        let (rec, log) = Rec::new(true, UNBOUNDED, 0);
+        let (rec, log) = Rec::new(takes, UNBOUNDED, 0);
         let h = make().subscribe(rec);
         let start = 100 + round * 37;
         // Wait (bounded) until some items arrived.
@@ -489,7 +498,7 @@ where
         let log = log.lock().unwrap();
         assert!(
             log.deliveries <= at_cancel + 1,
-            "{what}: {} deliveries after the cancel returned (at most the one in progress)",
+            "{what} takes={takes}: {} deliveries after the cancel returned (at most the one in progress)",
             log.deliveries - at_cancel
         );
         assert_eq!(log.over_demand, 0);
