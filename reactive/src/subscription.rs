@@ -198,9 +198,10 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// Ready with the number of permits available now (at least one; `UNBOUNDED` if unbounded),
-    /// or with the reason to stop. Pending, with the task's waker registered, when there is no
-    /// demand.
+    /// Ready with the number of permits in hand (at least one; `UNBOUNDED` if unbounded), or
+    /// with the reason to stop. Pending, with the task's waker registered, when there is no
+    /// demand. Permits already in hand are reported first: requests made since they were taken
+    /// (an unbounded one included) show once they are used.
     #[inline]
     pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<u64, Stop>> {
         if let Err(stop) = self.check() {
@@ -226,6 +227,7 @@ impl Demand {
     }
 
     /// Like [`poll_ready`](Self::poll_ready) without waiting: `Ok(0)` when there is no demand.
+    /// The permits in hand come first, as there.
     pub fn try_ready(&mut self) -> Result<u64, Stop> {
         self.check()?;
         if self.local == 0 {

@@ -1055,14 +1055,16 @@ fn consume_n_uses_n_permits() {
 }
 
 #[test]
-#[ignore = "finding (minor, docs): try_ready reports the 5 local permits, not UNBOUNDED, after request(2^63-1)"]
-fn try_ready_reports_unbounded_once_unbounded() {
-    // poll_ready's doc: "the number of permits available now (at least one; UNBOUNDED if
-    // unbounded)", and try_ready is "like poll_ready".
+fn try_ready_reports_the_permits_in_hand_then_the_unbounded_demand() {
+    // Was a finding against the docs, which said "the number of permits available now
+    // (UNBOUNDED if unbounded)": the permits already in hand come first, and a request made
+    // since (here, unbounded) shows once they are used. The docs now say so.
     let (subscription, mut demand) = reactive::subscription::pair();
     subscription.request(5);
     assert_eq!(demand.try_ready(), Ok(5));
     subscription.request(UNBOUNDED);
+    assert_eq!(demand.try_ready(), Ok(5), "the permits in hand first");
+    demand.consume_n(5);
     assert_eq!(demand.try_ready(), Ok(UNBOUNDED));
 }
 

@@ -41,6 +41,8 @@ struct Shared {
     deliveries: AtomicU64,
     /// The items received by the end of the delivery in which the probe cancelled itself.
     nexts_when_cancelled: AtomicU64,
+    /// `on_next_batch` calls made although `takes_batches` said no.
+    unasked_batches: AtomicU64,
 }
 
 thread_local! {
@@ -175,6 +177,11 @@ impl<T> Subscriber<T> for Probe {
         self.record(Signal::Next);
     }
     fn on_next_batch(&mut self, items: &mut Vec<T>) {
+        if !self.shared.batches {
+            // Publishers must not do this: a subscriber that keeps the default `on_next_batch`
+            // would get the rest of the batch after a cancel made in `on_next`.
+            self.shared.unasked_batches.fetch_add(1, Ordering::Relaxed);
+        }
         let count = items.len() as u64;
         items.clear();
         if count > 0 {
@@ -224,6 +231,11 @@ impl ProbeHandle {
     /// one that takes batches.
     pub fn nexts_when_cancelled(&self) -> u64 {
         self.shared.nexts_when_cancelled.load(Ordering::Acquire)
+    }
+
+    /// How many batches arrived although the probe does not take batches.
+    pub fn unasked_batches(&self) -> u64 {
+        self.shared.unasked_batches.load(Ordering::Acquire)
     }
 
     /// How many terminal signals arrived.

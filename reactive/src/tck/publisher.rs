@@ -282,6 +282,12 @@ impl PublisherVerification {
                 self.timeout
             ),
         }
+        let unasked = run.probe.unasked_batches();
+        assert_eq!(
+            unasked, 0,
+            "rule {rule} broken: {unasked} batches (on_next_batch) went to a subscriber whose \
+             takes_batches() is false"
+        );
     }
 
     /// Runs every rule and reports each outcome, or the message of the rule it broke.
