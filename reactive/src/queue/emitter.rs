@@ -39,6 +39,11 @@ pub struct Emitter<T, S> {
     batch: Vec<T>,
     /// The last purge request applied to `local`.
     purges_seen: u64,
+    /// Whether demand went upstream since [`take_granted`](Self::take_granted) last looked.
+    granted: bool,
+    /// Whether the last look at the buffer found it empty while the downstream had demand: the
+    /// source, not the sink, is what the queue waits on.
+    starved: bool,
 }
 
 impl<T, S> std::fmt::Debug for Emitter<T, S> {
@@ -91,6 +96,8 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             local: VecDeque::new(),
             batch: Vec::new(),
             purges_seen: 0,
+            granted: false,
+            starved: false,
         }
     }
 
@@ -136,6 +143,8 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             };
             budget = budget.saturating_sub(emitted);
             if budget == 0 {
+                // A full turn: the task yields, and the upstream waits for the next poll.
+                self.granted = false;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -216,7 +225,10 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             Poll::Pending => match self.demand.try_ready() {
                 Err(stop) => Refill::Stop(stop),
                 Ok(n) if permits == 0 && n > 0 => Refill::Again,
-                Ok(_) => Refill::Wait,
+                Ok(_) => {
+                    self.starved = permits > 0;
+                    Refill::Wait
+                }
             },
         }
     }
@@ -267,9 +279,17 @@ impl<T, S: Subscriber<T>> Emitter<T, S> {
             drop(state);
             if let Some(u) = upstream {
                 u.request(self.taken);
+                self.granted = true;
             }
         }
         self.taken = 0;
+    }
+
+    /// Whether demand went upstream since the last call while the queue ran dry with demand
+    /// downstream (and the last poll did not use up its budget): the upstream, in this same
+    /// task, is what holds the sink up, and may have more to give at once.
+    pub(super) fn take_granted(&mut self) -> bool {
+        std::mem::take(&mut self.granted) && std::mem::take(&mut self.starved)
     }
 
     /// The safety cap tripped: discard what is queued (counted) and fail at once.

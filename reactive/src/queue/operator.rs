@@ -15,6 +15,9 @@ use super::{Mode, QueueConfig, QueueStats};
 use crate::purge::Purger;
 use crate::{Publisher, Subscriber};
 
+/// The most turns each half of a buffered queue takes in one poll of its task.
+const TURNS: u32 = 4;
+
 /// A queue between a publisher and its subscriber. See [`crate::queue`].
 pub struct Queue<P: Publisher> {
     upstream: P,
@@ -163,17 +166,28 @@ impl<P: Publisher, S: Subscriber<P::Item>> Future for QueueConnection<P, S> {
                 mut upstream,
                 emitter,
             } => {
-                if let Some(connection) = upstream.as_mut().as_pin_mut() {
-                    if connection.poll(cx).is_ready() {
+                // The two halves take turns. When the emitter hands demand back upstream, the
+                // upstream (woken, and in this same task) gets another turn at once, a few
+                // times, rather than after a trip through the scheduler.
+                let mut turns = 0;
+                loop {
+                    if let Some(connection) = upstream.as_mut().as_pin_mut() {
+                        if connection.poll(cx).is_ready() {
+                            upstream.set(None);
+                        }
+                    }
+                    let done = emitter.poll(cx);
+                    if done.is_ready() {
+                        // The subscriber is released; the source goes with it (it was
+                        // cancelled).
                         upstream.set(None);
+                        break done;
+                    }
+                    turns += 1;
+                    if turns == TURNS || upstream.is_none() || !emitter.take_granted() {
+                        break done;
                     }
                 }
-                let done = emitter.poll(cx);
-                if done.is_ready() {
-                    // The subscriber is released; the source goes with it (it was cancelled).
-                    upstream.set(None);
-                }
-                done
             }
         };
         // A blocked spell still open now lasts past this poll: time it from here.
