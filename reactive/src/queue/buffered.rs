@@ -169,6 +169,41 @@ impl<T> QueueSubscriber<T> {
         wake(waker);
     }
 
+    /// Queues one item under the lock the caller holds, by the overflow policy, and counts it;
+    /// `Err(cap)` when the safety cap refuses it.
+    fn offer(&self, state: &mut State<T>, item: T) -> Result<(), usize> {
+        if let Some(cap) = self.safety_cap {
+            if state.buffer.len() >= cap {
+                return Err(cap);
+            }
+        }
+        let bytes = self.config.weight(&item);
+        let class = self.config.class(&item);
+        match state.buffer.offer(item, class) {
+            Offer::Accepted => self.stats.pushed(bytes),
+            Offer::Evicted(old, reason) => {
+                let old_bytes = self.config.weight(&old);
+                self.stats.dropped(reason, Some(old_bytes));
+                self.stats.pushed(bytes);
+            }
+            Offer::Dropped(_, reason) => self.stats.dropped(reason, None),
+            // Only a publisher that broke rule 1.1 can overfill a blocking queue.
+            Offer::Full(_) => self.stats.dropped(DropReason::Newest, None),
+        }
+        self.used(state, 1);
+        Ok(())
+    }
+
+    /// A blocking queue: `n` of the permits granted upstream were used.
+    fn used(&self, state: &mut State<T>, n: u64) {
+        if self.blocks {
+            state.outstanding = state.outstanding.saturating_sub(n);
+            if state.outstanding == 0 {
+                self.stats.set_blocked(true);
+            }
+        }
+    }
+
     /// The safety cap is reached: drop the item that found it (counted), fail the stream and
     /// cancel the source.
     fn overflow(&self, mut state: MutexGuard<'_, State<T>>, cap: usize) {
@@ -201,33 +236,12 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
     }
 
     fn on_next(&mut self, item: T) {
-        let bytes = self.config.weight(&item);
-        let class = self.config.class(&item);
         let mut state = self.shared.lock();
         if state.handoff.end.is_some() {
             return;
         }
-        if let Some(cap) = self.safety_cap {
-            if state.buffer.len() >= cap {
-                return self.overflow(state, cap);
-            }
-        }
-        match state.buffer.offer(item, class) {
-            Offer::Accepted => self.stats.pushed(bytes),
-            Offer::Evicted(old, reason) => {
-                let old_bytes = self.config.weight(&old);
-                self.stats.dropped(reason, Some(old_bytes));
-                self.stats.pushed(bytes);
-            }
-            Offer::Dropped(_, reason) => self.stats.dropped(reason, None),
-            // Only a publisher that broke rule 1.1 can overfill a blocking queue.
-            Offer::Full(_) => self.stats.dropped(DropReason::Newest, None),
-        }
-        if self.blocks {
-            state.outstanding = state.outstanding.saturating_sub(1);
-            if state.outstanding == 0 {
-                self.stats.set_blocked(true);
-            }
+        if let Err(cap) = self.offer(&mut state, item) {
+            return self.overflow(state, cap);
         }
         let waker = state.handoff.take_waker();
         drop(state);
@@ -239,33 +253,40 @@ impl<T> Subscriber<T> for QueueSubscriber<T> {
     }
 
     /// Under one lock: queued whole when the policy accepts them all (no shedding, no safety
-    /// cap in reach), item by item otherwise.
+    /// cap in reach), offered one by one otherwise.
     fn on_next_batch(&mut self, items: &mut Vec<T>) {
         let n = items.len();
         let mut state = self.shared.lock();
-        let fits_cap = self
-            .safety_cap
-            .is_none_or(|cap| state.buffer.len() + n < cap);
-        if state.handoff.end.is_some() || !fits_cap || !state.buffer.takes_in_bulk(n) {
-            drop(state);
-            for item in items.drain(..) {
-                // Items after the one that tripped the safety cap were made before the cancel
-                // reached the source: they are counted with the rest of the cap's discards.
-                if self.shared.lock().overflowed.is_some() {
-                    self.stats.dropped(DropReason::Overflow, None);
-                    continue;
-                }
-                self.on_next(item);
+        if state.overflowed.is_some() {
+            // Made before the cap's cancel reached the source: counted with its discards.
+            for _ in items.drain(..) {
+                self.stats.dropped(DropReason::Overflow, None);
             }
             return;
         }
-        let bytes = self.config.weight_all(items);
-        state.buffer.append(items);
-        self.stats.pushed_n(n as u64, bytes);
-        if self.blocks {
-            state.outstanding = state.outstanding.saturating_sub(n as u64);
-            if state.outstanding == 0 {
-                self.stats.set_blocked(true);
+        if state.handoff.end.is_some() {
+            items.clear();
+            return;
+        }
+        let fits_cap = self
+            .safety_cap
+            .is_none_or(|cap| state.buffer.len() + n < cap);
+        if fits_cap && state.buffer.takes_in_bulk(n) {
+            let bytes = self.config.weight_all(items);
+            state.buffer.append(items);
+            self.stats.pushed_n(n as u64, bytes);
+            self.used(&mut state, n as u64);
+        } else {
+            let mut rest = items.drain(..);
+            while let Some(item) = rest.next() {
+                if let Err(cap) = self.offer(&mut state, item) {
+                    // The rest of the batch goes with the cap's discards.
+                    for _ in rest.by_ref() {
+                        self.stats.dropped(DropReason::Overflow, None);
+                    }
+                    drop(rest);
+                    return self.overflow(state, cap);
+                }
             }
         }
         let waker = state.handoff.take_waker();
