@@ -301,29 +301,6 @@ pub fn event_chunks(
     }
 }
 
-/// The generator's events one by one: [`event_chunks`], flattened.
-pub fn events(
-    schedule: Schedule,
-    shape: EventShape,
-    origin: Instant,
-    origin_epoch_ns: i64,
-    signal: Option<RateSignal>,
-    stats: Arc<GeneratorStats>,
-    stage: Stage,
-) -> impl Stream<Item = Event> {
-    use futures::StreamExt;
-    event_chunks(
-        schedule,
-        shape,
-        origin,
-        origin_epoch_ns,
-        signal,
-        stats,
-        stage,
-    )
-    .flat_map(futures::stream::iter)
-}
-
 /// See [`event_chunks`]: a hand-written stream.
 struct Chunks {
     making: Making,
@@ -407,7 +384,7 @@ mod tests {
             msg_size: 64,
         };
         let (stats, stage) = (Arc::new(GeneratorStats::default()), Stage::new("generator"));
-        let s = events(
+        let s = event_chunks(
             schedule,
             shape,
             Instant::now(),
@@ -415,7 +392,8 @@ mod tests {
             None,
             stats.clone(),
             stage.clone(),
-        );
+        )
+        .flat_map(futures::stream::iter);
         (s, stats, stage)
     }
 

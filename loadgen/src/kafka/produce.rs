@@ -192,7 +192,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         keys: args.keys,
         msg_size: args.msg_size,
     };
-    let events = generator::events(
+    let events = generator::event_chunks(
         schedule,
         shape,
         origin,
@@ -200,7 +200,8 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         signal.clone(),
         stats.clone(),
         Stage::new("producer"),
-    );
+    )
+    .flat_map(futures::stream::iter);
     let mut events = std::pin::pin!(events);
     let mut sent = 0u64;
     let mut signal_min = args.rate;
